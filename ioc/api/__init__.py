@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket API: thin routers over the domain."""

@@ -1,0 +1,86 @@
+"""The app factory: the composition root where routers, errors and resources are assembled."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from ioc import __version__
+from ioc.api import errors
+from ioc.api.ingest import build_ingest_router
+from ioc.api.ops import build_ops_router
+from ioc.api.reference import build_reference_router
+from ioc.clock import Clock
+from ioc.events import json_schemas
+from ioc.platform import Platform
+from ioc.settings import Settings, load_settings
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {},
+            },
+        }
+    },
+}
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    platform = Platform(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await platform.start()
+        try:
+            yield
+        finally:
+            await platform.stop()
+
+    app = FastAPI(
+        title="IOC event platform",
+        version=__version__,
+        description="Field reports, traffic counters and dossier events for a provincial "
+        "operations center. Authenticate with `Authorization: Bearer <API key>`.",
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    errors.install(app)
+    app.include_router(build_ops_router(platform))
+    app.include_router(build_ingest_router(platform))
+    app.include_router(build_reference_router(platform))
+    _extend_openapi(app)
+    return app
+
+
+def _extend_openapi(app: FastAPI) -> None:
+    """Add the event schemas (from the msgspec records) and the error shape to the document."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(json_schemas()[1])
+            schemas["Error"] = _ERROR_SCHEMA
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings from the environment."""
+    return create_app(load_settings())

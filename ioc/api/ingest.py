@@ -1,0 +1,157 @@
+"""Ingest endpoints: one event, a batch (NDJSON or JSON array), and a WebSocket for gateways."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import msgspec
+import psycopg
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+
+from ioc.api.body import read_limited
+from ioc.api.errors import error_body, respond, status_of, to_store_unavailable
+from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
+from ioc.events import json_schemas
+from ioc.platform import Platform
+from ioc.validation import BATCH_TYPES, JSON_TYPES, NDJSON_TYPES, media_type
+
+log = logging.getLogger(__name__)
+
+_EVENT_SCHEMA, _ = json_schemas()
+_BATCH_RESULT = {
+    "type": "object",
+    "properties": {
+        "accepted": {"type": "integer"},
+        "duplicates": {"type": "integer"},
+        "rejected": {"type": "integer"},
+        "duplicate_lines": {"type": "array", "items": {"type": "integer"}},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "line": {"type": "integer"},
+                    "field": {"type": ["string", "null"]},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def build_ingest_router(platform: Platform) -> APIRouter:
+    router = APIRouter(prefix="/v1/events", tags=["ingest"])
+    limit = platform.settings.max_body_bytes
+
+    @router.post(
+        "",
+        status_code=201,
+        summary="Post one event",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}}
+        },
+        responses={
+            200: {"description": "a duplicate: already stored, not stored again"},
+            201: {"description": "stored"},
+            **{code: _ERROR for code in (400, 401, 403, 413, 415, 422, 503)},
+        },
+    )
+    async def post_one(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        who = await platform.authenticate(request)
+        if media_type(request.headers.get("content-type")) not in JSON_TYPES:
+            raise UnsupportedMediaType("send one event as application/json")
+        stored = await platform.intake.one(await read_limited(request, limit), who)
+        platform.metrics.ingest_seconds.labels("one").observe(time.perf_counter() - started)
+        if stored:
+            return JSONResponse({"status": "accepted"}, 201)
+        return JSONResponse({"status": "duplicate"}, 200)
+
+    @router.post(
+        "/batch",
+        summary="Post a batch of events",
+        description=(
+            "NDJSON (one event per line) or a JSON array. Every valid event is stored, in one "
+            "transaction; each refused line is reported with its number, field and reason."
+        ),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    **{t: {"schema": {"type": "string"}} for t in sorted(NDJSON_TYPES)},
+                    "application/json": {"schema": {"type": "array", "items": _EVENT_SCHEMA}},
+                },
+            }
+        },
+        responses={
+            200: {"description": "what happened", "content": {"application/json": {"schema": _BATCH_RESULT}}},
+            **{code: _ERROR for code in (400, 401, 403, 413, 415, 422, 503)},
+        },
+    )
+    async def post_batch(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        who = await platform.authenticate(request)
+        kind = request.headers.get("content-type")
+        if media_type(kind) not in BATCH_TYPES:
+            raise UnsupportedMediaType(
+                f"content type {media_type(kind) or '(none)'!r} is not accepted for a batch; "
+                "use one of: " + ", ".join(BATCH_TYPES)
+            )
+        result = await platform.intake.batch(await read_limited(request, limit), kind, who)
+        platform.metrics.ingest_seconds.labels("batch").observe(time.perf_counter() - started)
+        body = result.as_dict()
+        if result.accepted == 0 and not result.duplicate_lines:
+            reason = "no event in the batch was accepted" if result.rejected else "the batch is empty"
+            raise InvalidInput(reason, body["errors"])
+        return JSONResponse(body, 200)
+
+    @router.websocket("/ws")
+    async def gateway(socket: WebSocket) -> None:
+        """Each message is a batch (NDJSON, JSON array or one object); each gets an ack."""
+        try:
+            who = await platform.authenticate(socket)
+        except IocError as exc:
+            await socket.close(code=1008, reason=exc.message[:120])
+            return
+        await socket.accept()
+        seq = 0
+        try:
+            while True:
+                message = await socket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                data = message.get("bytes") or (message.get("text") or "").encode()
+                seq += 1
+                await socket.send_bytes(msgspec.json.encode(await _ack(platform, who, seq, data)))
+        except WebSocketDisconnect:
+            return
+
+    return router
+
+
+async def _ack(platform: Platform, who: Any, seq: int, data: bytes) -> dict[str, Any]:
+    if len(data) > platform.settings.max_body_bytes:
+        return {"seq": seq, **error_body("payload_too_large", "the message is too large")}
+    stripped = data.lstrip()
+    kind = "application/json" if stripped.startswith(b"[") else "application/x-ndjson"
+    try:
+        result = await platform.intake.batch(data, kind, who)
+    except IocError as exc:
+        return {"seq": seq, "status": status_of(exc), **error_body(exc.code, exc.message, exc.details)}
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        failure = to_store_unavailable(exc)
+        body = respond(failure)
+        log.warning("websocket ingest: %s", exc)
+        return {
+            "seq": seq,
+            "status": body.status_code,
+            "retry_after": failure.retry_after_s,
+            **error_body(failure.code, failure.message),
+        }
+    return {"seq": seq, "status": 200, **result.as_dict()}

@@ -1,0 +1,89 @@
+"""API keys and roles. Keys are random; only their SHA-256 is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ioc.errors import Forbidden, InvalidInput, Unauthenticated
+
+KEY_PREFIX = "ioc"
+
+
+class Role(StrEnum):
+    SOURCE = "source"  # an ingest source: posts events for its own source name
+    OPERATOR = "operator"  # watches the wall map, sees every ticket
+    AGENCY = "agency"  # works its own agency's queue
+    LEADER = "leader"  # reviews performance
+    ADMIN = "admin"  # manages keys, reference data; may post for any source
+
+
+INGEST_ROLES = frozenset({Role.SOURCE, Role.ADMIN})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's id and what it may do."""
+
+    key_id: int
+    prefix: str
+    role: Role
+    source: str | None = None
+    agency: str | None = None
+    label: str = ""
+
+    def require(self, allowed: frozenset[Role]) -> None:
+        if self.role not in allowed:
+            raise Forbidden(
+                f"a {self.role.value!r} key cannot do this; needs one of: "
+                + ", ".join(sorted(r.value for r in allowed))
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A freshly made key: the full token is shown once and never stored."""
+
+    token: str
+    prefix: str
+    secret_hash: str
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def make_key() -> NewKey:
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return NewKey(f"{KEY_PREFIX}_{prefix}_{secret}", prefix, hash_secret(secret))
+
+
+def split_token(token: str) -> tuple[str, str]:
+    """(prefix, secret) of a token; raises Unauthenticated for anything else."""
+    parts = token.strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        raise Unauthenticated("the API key is not of the form ioc_<prefix>_<secret>")
+    return parts[1], parts[2]
+
+
+def secret_matches(secret: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_secret(secret), stored_hash)
+
+
+def check_new_key(role: str, source: str | None, agency: str | None) -> Role:
+    """Validate what a new key would be; returns its role."""
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise InvalidInput(
+            f"unknown role {role!r}; accepted: " + ", ".join(r.value for r in Role)
+        ) from None
+    if chosen is Role.SOURCE and not source:
+        raise InvalidInput("a source key needs --source (the source name it posts for)")
+    if chosen is Role.AGENCY and not agency:
+        raise InvalidInput("an agency key needs --agency (the agency code it works for)")
+    return chosen

@@ -1,0 +1,256 @@
+"""The ``ioc`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import psycopg
+
+from ioc import logs
+from ioc.errors import IocError
+from ioc.settings import Settings, describe_settings, load_settings
+from ioc.store import migrate
+from ioc.store.database import DatabaseLocation, with_timezone
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except IocError as exc:
+        raise click.ClickException(exc.message) from None
+    logs.configure(settings.log_format, settings.log_level)
+    return settings
+
+
+def _with_database(
+    settings: Settings, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+) -> T:
+    """Run ``work`` on a connection to the migrated database (embedded or configured)."""
+    with DatabaseLocation(settings) as location:
+        migrate.upgrade(location.url, settings.timescale)
+
+        async def run() -> T:
+            url = with_timezone(location.url, settings.timezone)
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                return await work(conn)
+
+        try:
+            return asyncio.run(run())
+        except IocError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ioc-platform")
+def main() -> None:
+    """IOC event platform: field reports, traffic counters and dossier events."""
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default: IOC_HOST).")
+@click.option("--port", type=int, help="Port to listen on (default: IOC_PORT).")
+@click.option("--workers", type=int, help="Server processes (default: IOC_WORKERS).")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the API, websockets and background workers."""
+    import uvicorn
+
+    from ioc.api.app import create_app
+
+    settings = _settings()
+    host, port = host or settings.host, port or settings.port
+    workers = workers or settings.workers
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+        return
+    # Several processes share one database: resolve and migrate it once, here.
+    with DatabaseLocation(settings) as location:
+        migrate.upgrade(location.url, settings.timescale)
+        os.environ["IOC_DATABASE_URL"] = location.url
+        uvicorn.run(
+            "ioc.api.app:create_app_from_env",
+            factory=True, host=host, port=port, workers=workers, log_config=None,
+        )
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (safe to run twice, or from two processes at once)."""
+    settings = _settings()
+    with DatabaseLocation(settings) as location:
+        applied = migrate.upgrade(location.url, settings.timescale)
+    if applied:
+        for m in applied:
+            click.echo(f"applied {m.version:04d}_{m.name}")
+    else:
+        click.echo("the database is up to date")
+
+
+@main.group()
+def keys() -> None:
+    """API keys (hashed at rest; the key itself is shown once)."""
+
+
+@keys.command("create")
+@click.option("--role", default="source", show_default=True,
+              type=click.Choice(["source", "operator", "agency", "leader", "admin"]))
+@click.option("--source", help="For a source key: the source name it posts for (e.g. hue-s).")
+@click.option("--agency", help="For an agency key: the agency code it works for.")
+@click.option("--label", default="", help="A note on who holds the key.")
+def keys_create(role: str, source: str | None, agency: str | None, label: str) -> None:
+    """Create a key and print it once."""
+    from ioc.store.keys import create_key
+
+    key, key_id = _with_database(
+        _settings(), lambda conn: create_key(conn, role, source, agency, label)
+    )
+    click.echo(key.token)
+    click.echo(f"key {key.prefix} (id {key_id}, role {role}) created; store it now, "
+               "it cannot be shown again", err=True)
+
+
+@keys.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+def keys_list(include_revoked: bool) -> None:
+    """List keys (never their secrets)."""
+    from ioc.store.keys import list_keys
+
+    rows = _with_database(_settings(), lambda conn: list_keys(conn, include_revoked))
+    click.echo(f"{'prefix':<14}{'role':<10}{'source':<16}{'agency':<16}{'created':<27}revoked")
+    for k in rows:
+        click.echo(
+            f"{k.prefix:<14}{k.role:<10}{k.source or '-':<16}{k.agency or '-':<16}"
+            f"{k.created_at.isoformat(timespec='seconds'):<27}"
+            f"{k.revoked_at.isoformat(timespec='seconds') if k.revoked_at else '-'}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("prefix")
+def keys_revoke(prefix: str) -> None:
+    """Revoke the key with this prefix (takes effect within IOC_KEY_CACHE_S seconds)."""
+    from ioc.store.keys import revoke_key
+
+    _with_database(_settings(), lambda conn: revoke_key(conn, prefix))
+    click.echo(f"revoked {prefix}")
+
+
+@main.group()
+def sensors() -> None:
+    """Traffic sensors (registered data: readings carry only the sensor id)."""
+
+
+@sensors.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--id-column", default="sensor_id", show_default=True)
+@click.option("--lon-column", default="lon", show_default=True)
+@click.option("--lat-column", default="lat", show_default=True)
+@click.option("--name-column", default="name", show_default=True)
+def sensors_import(
+    file: Path, id_column: str, lon_column: str, lat_column: str, name_column: str
+) -> None:
+    """Register sensors from a CSV file."""
+    import msgspec
+
+    from ioc.store.reference import Sensor, upsert_sensors
+
+    good: list[Sensor] = []
+    with file.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = {id_column, lon_column, lat_column} - set(reader.fieldnames or ())
+        if missing:
+            raise click.ClickException(
+                f"{file}: no column {', '.join(sorted(missing))}; columns are: "
+                + ", ".join(reader.fieldnames or ())
+            )
+        for number, row in enumerate(reader, start=2):
+            try:
+                good.append(msgspec.convert(
+                    {"sensor_id": row[id_column], "lon": float(row[lon_column]),
+                     "lat": float(row[lat_column]), "name": row.get(name_column) or ""},
+                    Sensor,
+                ))
+            except (ValueError, msgspec.ValidationError) as exc:
+                click.echo(f"{file}:{number}: skipped: {exc}", err=True)
+    stored = _with_database(_settings(), lambda conn: upsert_sensors(conn, good))
+    click.echo(f"registered {stored} sensors")
+
+
+@main.command()
+@click.option("--port", type=int, help="Port to serve on (default: IOC_PORT).")
+@click.option("--seed", default=7, show_default=True, help="Simulator random seed.")
+def demo(port: int | None, seed: int) -> None:
+    """Run the platform with a simulator streaming a plausible province."""
+    from ingest.demo import run_demo
+
+    settings = _settings()
+    run_demo(settings, port or settings.port, seed)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Server URL.")
+@click.option("--key", envvar="IOC_API_KEY", required=True, help="API key (or IOC_API_KEY).")
+@click.option("--rate", type=float, help="Events per second (default: as fast as possible).")
+@click.option("--speed", type=float,
+              help="Follow the events' own timestamps, this many times faster than real time.")
+@click.option("--batch-size", default=1000, show_default=True)
+@click.option("--kind", type=click.Choice(["field_report", "traffic_count", "dossier_event"]),
+              help="For CSV files: the kind of every row (when there is no 'kind' column).")
+def replay(file: Path, url: str, key: str, rate: float | None, speed: float | None,
+           batch_size: int, kind: str | None) -> None:
+    """Stream an NDJSON or CSV file to a running server, with a progress bar."""
+    from ingest.replay import ReplayOptions, replay_file
+
+    _settings()
+    try:
+        summary = replay_file(
+            file, ReplayOptions(url=url, key=key, rate=rate, speed=speed,
+                                batch_size=batch_size, kind=kind)
+        )
+    except IocError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(summary)
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print figures and a baseline from the same run."""
+
+
+@bench.command("ingest")
+@click.option("--events", default=200_000, show_default=True, help="Readings for the batch test.")
+@click.option("--batch-size", default=5_000, show_default=True)
+@click.option("--single", default=10_000, show_default=True, help="Single-event requests.")
+@click.option("--concurrency", default=32, show_default=True, help="Single-event connections.")
+def bench_ingest(events: int, batch_size: int, single: int, concurrency: int) -> None:
+    """Ingest throughput over HTTP against a per-row INSERT baseline."""
+    from ioc.bench.ingest import run_ingest_bench
+
+    run_ingest_bench(_settings(), events, batch_size, single, concurrency)
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """Show every setting: its variable, current value and meaning (secrets masked)."""
+    current = _settings().shown()
+    for variable, _default, meaning in describe_settings():
+        name = variable.removeprefix("IOC_").lower()
+        click.echo(f"{variable}={current.get(name)}  # {meaning}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

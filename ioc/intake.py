@@ -1,0 +1,163 @@
+"""The ingest use case: decode, check, and store events; say exactly what happened to each."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from ioc.auth import INGEST_ROLES, Principal, Role
+from ioc.errors import InvalidInput, PayloadTooLarge
+from ioc.events import Event, TrafficCount
+from ioc.store.reference import ReferenceData
+from ioc.store.writer import EventWriter
+from ioc.validation import (
+    Decoded,
+    EventRules,
+    Problem,
+    Rejection,
+    apply_rules,
+    decode_batch,
+    decode_one,
+    reject_lines,
+)
+
+# (kind, source, outcome, count) -> None; outcome is accepted, duplicate or rejected.
+Observer = Callable[[str, str, str, int], None]
+
+
+def _no_observer(kind: str, source: str, outcome: str, count: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    accepted: int
+    duplicate_lines: tuple[int, ...]
+    rejected: tuple[Rejection, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": len(self.duplicate_lines),
+            "rejected": len(self.rejected),
+            "duplicate_lines": list(self.duplicate_lines),
+            "errors": [r.as_dict() for r in self.rejected],
+        }
+
+
+def _kind(event: Event) -> str:
+    return type(event).__struct_config__.tag  # type: ignore[return-value]
+
+
+class Intake:
+    """Takes events from any adapter (HTTP, WebSocket, replay) the same way."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        writer: EventWriter,
+        reference: ReferenceData,
+        rules: EventRules,
+        max_batch_events: int,
+        observe: Observer = _no_observer,
+    ) -> None:
+        self._pool = pool
+        self._writer = writer
+        self._reference = reference
+        self._rules = rules
+        self._max_batch = max_batch_events
+        self._observe = observe
+
+    async def batch(self, body: bytes, content_type: str | None, who: Principal) -> BatchResult:
+        """Store every valid event of a batch in one transaction; report each refused line."""
+        who.require(INGEST_ROLES)
+        decoded = decode_batch(body, content_type)
+        total = len(decoded.events) + len(decoded.rejected)
+        if total > self._max_batch:
+            raise PayloadTooLarge(
+                f"the batch has {total} events; at most {self._max_batch} are accepted per request"
+            )
+        checked = apply_rules(decoded, self._rules, self._keyed_source(who))
+        async with self._pool.connection() as conn:
+            checked = await self._check_sensors(conn, checked)
+            groups: dict[type[Any], list[Event]] = defaultdict(list)
+            lines: dict[type[Any], list[int]] = defaultdict(list)
+            for line, event in zip(checked.lines, checked.events, strict=True):
+                groups[type(event)].append(event)
+                lines[type(event)].append(line)
+            await self._writer.prepare(conn, groups)
+            duplicates: list[int] = []
+            async with conn.transaction():
+                for kind, events in groups.items():
+                    written = await self._writer.write_batch(conn, kind, events, lines[kind])
+                    duplicates.extend(written.duplicate_lines)
+        result = BatchResult(
+            len(checked.events) - len(duplicates),
+            tuple(sorted(duplicates)),
+            tuple(sorted(checked.rejected, key=lambda r: r.line)),
+        )
+        self._count(checked, result, who)
+        return result
+
+    async def one(self, body: bytes, who: Principal) -> bool:
+        """Store one event; True if stored, False if it was a duplicate. Raises on bad input."""
+        who.require(INGEST_ROLES)
+        event = decode_one(body)
+        try:
+            event = self._rules.check(event, self._keyed_source(who))
+        except Problem as problem:
+            self._observe(_kind(event), self._source_of(event, who), "rejected", 1)
+            raise InvalidInput(
+                f"{problem.field}: {problem.reason}" if problem.field else problem.reason,
+                [{"field": problem.field, "reason": problem.reason}],
+            ) from None
+        async with self._pool.connection() as conn:
+            if isinstance(event, TrafficCount) and await self._reference.unknown_sensors(
+                conn, (event.sensor_id,)
+            ):
+                reason = f"sensor {event.sensor_id!r} is not registered"
+                raise InvalidInput(
+                    f"sensor_id: {reason}", [{"field": "sensor_id", "reason": reason}]
+                )
+            await self._writer.prepare(conn, {type(event): [event]})
+            stored = await self._writer.write_one(conn, event)
+        self._observe(_kind(event), self._source_of(event, who), "accepted" if stored else "duplicate", 1)
+        return stored
+
+    async def _check_sensors(self, conn: Any, checked: Decoded) -> Decoded:
+        ids = {e.sensor_id for e in checked.events if isinstance(e, TrafficCount)}
+        unknown = await self._reference.unknown_sensors(conn, ids) if ids else set()
+        if not unknown:
+            return checked
+        return reject_lines(
+            checked,
+            (
+                (line, "sensor_id", f"sensor {e.sensor_id!r} is not registered")
+                for line, e in zip(checked.lines, checked.events, strict=True)
+                if isinstance(e, TrafficCount) and e.sensor_id in unknown
+            ),
+        )
+
+    @staticmethod
+    def _keyed_source(who: Principal) -> str | None:
+        return who.source if who.role is Role.SOURCE else None
+
+    @staticmethod
+    def _source_of(event: Event, who: Principal) -> str:
+        return getattr(event, "source", None) or who.source or who.label or "admin"
+
+    def _count(self, checked: Decoded, result: BatchResult, who: Principal) -> None:
+        duplicate = set(result.duplicate_lines)
+        tally: Counter[tuple[str, str, str]] = Counter()
+        for line, event in zip(checked.lines, checked.events, strict=True):
+            outcome = "duplicate" if line in duplicate else "accepted"
+            tally[(_kind(event), self._source_of(event, who), outcome)] += 1
+        source = who.source or who.label or "admin"
+        if result.rejected:
+            tally[("unknown", source, "rejected")] += len(result.rejected)
+        for (kind, src, outcome), count in tally.items():
+            self._observe(kind, src, outcome, count)

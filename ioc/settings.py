@@ -1,0 +1,142 @@
+"""Every setting of the platform, declared once with its default and meaning.
+
+Settings are read from the environment with the ``IOC_`` prefix (``IOC_PORT=9000``) or from a
+``.env`` file in the working directory. Secrets are masked whenever settings are shown.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ioc.errors import ConfigError
+
+_SECRET_FIELDS = frozenset({"database_url", "test_database_url"})
+
+
+class Settings(BaseSettings):
+    """Typed settings; one field per ``IOC_*`` environment variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IOC_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL/TimescaleDB URL. Unset: start the embedded PostgreSQL in data_dir.",
+    )
+    data_dir: Path = Field(
+        default=Path(platformdirs.user_data_dir("ioc")),
+        description="Where the embedded PostgreSQL keeps its data (survives restarts).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the API server listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the API server listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="API server processes.")
+    timezone: str = Field(
+        default="Asia/Ho_Chi_Minh",
+        description="Zone for timestamps sent without an offset, and for day boundaries.",
+    )
+    pool_min_size: int = Field(default=2, ge=1, description="Database pool: connections kept open.")
+    pool_max_size: int = Field(default=10, ge=1, description="Database pool: most connections.")
+    pool_timeout_s: float = Field(
+        default=5.0, gt=0, description="Wait this long for a pooled connection, then answer 503."
+    )
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."
+    )
+    max_batch_events: int = Field(
+        default=50_000, ge=1, description="Most events in one batch request (413 above)."
+    )
+    max_future_skew_s: int = Field(
+        default=600, ge=0, description="Reject event times further than this in the future."
+    )
+    earliest_event_year: int = Field(
+        default=2000, ge=1970, description="Reject event times before 1 January of this year."
+    )
+    timescale: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Use TimescaleDB: auto (when the server has it), on (require it), off.",
+    )
+    partition_months_ahead: int = Field(
+        default=2, ge=0, description="Plain PostgreSQL: monthly partitions created this far ahead."
+    )
+    traffic_retention_days: int = Field(
+        default=0, ge=0, description="Drop traffic readings older than this (0: keep forever)."
+    )
+    compress_after_days: int = Field(
+        default=7, ge=1, description="TimescaleDB: compress time-series chunks older than this."
+    )
+    aggregate_refresh_s: float = Field(
+        default=60.0, gt=0, description="How often traffic aggregates are refreshed."
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Apply pending database migrations when the server starts."
+    )
+    key_cache_s: float = Field(
+        default=5.0, ge=0, description="API keys are re-checked against the database this often."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as readable text or as JSON lines."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Least severe log level written."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (e.g. 'Asia/Ho_Chi_Minh')") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def shown(self) -> dict[str, Any]:
+        """Settings as a dict for display, with secrets masked."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if name in _SECRET_FIELDS and isinstance(value, str):
+                value = mask_url(value)
+            out[name] = value
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a database URL."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; a bad value raises ConfigError naming the variable and the value."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(
+                f"IOC_{field.upper()}={err.get('input')!r}: {err['msg']}"
+            )
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting, for the README and `ioc settings`."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "(unset)" if default is None else str(default)
+        if name == "data_dir":
+            shown = "the user data directory, e.g. ~/.local/share/ioc"
+        rows.append((f"IOC_{name.upper()}", shown, field.description or ""))
+    return rows

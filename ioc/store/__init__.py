@@ -1,0 +1,1 @@
+"""The store: PostgreSQL/TimescaleDB through psycopg 3 (the source of truth and the bus)."""

@@ -1,0 +1,90 @@
+"""API keys at rest, with a short-lived cache so every request does not hit the database."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ioc.auth import NewKey, Principal, Role, check_new_key, make_key, secret_matches, split_token
+from ioc.errors import NotFound, Unauthenticated
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    prefix: str
+    role: str
+    source: str | None
+    agency: str | None
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+async def create_key(
+    conn: Conn, role: str, source: str | None = None, agency: str | None = None, label: str = ""
+) -> tuple[NewKey, int]:
+    chosen = check_new_key(role, source, agency)
+    key = make_key()
+    cur = await conn.execute(
+        """INSERT INTO api_keys (prefix, secret_hash, role, source, agency, label)
+           VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
+        (key.prefix, key.secret_hash, chosen.value, source, agency, label),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return key, int(row[0])
+
+
+async def list_keys(conn: Conn, include_revoked: bool = False) -> list[KeyInfo]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """SELECT id, prefix, role, source, agency, label, created_at, revoked_at
+               FROM api_keys WHERE %s OR revoked_at IS NULL ORDER BY id""",
+            (include_revoked,),
+        )
+        return [KeyInfo(**row) for row in await cur.fetchall()]
+
+
+async def revoke_key(conn: Conn, prefix: str) -> None:
+    cur = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE prefix = %s AND revoked_at IS NULL",
+        (prefix,),
+    )
+    if cur.rowcount != 1:
+        raise NotFound(f"no active key with prefix {prefix!r} (see `ioc keys list`)")
+
+
+class KeyVerifier:
+    """Checks tokens; a verified key is trusted for ``cache_s`` seconds (revocation lag)."""
+
+    def __init__(self, cache_s: float) -> None:
+        self._cache_s = cache_s
+        self._cache: dict[str, tuple[Principal, float]] = {}
+
+    async def verify(self, pool_conn: Any, token: str) -> Principal:
+        prefix, secret = split_token(token)
+        cached = self._cache.get(token)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        async with pool_conn() as conn:
+            cur = await conn.execute(
+                """SELECT id, secret_hash, role, source, agency, label FROM api_keys
+                   WHERE prefix = %s AND revoked_at IS NULL""",
+                (prefix,),
+            )
+            row = await cur.fetchone()
+        if row is None or not secret_matches(secret, row[1]):
+            self._cache.pop(token, None)
+            raise Unauthenticated("the API key is unknown or revoked")
+        principal = Principal(int(row[0]), prefix, Role(row[2]), row[3], row[4], row[5])
+        self._cache[token] = (principal, now + self._cache_s)
+        return principal

@@ -1,0 +1,261 @@
+"""Writing events: COPY in batches, one statement for a single event, duplicates skipped.
+
+A batch is written in one transaction, so it is stored whole or not at all. The fast path
+COPYs straight into the table; only when that meets a duplicate does the batch go through a
+staging table and ``ON CONFLICT DO NOTHING``, which also tells which lines were duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg import sql
+
+from ioc.events import DossierEvent, Event, FieldReport, TrafficCount, event_time
+from ioc.store.partitions import PartitionManager
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+@dataclass(frozen=True)
+class Table:
+    """How one event kind is laid out in the database."""
+
+    name: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    key: tuple[str, ...]
+    row: Callable[[Any], tuple[Any, ...]]
+    # Where uniqueness lives: the table itself, or a companion key table.
+    key_table: str | None = None
+    partitioned: bool = False
+
+
+def _field_row(e: FieldReport) -> tuple[Any, ...]:
+    reporter = msgspec.json.encode(e.reporter).decode() if e.reporter else None
+    return (
+        e.source, e.external_id, e.category, e.description, e.lon, e.lat,
+        e.occurred_at, e.address, reporter, list(e.media_urls),
+    )
+
+
+def _traffic_row(e: TrafficCount) -> tuple[Any, ...]:
+    return (
+        e.sensor_id, e.observed_at, e.interval_s, e.vehicle_count,
+        e.avg_speed_kmh, e.occupancy, e.lane,
+    )
+
+
+def _dossier_row(e: DossierEvent) -> tuple[Any, ...]:
+    return (
+        e.source, e.external_id, e.dossier_id, e.procedure_code, e.agency, e.event, e.at,
+        e.channel, e.online_level, e.appointment_at, e.paid_online, e.digitised, e.lon, e.lat,
+    )
+
+
+TABLES: dict[type[Any], Table] = {
+    FieldReport: Table(
+        "field_reports",
+        ("source", "external_id", "category", "description", "lon", "lat", "occurred_at",
+         "address", "reporter", "media_urls"),
+        ("text", "text", "text", "text", "float8", "float8", "timestamptz", "text", "jsonb",
+         "text[]"),
+        ("source", "external_id"),
+        _field_row,
+    ),
+    TrafficCount: Table(
+        "traffic_readings",
+        ("sensor_id", "observed_at", "interval_s", "vehicle_count", "avg_speed_kmh",
+         "occupancy", "lane"),
+        ("text", "timestamptz", "int4", "int4", "float4", "float4", "int2"),
+        ("sensor_id", "observed_at"),
+        _traffic_row,
+        partitioned=True,
+    ),
+    DossierEvent: Table(
+        "dossier_events",
+        ("source", "external_id", "dossier_id", "procedure_code", "agency", "event", "at",
+         "channel", "online_level", "appointment_at", "paid_online", "digitised", "lon", "lat"),
+        ("text", "text", "text", "text", "text", "text", "timestamptz", "text", "text",
+         "timestamptz", "bool", "bool", "float8", "float8"),
+        ("source", "external_id"),
+        _dossier_row,
+        key_table="dossier_event_keys",
+        partitioned=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Written:
+    """What happened to the events of one request."""
+
+    stored: int
+    duplicate_lines: tuple[int, ...]
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.duplicate_lines)
+
+
+def _opt(value: object) -> str:
+    return "\\N" if value is None else str(value)
+
+
+def traffic_copy_text(events: Sequence[TrafficCount]) -> bytes:
+    """COPY text for readings; sensor ids are validated to need no escaping."""
+    return "".join(
+        [
+            f"{e.sensor_id}\t{e.observed_at.isoformat()}\t{e.interval_s}\t{e.vehicle_count}"
+            f"\t{_opt(e.avg_speed_kmh)}\t{_opt(e.occupancy)}\t{_opt(e.lane)}\n"
+            for e in events
+        ]
+    ).encode()
+
+
+class EventWriter:
+    """Stores checked events; every method runs inside the caller's connection."""
+
+    def __init__(self, partitions: PartitionManager) -> None:
+        self.partitions = partitions
+
+    async def prepare(self, conn: Conn, groups: dict[type[Any], list[Event]]) -> None:
+        """Create partitions the events need. Call before opening the write transaction."""
+        for kind, events in groups.items():
+            table = TABLES[kind]
+            if table.partitioned and events:
+                times = [event_time(e) for e in events]
+                await self.partitions.ensure(conn, table.name, min(times), max(times))
+
+    async def write_batch(
+        self, conn: Conn, kind: type[Any], events: Sequence[Event], lines: Sequence[int]
+    ) -> Written:
+        """Write one kind's events inside the caller's open transaction."""
+        table = TABLES[kind]
+        try:
+            async with conn.transaction():
+                await self._copy_direct(conn, table, events)
+            return Written(len(events), ())
+        except psycopg.errors.UniqueViolation:
+            return await self._copy_staged(conn, table, events, lines)
+
+    async def write_one(self, conn: Conn, event: Event) -> bool:
+        """Write one event in its own statement; False when it was a duplicate."""
+        table = TABLES[type(event)]
+        row = table.row(event)
+        if table.key_table is None:
+            query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+                sql.Identifier(table.name),
+                sql.SQL(", ").join(map(sql.Identifier, table.columns)),
+                sql.SQL(", ").join(sql.Placeholder() * len(row)),
+            )
+        else:
+            query = sql.SQL(
+                "WITH fresh AS (INSERT INTO {keys} ({key}) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+                " RETURNING 1) INSERT INTO {t} ({cols}) SELECT {vals} WHERE EXISTS"
+                " (SELECT 1 FROM fresh)"
+            ).format(
+                keys=sql.Identifier(table.key_table),
+                key=sql.SQL(", ").join(map(sql.Identifier, table.key)),
+                t=sql.Identifier(table.name),
+                cols=sql.SQL(", ").join(map(sql.Identifier, table.columns)),
+                vals=sql.SQL(", ").join(
+                    sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(t)) for t in table.types
+                ),
+            )
+            row = (*[row[table.columns.index(k)] for k in table.key], *row)
+        cur = await conn.execute(query, row)
+        return cur.rowcount == 1
+
+    async def _copy_direct(self, conn: Conn, table: Table, events: Sequence[Event]) -> None:
+        async with conn.cursor() as cur:
+            if table.key_table is not None:
+                positions = [table.columns.index(k) for k in table.key]
+                await self._copy_rows(
+                    cur, table.key_table, table.key, [table.types[p] for p in positions],
+                    [tuple(table.row(e)[p] for p in positions) for e in events],
+                )
+            if table.name == "traffic_readings":
+                query = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    sql.Identifier(table.name),
+                    sql.SQL(", ").join(map(sql.Identifier, table.columns)),
+                )
+                async with cur.copy(query) as copy:
+                    await copy.write(traffic_copy_text(events))  # type: ignore[arg-type]
+            else:
+                await self._copy_rows(
+                    cur, table.name, table.columns, table.types, [table.row(e) for e in events]
+                )
+
+    @staticmethod
+    async def _copy_rows(
+        cur: psycopg.AsyncCursor[Any],
+        name: str,
+        columns: Sequence[str],
+        types: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        query = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(name), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        async with cur.copy(query) as copy:
+            copy.set_types(list(types))
+            for row in rows:
+                await copy.write_row(row)
+
+    async def _copy_staged(
+        self, conn: Conn, table: Table, events: Sequence[Event], lines: Sequence[int]
+    ) -> Written:
+        stage = sql.Identifier(f"stage_{table.name}")
+        cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
+        key = sql.SQL(", ").join(map(sql.Identifier, table.key))
+        async with conn.cursor() as cur:
+            await cur.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS,"
+                    " line integer NOT NULL) ON COMMIT DELETE ROWS"
+                ).format(stage, sql.Identifier(table.name))
+            )
+            await cur.execute(sql.SQL("TRUNCATE {}").format(stage))
+            await self._copy_rows(
+                cur, f"stage_{table.name}",
+                (*table.columns, "line"), (*table.types, "int4"),
+                [(*table.row(e), line) for e, line in zip(events, lines, strict=True)],
+            )
+            if table.key_table is None:
+                await cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY line"
+                        " ON CONFLICT DO NOTHING"
+                    ).format(t=sql.Identifier(table.name), cols=cols, s=stage)
+                )
+                owner = sql.Identifier(table.name)
+            else:
+                await cur.execute(
+                    sql.SQL(
+                        "WITH fresh AS (INSERT INTO {k} ({key}) SELECT {key} FROM {s} ORDER BY line"
+                        " ON CONFLICT DO NOTHING RETURNING {key})"
+                        " INSERT INTO {t} ({cols}) SELECT DISTINCT ON ({key}) {cols} FROM {s}"
+                        " JOIN fresh USING ({key}) ORDER BY {key}, line"
+                    ).format(
+                        k=sql.Identifier(table.key_table), key=key, s=stage,
+                        t=sql.Identifier(table.name), cols=cols,
+                    )
+                )
+                owner = sql.Identifier(table.key_table)
+            stored = cur.rowcount
+            # Rows this transaction wrote carry its xid; every other staged line was a repeat.
+            await cur.execute(
+                sql.SQL(
+                    "SELECT s.line FROM (SELECT line, {key}, row_number() OVER"
+                    " (PARTITION BY {key} ORDER BY line) AS rn FROM {s}) s"
+                    " JOIN {o} o USING ({key})"
+                    " WHERE s.rn > 1 OR o.xmin <> pg_current_xact_id()::xid ORDER BY s.line"
+                ).format(key=key, s=stage, o=owner)
+            )
+            duplicate_lines = tuple(int(r[0]) for r in await cur.fetchall())
+        return Written(stored, duplicate_lines)

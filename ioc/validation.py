@@ -1,0 +1,239 @@
+"""Turn request bodies into checked events, with a precise reason for each rejected line.
+
+A batch keeps every valid line: decoding and checking never stop at the first bad line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+
+import msgspec
+
+from ioc.clock import Clock
+from ioc.errors import InvalidInput, MalformedBody, UnsupportedMediaType
+from ioc.events import ACCEPTED_VALUES, DossierEvent, Event, FieldReport, TrafficCount
+
+NDJSON_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
+JSON_TYPES = frozenset({"application/json"})
+BATCH_TYPES = tuple(sorted(NDJSON_TYPES | JSON_TYPES))
+
+_decoder = msgspec.json.Decoder(Event)
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_PATH = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_FIELD_IN_REASON = re.compile(r"field `([^`]+)`")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one line was refused. ``line`` is the NDJSON line, or the 1-based array position."""
+
+    line: int
+    field: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"line": self.line, "field": self.field, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class Decoded:
+    events: list[Event] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def keep(self, line: int, event: Event) -> None:
+        self.events.append(event)
+        self.lines.append(line)
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def explain(exc: msgspec.MsgspecError) -> tuple[str | None, str]:
+    """(field, reason) from a decoder error, quoting the accepted values of closed fields."""
+    text = str(exc)
+    if isinstance(exc, msgspec.DecodeError):
+        return None, text.replace("JSON is malformed: ", "malformed JSON: ")
+    match = _PATH.match(text)
+    reason = match.group("reason") if match else text
+    path = (match.group("path") or "") if match else ""
+    name = path.lstrip(".") or None
+    if name is None:
+        quoted = _FIELD_IN_REASON.search(reason)
+        name = quoted.group(1) if quoted else None
+    leaf = name.rsplit(".", 1)[-1] if name else None
+    if leaf in ACCEPTED_VALUES and ("Invalid" in reason or "missing" in reason):
+        if leaf == "kind" and "Invalid value" in reason:
+            reason = reason.replace("Invalid value", "unknown kind")
+        reason += "; accepted: " + ", ".join(ACCEPTED_VALUES[leaf])
+    return name, reason
+
+
+def decode_one(body: bytes) -> Event:
+    """One event from a JSON object; raises MalformedBody or InvalidInput."""
+    try:
+        return _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise MalformedBody(explain(exc)[1]) from None
+    except msgspec.ValidationError as exc:
+        name, reason = explain(exc)
+        raise InvalidInput(
+            f"{name}: {reason}" if name else reason, [{"field": name, "reason": reason}]
+        ) from None
+
+
+def decode_batch(body: bytes, content_type: str | None) -> Decoded:
+    """Decode a batch body (NDJSON, or a JSON array) keeping each valid line."""
+    kind = media_type(content_type)
+    if kind in NDJSON_TYPES:
+        return _decode_lines(body)
+    if kind in JSON_TYPES:
+        return _decode_array(body)
+    raise UnsupportedMediaType(
+        f"content type {kind or '(none)'!r} is not accepted for a batch; use one of: "
+        + ", ".join(BATCH_TYPES)
+    )
+
+
+def _decode_lines(body: bytes) -> Decoded:
+    out = Decoded()
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.keep(number, _decoder.decode(line))
+        except msgspec.MsgspecError as exc:
+            out.rejected.append(Rejection(number, *explain(exc)))
+    return out
+
+
+def _decode_array(body: bytes) -> Decoded:
+    try:
+        items = _raw_list.decode(body)
+    except msgspec.DecodeError as exc:
+        raise MalformedBody(explain(exc)[1]) from None
+    except msgspec.ValidationError:
+        raise InvalidInput("a JSON batch must be an array of event objects") from None
+    out = Decoded()
+    for number, raw in enumerate(items, start=1):
+        try:
+            out.keep(number, _decoder.decode(raw))
+        except msgspec.MsgspecError as exc:
+            out.rejected.append(Rejection(number, *explain(exc)))
+    return out
+
+
+class Problem(Exception):
+    """A checked event failed a rule that the schema alone cannot express."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class EventRules:
+    """Checks an event against time bounds, known categories and the sender's source."""
+
+    zone: tzinfo
+    clock: Clock
+    categories: Callable[[], frozenset[str]]
+    earliest_year: int = 2000
+    max_future_s: int = 600
+
+    def check(self, event: Event, source: str | None) -> Event:
+        """The event with zones applied and its source filled in; raises Problem."""
+        latest = self.clock.now() + timedelta(seconds=self.max_future_s)
+        if isinstance(event, TrafficCount):
+            observed = self._moment("observed_at", event.observed_at, latest)
+            if observed is not event.observed_at:
+                event = msgspec.structs.replace(event, observed_at=observed)
+            return event
+        if isinstance(event, FieldReport):
+            occurred = self._moment("occurred_at", event.occurred_at, latest)
+            known = self.categories()
+            if event.category not in known:
+                raise Problem(
+                    "category",
+                    f"unknown category {event.category!r}; accepted: {', '.join(sorted(known))}",
+                )
+            return msgspec.structs.replace(
+                event, occurred_at=occurred, source=self._source(event.source, source)
+            )
+        return self._dossier(event, source, latest)
+
+    def _dossier(self, event: DossierEvent, source: str | None, latest: datetime) -> DossierEvent:
+        at = self._moment("at", event.at, latest)
+        appointment = event.appointment_at
+        if appointment is not None and appointment.tzinfo is None:
+            appointment = appointment.replace(tzinfo=self.zone)
+        if event.channel == "online" and event.online_level is None:
+            raise Problem(
+                "online_level",
+                "an online dossier needs online_level; accepted: partial, full_process",
+            )
+        if event.channel != "online" and event.online_level is not None:
+            raise Problem(
+                "online_level", f"online_level applies to online dossiers, not {event.channel!r}"
+            )
+        if (event.lon is None) != (event.lat is None):
+            raise Problem("lon" if event.lon is None else "lat", "give both lon and lat, or neither")
+        chosen = self._source(event.source, source)
+        external = event.external_id or f"{event.dossier_id}:{event.event}:{at.isoformat()}"
+        return msgspec.structs.replace(
+            event, at=at, appointment_at=appointment, source=chosen, external_id=external
+        )
+
+    def _moment(self, name: str, value: datetime, latest: datetime) -> datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=self.zone)
+        if value > latest:
+            raise Problem(name, f"{value.isoformat()} is in the future (now {self.clock.now().isoformat()})")
+        if value.year < self.earliest_year:
+            raise Problem(name, f"{value.isoformat()} is before {self.earliest_year}-01-01")
+        return value
+
+    @staticmethod
+    def _source(given: str | None, keyed: str | None) -> str:
+        if keyed is None:
+            if given is None:
+                raise Problem("source", "source is required with a key that is not tied to one")
+            return given
+        if given is not None and given != keyed:
+            raise Problem("source", f"source {given!r} does not match this key's source {keyed!r}")
+        return keyed
+
+
+def apply_rules(
+    decoded: Decoded, rules: EventRules, source: str | None
+) -> Decoded:
+    """Run the rules over decoded events; refused ones move to the rejections."""
+    out = Decoded(rejected=list(decoded.rejected))
+    for line, event in zip(decoded.lines, decoded.events, strict=True):
+        try:
+            out.keep(line, rules.check(event, source))
+        except Problem as problem:
+            out.rejected.append(Rejection(line, problem.field, problem.reason))
+    return out
+
+
+def reject_lines(decoded: Decoded, bad: Iterable[tuple[int, str | None, str]]) -> Decoded:
+    """Move the given (line, field, reason) out of the kept events."""
+    refused = {line: (name, reason) for line, name, reason in bad}
+    if not refused:
+        return decoded
+    out = Decoded(rejected=list(decoded.rejected))
+    for line, event in zip(decoded.lines, decoded.events, strict=True):
+        if line in refused:
+            out.rejected.append(Rejection(line, *refused[line]))
+        else:
+            out.keep(line, event)
+    out.rejected.sort(key=lambda r: r.line)
+    return out

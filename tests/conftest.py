@@ -1,0 +1,191 @@
+"""Test harness: a real PostgreSQL and a real server on a real port.
+
+Tests run on the server named by IOC_TEST_DATABASE_URL, else on an embedded PostgreSQL started
+for the session. Each test gets its own database, copied from a migrated template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ioc.api.app import create_app
+from ioc.settings import Settings
+from ioc.store import migrate
+from ioc.store.embedded import EmbeddedPostgres
+
+TEMPLATE = "ioc_test_template"
+
+
+def _database_url(url: str, name: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("IOC_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded"))
+    url = server.start()
+    yield _database_url(url, "postgres")
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_url(admin_url: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+    url = _database_url(admin_url, TEMPLATE)
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def db_url(admin_url: str, template_url: str) -> Iterator[str]:
+    name = f"ioc_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE)
+            )
+        )
+    yield _database_url(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    url: str
+    ws_url: str
+    app: Any
+    db_url: str
+
+    @property
+    def platform(self) -> Any:
+        return self.app.state.platform
+
+    def run(self, coro: Any) -> Any:
+        """Run a coroutine on the server's loop (for direct database set-up)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+
+
+class _ServerThread(threading.Thread):
+    def __init__(self, app: Any, port: int) -> None:
+        super().__init__(daemon=True)
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        )
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.serve())
+        self.loop.close()
+
+
+def start_server(settings: Settings, clock: Any = None) -> tuple[_ServerThread, RunningServer]:
+    port = free_port()
+    app = create_app(settings, clock)
+    thread = _ServerThread(app, port)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not thread.server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    assert thread.loop is not None
+    running = RunningServer(
+        f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", app, settings.database_url or ""
+    )
+    running.loop = thread.loop
+    return thread, running
+
+
+def stop_server(thread: _ServerThread) -> None:
+    thread.server.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=db_url, data_dir=tmp_path, max_body_bytes=2 * 1024 * 1024,
+                    max_batch_events=1000, aggregate_refresh_s=3600, key_cache_s=0)
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[RunningServer]:
+    thread, running = start_server(settings)
+    yield running
+    stop_server(thread)
+
+
+def make_key(server: RunningServer, role: str, source: str | None = None,
+             agency: str | None = None) -> str:
+    from ioc.store.keys import create_key
+
+    async def create() -> str:
+        async with server.platform.pool.connection() as conn:
+            key, _ = await create_key(conn, role, source, agency, f"test {role}")
+            return key.token
+
+    return str(server.run(create()))
+
+
+@pytest.fixture
+def source_key(server: RunningServer) -> str:
+    return make_key(server, "source", source="hue-s")
+
+
+@pytest.fixture
+def admin_key(server: RunningServer) -> str:
+    return make_key(server, "admin")
+
+
+@pytest.fixture
+def client(server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def sensors(client: httpx.Client, admin_key: str) -> list[str]:
+    ids = ["HUE-TS-001", "HUE-TS-002", "HUE-TS-003"]
+    body = [{"sensor_id": s, "lon": 107.58 + i / 100, "lat": 16.46, "name": f"Nút giao {i}"}
+            for i, s in enumerate(ids)]
+    response = client.post("/v1/sensors", json=body, headers=auth(admin_key))
+    assert response.status_code == 200, response.text
+    return ids
