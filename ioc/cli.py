@@ -77,7 +77,11 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         os.environ["IOC_DATABASE_URL"] = location.url
         uvicorn.run(
             "ioc.api.app:create_app_from_env",
-            factory=True, host=host, port=port, workers=workers, log_config=None,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
         )
 
 
@@ -105,8 +109,12 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--role", default="source", show_default=True,
-              type=click.Choice(["source", "operator", "agency", "leader", "admin"]))
+@click.option(
+    "--role",
+    default="source",
+    show_default=True,
+    type=click.Choice(["source", "operator", "agency", "leader", "admin"]),
+)
 @click.option("--source", help="For a source key: the source name it posts for (e.g. hue-s).")
 @click.option("--agency", help="For an agency key: the agency code it works for.")
 @click.option("--label", default="", help="A note on who holds the key.")
@@ -118,8 +126,11 @@ def keys_create(role: str, source: str | None, agency: str | None, label: str) -
         _settings(), lambda conn: create_key(conn, role, source, agency, label)
     )
     click.echo(key.token)
-    click.echo(f"key {key.prefix} (id {key_id}, role {role}) created; store it now, "
-               "it cannot be shown again", err=True)
+    click.echo(
+        f"key {key.prefix} (id {key_id}, role {role}) created; store it now, "
+        "it cannot be shown again",
+        err=True,
+    )
 
 
 @keys.command("list")
@@ -178,11 +189,17 @@ def sensors_import(
             )
         for number, row in enumerate(reader, start=2):
             try:
-                good.append(msgspec.convert(
-                    {"sensor_id": row[id_column], "lon": float(row[lon_column]),
-                     "lat": float(row[lat_column]), "name": row.get(name_column) or ""},
-                    Sensor,
-                ))
+                good.append(
+                    msgspec.convert(
+                        {
+                            "sensor_id": row[id_column],
+                            "lon": float(row[lon_column]),
+                            "lat": float(row[lat_column]),
+                            "name": row.get(name_column) or "",
+                        },
+                        Sensor,
+                    )
+                )
             except (ValueError, msgspec.ValidationError) as exc:
                 click.echo(f"{file}:{number}: skipped: {exc}", err=True)
     stored = _with_database(_settings(), lambda conn: upsert_sensors(conn, good))
@@ -205,25 +222,50 @@ def demo(port: int | None, seed: int) -> None:
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Server URL.")
 @click.option("--key", envvar="IOC_API_KEY", required=True, help="API key (or IOC_API_KEY).")
 @click.option("--rate", type=float, help="Events per second (default: as fast as possible).")
-@click.option("--speed", type=float,
-              help="Follow the events' own timestamps, this many times faster than real time.")
+@click.option(
+    "--speed",
+    type=float,
+    help="Follow the events' own timestamps, this many times faster than real time.",
+)
 @click.option("--batch-size", default=1000, show_default=True)
-@click.option("--kind", type=click.Choice(["field_report", "traffic_count", "dossier_event"]),
-              help="For CSV files: the kind of every row (when there is no 'kind' column).")
-def replay(file: Path, url: str, key: str, rate: float | None, speed: float | None,
-           batch_size: int, kind: str | None) -> None:
+@click.option(
+    "--kind",
+    type=click.Choice(["field_report", "traffic_count", "dossier_event"]),
+    help="For CSV files: the kind of every row (when there is no 'kind' column).",
+)
+def replay(
+    file: Path,
+    url: str,
+    key: str,
+    rate: float | None,
+    speed: float | None,
+    batch_size: int,
+    kind: str | None,
+) -> None:
     """Stream an NDJSON or CSV file to a running server, with a progress bar."""
     from ingest.replay import ReplayOptions, replay_file
 
     _settings()
     try:
         summary = replay_file(
-            file, ReplayOptions(url=url, key=key, rate=rate, speed=speed,
-                                batch_size=batch_size, kind=kind)
+            file,
+            ReplayOptions(
+                url=url, key=key, rate=rate, speed=speed, batch_size=batch_size, kind=kind
+            ),
         )
     except IocError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(summary)
+
+
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not of the form FIELD=VALUE", param_hint=option)
+        pairs[name.strip()] = value.strip()
+    return pairs
 
 
 @main.group()

@@ -17,8 +17,8 @@ class Clock(Protocol):
 class SystemClock:
     """The wall clock, in a given zone."""
 
-    def __init__(self, zone: tzinfo = ZoneInfo("Asia/Ho_Chi_Minh")) -> None:
-        self._zone = zone
+    def __init__(self, zone: tzinfo | None = None) -> None:
+        self._zone = zone or ZoneInfo("Asia/Ho_Chi_Minh")
 
     def now(self) -> datetime:
         return datetime.now(self._zone)

@@ -8,7 +8,7 @@ timestamp without an offset is read in the configured zone (default Asia/Ho_Chi_
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 import msgspec
 from msgspec import Meta
@@ -16,7 +16,9 @@ from msgspec import Meta
 Lon = Annotated[float, Meta(ge=-180.0, le=180.0, description="Longitude, WGS 84 degrees")]
 Lat = Annotated[float, Meta(ge=-90.0, le=90.0, description="Latitude, WGS 84 degrees")]
 # Identifiers go into COPY text unescaped, so their alphabet excludes tabs, newlines, backslashes.
-Ident = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@#+\-]*$")]
+Ident = Annotated[
+    str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@#+\-]*$")
+]
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
 SourceName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
 Text = Annotated[str, Meta(max_length=10_000)]
@@ -57,7 +59,7 @@ class _Event(
     pass
 
 
-class FieldReport(_Event, tag="field_report"):
+class FieldReport(_Event, tag="field_report", frozen=True):
     """A citizen's or official's report from the field (phản ánh hiện trường)."""
 
     external_id: Ident
@@ -72,7 +74,7 @@ class FieldReport(_Event, tag="field_report"):
     media_urls: Annotated[tuple[Url, ...], Meta(max_length=20)] = ()
 
 
-class TrafficCount(_Event, tag="traffic_count"):
+class TrafficCount(_Event, tag="traffic_count", frozen=True):
     """One counter reading; the sensor's position is registered data, not part of the reading."""
 
     sensor_id: Ident
@@ -84,7 +86,7 @@ class TrafficCount(_Event, tag="traffic_count"):
     lane: Annotated[int, Meta(ge=0, le=64)] | None = None
 
 
-class DossierEvent(_Event, tag="dossier_event"):
+class DossierEvent(_Event, tag="dossier_event", frozen=True):
     """A step in an administrative dossier's life (hồ sơ TTHC), from the one-stop-shop system."""
 
     dossier_id: Ident
@@ -114,9 +116,9 @@ KINDS: Final[dict[str, type[Event]]] = {
 # Values that a closed field accepts, quoted back in error messages.
 ACCEPTED_VALUES: Final[dict[str, tuple[str, ...]]] = {
     "kind": tuple(KINDS),
-    "event": DossierEventName.__args__,
-    "channel": Channel.__args__,
-    "online_level": OnlineLevel.__args__,
+    "event": get_args(DossierEventName),
+    "channel": get_args(Channel),
+    "online_level": get_args(OnlineLevel),
 }
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from ioc.auth import INGEST_ROLES, Principal, Role
+from ioc.coalesce import Coalescer
 from ioc.errors import InvalidInput, PayloadTooLarge
 from ioc.events import Event, TrafficCount
 from ioc.store.reference import ReferenceData
@@ -71,6 +72,7 @@ class Intake:
         self._rules = rules
         self._max_batch = max_batch_events
         self._observe = observe
+        self._singles: Coalescer[Event, bool] = Coalescer(self._write_group)
 
     async def batch(self, body: bytes, content_type: str | None, who: Principal) -> BatchResult:
         """Store every valid event of a batch in one transaction; report each refused line."""
@@ -115,18 +117,35 @@ class Intake:
                 f"{problem.field}: {problem.reason}" if problem.field else problem.reason,
                 [{"field": problem.field, "reason": problem.reason}],
             ) from None
-        async with self._pool.connection() as conn:
-            if isinstance(event, TrafficCount) and await self._reference.unknown_sensors(
-                conn, (event.sensor_id,)
-            ):
+        if isinstance(event, TrafficCount) and not self._reference.has_sensor(event.sensor_id):
+            async with self._pool.connection() as conn:
+                unknown = await self._reference.unknown_sensors(conn, (event.sensor_id,))
+            if unknown:
                 reason = f"sensor {event.sensor_id!r} is not registered"
                 raise InvalidInput(
                     f"sensor_id: {reason}", [{"field": "sensor_id", "reason": reason}]
                 )
-            await self._writer.prepare(conn, {type(event): [event]})
-            stored = await self._writer.write_one(conn, event)
-        self._observe(_kind(event), self._source_of(event, who), "accepted" if stored else "duplicate", 1)
+        stored = await self._singles.submit(event)
+        self._observe(
+            _kind(event), self._source_of(event, who), "accepted" if stored else "duplicate", 1
+        )
         return stored
+
+    async def _write_group(self, events: Sequence[Event]) -> list[bool]:
+        """Write concurrently submitted single events in one transaction; True where stored."""
+        groups: dict[type[Any], list[Event]] = defaultdict(list)
+        lines: dict[type[Any], list[int]] = defaultdict(list)
+        for index, event in enumerate(events):
+            groups[type(event)].append(event)
+            lines[type(event)].append(index)
+        duplicates: set[int] = set()
+        async with self._pool.connection() as conn:
+            await self._writer.prepare(conn, groups)
+            async with conn.transaction():
+                for kind, group in groups.items():
+                    written = await self._writer.write_batch(conn, kind, group, lines[kind])
+                    duplicates.update(written.duplicate_lines)
+        return [index not in duplicates for index in range(len(events))]
 
     async def _check_sensors(self, conn: Any, checked: Decoded) -> Decoded:
         ids = {e.sensor_id for e in checked.events if isinstance(e, TrafficCount)}

@@ -124,9 +124,7 @@ def load_settings(**overrides: Any) -> Settings:
         problems = []
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
-            problems.append(
-                f"IOC_{field.upper()}={err.get('input')!r}: {err['msg']}"
-            )
+            problems.append(f"IOC_{field.upper()}={err.get('input')!r}: {err['msg']}")
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None
 
 

@@ -22,7 +22,7 @@ NDJSON_TYPES = frozenset(
 JSON_TYPES = frozenset({"application/json"})
 BATCH_TYPES = tuple(sorted(NDJSON_TYPES | JSON_TYPES))
 
-_decoder = msgspec.json.Decoder(Event)
+_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _PATH = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _FIELD_IN_REASON = re.compile(r"field `([^`]+)`")
@@ -184,7 +184,9 @@ class EventRules:
                 "online_level", f"online_level applies to online dossiers, not {event.channel!r}"
             )
         if (event.lon is None) != (event.lat is None):
-            raise Problem("lon" if event.lon is None else "lat", "give both lon and lat, or neither")
+            raise Problem(
+                "lon" if event.lon is None else "lat", "give both lon and lat, or neither"
+            )
         chosen = self._source(event.source, source)
         external = event.external_id or f"{event.dossier_id}:{event.event}:{at.isoformat()}"
         return msgspec.structs.replace(
@@ -195,7 +197,9 @@ class EventRules:
         if value.tzinfo is None:
             value = value.replace(tzinfo=self.zone)
         if value > latest:
-            raise Problem(name, f"{value.isoformat()} is in the future (now {self.clock.now().isoformat()})")
+            raise Problem(
+                name, f"{value.isoformat()} is in the future (now {self.clock.now().isoformat()})"
+            )
         if value.year < self.earliest_year:
             raise Problem(name, f"{value.isoformat()} is before {self.earliest_year}-01-01")
         return value
@@ -211,9 +215,7 @@ class EventRules:
         return keyed
 
 
-def apply_rules(
-    decoded: Decoded, rules: EventRules, source: str | None
-) -> Decoded:
+def apply_rules(decoded: Decoded, rules: EventRules, source: str | None) -> Decoded:
     """Run the rules over decoded events; refused ones move to the rejections."""
     out = Decoded(rejected=list(decoded.rejected))
     for line, event in zip(decoded.lines, decoded.events, strict=True):

@@ -45,7 +45,9 @@ def status_of(exc: errors.IocError) -> int:
 
 
 def to_store_unavailable(exc: Exception) -> errors.StoreUnavailable:
-    return errors.StoreUnavailable(f"the database is unavailable ({type(exc).__name__}); retry later")
+    return errors.StoreUnavailable(
+        f"the database is unavailable ({type(exc).__name__}); retry later"
+    )
 
 
 def respond(exc: errors.IocError) -> JSONResponse:
@@ -79,9 +81,7 @@ def install(app: FastAPI) -> None:
     async def http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(
-            error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers
-        )
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
     app.add_exception_handler(errors.IocError, domain)
     app.add_exception_handler(psycopg.OperationalError, unavailable)

@@ -42,7 +42,10 @@ _BATCH_RESULT = {
         },
     },
 }
-_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_ERROR = {
+    "description": "error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
 
 
 def build_ingest_router(platform: Platform) -> APIRouter:
@@ -54,7 +57,10 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         status_code=201,
         summary="Post one event",
         openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}}
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _EVENT_SCHEMA}},
+            }
         },
         responses={
             200: {"description": "a duplicate: already stored, not stored again"},
@@ -90,7 +96,10 @@ def build_ingest_router(platform: Platform) -> APIRouter:
             }
         },
         responses={
-            200: {"description": "what happened", "content": {"application/json": {"schema": _BATCH_RESULT}}},
+            200: {
+                "description": "what happened",
+                "content": {"application/json": {"schema": _BATCH_RESULT}},
+            },
             **{code: _ERROR for code in (400, 401, 403, 413, 415, 422, 503)},
         },
     )
@@ -107,7 +116,9 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         platform.metrics.ingest_seconds.labels("batch").observe(time.perf_counter() - started)
         body = result.as_dict()
         if result.accepted == 0 and not result.duplicate_lines:
-            reason = "no event in the batch was accepted" if result.rejected else "the batch is empty"
+            reason = (
+                "no event in the batch was accepted" if result.rejected else "the batch is empty"
+            )
             raise InvalidInput(reason, body["errors"])
         return JSONResponse(body, 200)
 
@@ -143,7 +154,11 @@ async def _ack(platform: Platform, who: Any, seq: int, data: bytes) -> dict[str,
     try:
         result = await platform.intake.batch(data, kind, who)
     except IocError as exc:
-        return {"seq": seq, "status": status_of(exc), **error_body(exc.code, exc.message, exc.details)}
+        return {
+            "seq": seq,
+            "status": status_of(exc),
+            **error_body(exc.code, exc.message, exc.details),
+        }
     except (psycopg.OperationalError, PoolTimeout) as exc:
         failure = to_store_unavailable(exc)
         body = respond(failure)

@@ -32,12 +32,20 @@ def build_ops_router(platform: Platform) -> APIRouter:
             )
         if not state.current:
             return JSONResponse(
-                {"status": "unavailable", "database": "reachable", "pending_migrations": state.pending},
+                {
+                    "status": "unavailable",
+                    "database": "reachable",
+                    "pending_migrations": state.pending,
+                },
                 503,
             )
         return JSONResponse(
-            {"status": "ready", "database": "reachable", "backend": state.backend,
-             "migrations": state.applied}
+            {
+                "status": "ready",
+                "database": "reachable",
+                "backend": state.backend,
+                "migrations": state.applied,
+            }
         )
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

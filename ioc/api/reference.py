@@ -36,7 +36,9 @@ def build_reference_router(platform: Platform) -> APIRouter:
     @router.get("/sensors", summary="Registered traffic sensors (cursor pagination)")
     async def sensors(
         request: Request,
-        after: Annotated[str | None, Query(description="the last sensor_id of the previous page")] = None,
+        after: Annotated[
+            str | None, Query(description="the last sensor_id of the previous page")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     ) -> dict[str, Any]:
         (await platform.authenticate(request)).require(_READERS)

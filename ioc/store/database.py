@@ -61,10 +61,12 @@ def with_timezone(url: str, zone: str) -> str:
     options = str(params.get("options") or "")
     params["options"] = f"{options} -c TimeZone={zone}".strip()
     params.setdefault("application_name", "ioc")
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
-def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[psycopg.AsyncConnection[tuple[object, ...]]]:
+def make_pool(
+    url: str, settings: Settings
+) -> AsyncConnectionPool[psycopg.AsyncConnection[tuple[object, ...]]]:
     """A pool that is not yet open (open it inside the app's lifespan)."""
     return AsyncConnectionPool(
         with_timezone(url, settings.timezone),

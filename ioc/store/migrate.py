@@ -12,7 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 
@@ -21,7 +21,9 @@ from ioc.errors import ConfigError
 log = logging.getLogger(__name__)
 
 Backend = Literal["plain", "timescale"]
-_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+?)(?:\.(?P<backend>plain|timescale))?\.sql$")
+_FILE = re.compile(
+    r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+?)(?:\.(?P<backend>plain|timescale))?\.sql$"
+)
 # Any fixed number works; it only has to be the same in every process of the platform.
 _MIGRATION_LOCK = 0x10C_0001
 
@@ -71,7 +73,9 @@ def _choose_backend(conn: psycopg.Connection, wanted: str) -> Backend:
     if row is not None:
         chosen: Backend = "timescale" if row[0] == "timescale" else "plain"
         if wanted == "on" and chosen != "timescale":
-            raise ConfigError("IOC_TIMESCALE='on' but this database was set up for plain PostgreSQL")
+            raise ConfigError(
+                "IOC_TIMESCALE='on' but this database was set up for plain PostgreSQL"
+            )
         return chosen
     if wanted == "off":
         chosen = "plain"
@@ -86,9 +90,7 @@ def _choose_backend(conn: psycopg.Connection, wanted: str) -> Backend:
 
 
 def _bootstrap(conn: psycopg.Connection) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS ioc_meta (key text PRIMARY KEY, value text NOT NULL)"
-    )
+    conn.execute("CREATE TABLE IF NOT EXISTS ioc_meta (key text PRIMARY KEY, value text NOT NULL)")
     conn.execute(
         """CREATE TABLE IF NOT EXISTS schema_migrations (
                version integer PRIMARY KEY,
@@ -123,7 +125,9 @@ def upgrade(url: str, timescale: str = "auto") -> list[Migration]:
                             migration.name,
                         )
                     continue
-                log.info("applying migration %04d_%s (%s)", migration.version, migration.name, backend)
+                log.info(
+                    "applying migration %04d_%s (%s)", migration.version, migration.name, backend
+                )
                 with conn.transaction():
                     conn.execute(migration.sql.encode())
                     conn.execute(
@@ -147,7 +151,7 @@ class Status:
         return self.backend is not None and not self.pending
 
 
-async def status(conn: psycopg.AsyncConnection[object]) -> Status:
+async def status(conn: psycopg.AsyncConnection[Any]) -> Status:
     """Which migrations are applied and pending, for readiness checks."""
     cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
     row = await cur.fetchone()
@@ -157,6 +161,6 @@ async def status(conn: psycopg.AsyncConnection[object]) -> Status:
     meta = await cur.fetchone()
     backend: Backend = "timescale" if meta and meta[0] == "timescale" else "plain"
     cur = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
-    applied = [int(r[0]) for r in await cur.fetchall()]  # type: ignore[call-overload]
+    applied = [int(r[0]) for r in await cur.fetchall()]
     pending = [m.version for m in available(backend) if m.version not in applied]
     return Status(backend, applied, pending)

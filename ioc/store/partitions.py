@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -46,7 +47,7 @@ class PartitionManager:
         self.enabled = enabled
         self._known: dict[str, set[date]] = {table: set() for table in PARTITIONED}
 
-    async def load(self, conn: psycopg.AsyncConnection[object]) -> None:
+    async def load(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if not self.enabled:
             return
         cur = await conn.execute(
@@ -57,7 +58,8 @@ class PartitionManager:
                WHERE parent.relname = ANY(%s)""",
             (list(PARTITIONED),),
         )
-        for parent, child in await cur.fetchall():  # type: ignore[misc]
+        rows: list[tuple[Any, ...]] = await cur.fetchall()
+        for parent, child in rows:
             suffix = str(child).rsplit("_p", 1)[-1]
             if len(suffix) == 6 and suffix.isdigit():
                 self._known[str(parent)].add(date(int(suffix[:4]), int(suffix[4:]), 1))
@@ -68,13 +70,13 @@ class PartitionManager:
         return [m for m in months_between(first, last) if m not in self._known[table]]
 
     async def ensure(
-        self, conn: psycopg.AsyncConnection[object], table: str, first: datetime, last: datetime
+        self, conn: psycopg.AsyncConnection[Any], table: str, first: datetime, last: datetime
     ) -> None:
         """Create the partitions covering [first, last]. Call outside any open transaction."""
         for month in self.missing(table, first, last):
             await self._create(conn, table, month)
 
-    async def _create(self, conn: psycopg.AsyncConnection[object], table: str, month: date) -> None:
+    async def _create(self, conn: psycopg.AsyncConnection[Any], table: str, month: date) -> None:
         name = partition_name(table, month)
         async with conn.transaction():
             # Serialise creators of the same table; IF NOT EXISTS then makes the loser a no-op.
@@ -95,7 +97,7 @@ class PartitionManager:
         log.info("created partition %s", name)
 
     async def drop_older_than(
-        self, conn: psycopg.AsyncConnection[object], table: str, cutoff: datetime
+        self, conn: psycopg.AsyncConnection[Any], table: str, cutoff: datetime
     ) -> list[str]:
         """Drop partitions whose whole month ends before ``cutoff`` (retention)."""
         dropped = []

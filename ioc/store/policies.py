@@ -16,7 +16,9 @@ async def apply_timescale_policies(conn: psycopg.AsyncConnection[Any], settings:
             "ALTER TABLE traffic_readings SET (timescaledb.compress,"
             " timescaledb.compress_segmentby = 'sensor_id')"
         )
-        await conn.execute("SELECT remove_compression_policy('traffic_readings', if_exists => true)")
+        await conn.execute(
+            "SELECT remove_compression_policy('traffic_readings', if_exists => true)"
+        )
         await conn.execute(
             "SELECT add_compression_policy('traffic_readings', make_interval(days => %s))",
             (settings.compress_after_days,),

@@ -38,6 +38,9 @@ class ReferenceData:
         cur = await conn.execute("SELECT sensor_id FROM sensors")
         self._sensors = {str(r[0]) for r in await cur.fetchall()}
 
+    def has_sensor(self, sensor_id: str) -> bool:
+        return sensor_id in self._sensors
+
     async def unknown_sensors(self, conn: Conn, ids: Iterable[str]) -> set[str]:
         """Which of ``ids`` are not registered (asking the database about cache misses)."""
         missing = {i for i in ids if i not in self._sensors}

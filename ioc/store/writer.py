@@ -38,39 +38,91 @@ class Table:
 def _field_row(e: FieldReport) -> tuple[Any, ...]:
     reporter = msgspec.json.encode(e.reporter).decode() if e.reporter else None
     return (
-        e.source, e.external_id, e.category, e.description, e.lon, e.lat,
-        e.occurred_at, e.address, reporter, list(e.media_urls),
+        e.source,
+        e.external_id,
+        e.category,
+        e.description,
+        e.lon,
+        e.lat,
+        e.occurred_at,
+        e.address,
+        reporter,
+        list(e.media_urls),
     )
 
 
 def _traffic_row(e: TrafficCount) -> tuple[Any, ...]:
     return (
-        e.sensor_id, e.observed_at, e.interval_s, e.vehicle_count,
-        e.avg_speed_kmh, e.occupancy, e.lane,
+        e.sensor_id,
+        e.observed_at,
+        e.interval_s,
+        e.vehicle_count,
+        e.avg_speed_kmh,
+        e.occupancy,
+        e.lane,
     )
 
 
 def _dossier_row(e: DossierEvent) -> tuple[Any, ...]:
     return (
-        e.source, e.external_id, e.dossier_id, e.procedure_code, e.agency, e.event, e.at,
-        e.channel, e.online_level, e.appointment_at, e.paid_online, e.digitised, e.lon, e.lat,
+        e.source,
+        e.external_id,
+        e.dossier_id,
+        e.procedure_code,
+        e.agency,
+        e.event,
+        e.at,
+        e.channel,
+        e.online_level,
+        e.appointment_at,
+        e.paid_online,
+        e.digitised,
+        e.lon,
+        e.lat,
     )
 
 
 TABLES: dict[type[Any], Table] = {
     FieldReport: Table(
         "field_reports",
-        ("source", "external_id", "category", "description", "lon", "lat", "occurred_at",
-         "address", "reporter", "media_urls"),
-        ("text", "text", "text", "text", "float8", "float8", "timestamptz", "text", "jsonb",
-         "text[]"),
+        (
+            "source",
+            "external_id",
+            "category",
+            "description",
+            "lon",
+            "lat",
+            "occurred_at",
+            "address",
+            "reporter",
+            "media_urls",
+        ),
+        (
+            "text",
+            "text",
+            "text",
+            "text",
+            "float8",
+            "float8",
+            "timestamptz",
+            "text",
+            "jsonb",
+            "text[]",
+        ),
         ("source", "external_id"),
         _field_row,
     ),
     TrafficCount: Table(
         "traffic_readings",
-        ("sensor_id", "observed_at", "interval_s", "vehicle_count", "avg_speed_kmh",
-         "occupancy", "lane"),
+        (
+            "sensor_id",
+            "observed_at",
+            "interval_s",
+            "vehicle_count",
+            "avg_speed_kmh",
+            "occupancy",
+            "lane",
+        ),
         ("text", "timestamptz", "int4", "int4", "float4", "float4", "int2"),
         ("sensor_id", "observed_at"),
         _traffic_row,
@@ -78,10 +130,38 @@ TABLES: dict[type[Any], Table] = {
     ),
     DossierEvent: Table(
         "dossier_events",
-        ("source", "external_id", "dossier_id", "procedure_code", "agency", "event", "at",
-         "channel", "online_level", "appointment_at", "paid_online", "digitised", "lon", "lat"),
-        ("text", "text", "text", "text", "text", "text", "timestamptz", "text", "text",
-         "timestamptz", "bool", "bool", "float8", "float8"),
+        (
+            "source",
+            "external_id",
+            "dossier_id",
+            "procedure_code",
+            "agency",
+            "event",
+            "at",
+            "channel",
+            "online_level",
+            "appointment_at",
+            "paid_online",
+            "digitised",
+            "lon",
+            "lat",
+        ),
+        (
+            "text",
+            "text",
+            "text",
+            "text",
+            "text",
+            "text",
+            "timestamptz",
+            "text",
+            "text",
+            "timestamptz",
+            "bool",
+            "bool",
+            "float8",
+            "float8",
+        ),
         ("source", "external_id"),
         _dossier_row,
         key_table="dossier_event_keys",
@@ -176,7 +256,10 @@ class EventWriter:
             if table.key_table is not None:
                 positions = [table.columns.index(k) for k in table.key]
                 await self._copy_rows(
-                    cur, table.key_table, table.key, [table.types[p] for p in positions],
+                    cur,
+                    table.key_table,
+                    table.key,
+                    [table.types[p] for p in positions],
                     [tuple(table.row(e)[p] for p in positions) for e in events],
                 )
             if table.name == "traffic_readings":
@@ -222,8 +305,10 @@ class EventWriter:
             )
             await cur.execute(sql.SQL("TRUNCATE {}").format(stage))
             await self._copy_rows(
-                cur, f"stage_{table.name}",
-                (*table.columns, "line"), (*table.types, "int4"),
+                cur,
+                f"stage_{table.name}",
+                (*table.columns, "line"),
+                (*table.types, "int4"),
                 [(*table.row(e), line) for e, line in zip(events, lines, strict=True)],
             )
             if table.key_table is None:
@@ -242,8 +327,11 @@ class EventWriter:
                         " INSERT INTO {t} ({cols}) SELECT DISTINCT ON ({key}) {cols} FROM {s}"
                         " JOIN fresh USING ({key}) ORDER BY {key}, line"
                     ).format(
-                        k=sql.Identifier(table.key_table), key=key, s=stage,
-                        t=sql.Identifier(table.name), cols=cols,
+                        k=sql.Identifier(table.key_table),
+                        key=key,
+                        s=stage,
+                        t=sql.Identifier(table.name),
+                        cols=cols,
                     )
                 )
                 owner = sql.Identifier(table.key_table)

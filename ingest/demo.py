@@ -1,0 +1,78 @@
+"""``ioc demo``: the platform plus a simulator posting a plausible province over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import click
+import httpx
+import uvicorn
+
+from ingest.simulator import Event, ProvinceSimulator, RealClock
+from ioc.api.app import create_app
+from ioc.platform import Platform
+from ioc.settings import Settings
+from ioc.store.keys import create_key
+from ioc.store.reference import Sensor, upsert_sensors
+
+log = logging.getLogger(__name__)
+SOURCE = "simulator"
+
+
+async def _register(platform: Platform, simulator: ProvinceSimulator) -> tuple[str, str]:
+    """Register the simulated sensors; make a source key for the simulator and an operator key."""
+    async with platform.pool.connection() as conn:
+        await upsert_sensors(conn, [Sensor(**s) for s in simulator.sensors()])
+        await conn.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE label = 'ioc demo' AND revoked_at IS NULL"
+        )
+        source_key, _ = await create_key(conn, "source", SOURCE, None, "ioc demo")
+        operator_key, _ = await create_key(conn, "operator", None, None, "ioc demo")
+        await platform.reference.load(conn)
+    return source_key.token, operator_key.token
+
+
+async def _demo(settings: Settings, port: int, seed: int) -> None:
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=port, log_config=None))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            await serving
+            raise click.ClickException("the server did not start (see the log above)")
+        await asyncio.sleep(0.05)
+    platform: Platform = app.state.platform
+    simulator = ProvinceSimulator(RealClock(), seed=seed)
+    source_key, operator_key = await _register(platform, simulator)
+    base = f"http://{settings.host}:{port}"
+    click.echo(
+        f"\nIOC demo is running: open {base}/  (API docs: {base}/docs)\n"
+        f"operator key for this demo: {operator_key}\n"
+        "a simulator is streaming field reports, traffic readings and dossier events; "
+        "Ctrl-C stops everything\n"
+    )
+    stop = asyncio.Event()
+    headers = {"Authorization": f"Bearer {source_key}", "Content-Type": "application/x-ndjson"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+
+        async def sink(batch: list[Event]) -> None:
+            body = b"\n".join(httpx.Response(200, json=e).content for e in batch)
+            try:
+                answer = await client.post("/v1/events/batch", content=body)
+            except httpx.HTTPError as exc:
+                log.warning("simulator could not post: %s", exc)
+                return
+            if answer.status_code != 200 or answer.json().get("rejected"):
+                log.warning("simulator batch: %s %s", answer.status_code, answer.text[:500])
+
+        simulating = asyncio.create_task(simulator.run(sink, stop=stop))
+        await serving
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(simulating, 5)
+
+
+def run_demo(settings: Settings, port: int, seed: int) -> None:
+    asyncio.run(_demo(settings, port, seed))

@@ -1,0 +1,1 @@
+"""Benchmarks shipped with the platform (``ioc bench …``); each prints a baseline from the same run."""

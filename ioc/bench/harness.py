@@ -1,0 +1,111 @@
+"""What every benchmark needs: a scratch database, a server in its own process, clean-up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ioc.settings import Settings
+from ioc.store import migrate
+from ioc.store.database import DatabaseLocation
+
+
+def _with_dbname(url: str, name: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = name
+    return make_conninfo("", **params)
+
+
+@contextlib.contextmanager
+def scratch_database(settings: Settings, label: str) -> Iterator[str]:
+    """A migrated database of its own on the configured (or embedded) server, dropped after."""
+    with DatabaseLocation(settings) as location:
+        admin = _with_dbname(location.url, "postgres")
+        name = f"ioc_bench_{label}_{os.getpid()}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = _with_dbname(location.url, name)
+        try:
+            migrate.upgrade(url, settings.timescale)
+            yield url
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def server_process(database_url: str, **env: str) -> Iterator[ServerProcess]:
+    """``ioc serve`` in another process, so client and server do not share an interpreter."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "IOC_DATABASE_URL": database_url,
+        "IOC_LOG_LEVEL": "WARNING",
+        "IOC_MIGRATE_ON_START": "false",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ioc.cli", "serve", "--port", str(port)], env=environment
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the benchmark server exited with {process.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the benchmark server did not become ready in 60 s")
+            time.sleep(0.1)
+        yield ServerProcess(url, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+def machine_line(name: str, figures: dict[str, float | int | str]) -> str:
+    parts = []
+    for key, value in figures.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        parts.append(f"{key}={shown}")
+    return f"bench {name}: " + " ".join(parts)

@@ -1,0 +1,195 @@
+"""``ioc bench ingest``: traffic readings over HTTP, end to end, against a per-row INSERT baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import click
+import msgspec
+import psycopg
+
+from ioc.bench.harness import machine_line, percentile, scratch_database, server_process
+from ioc.settings import Settings
+from ioc.store.keys import create_key
+from ioc.store.partitions import PartitionManager
+from ioc.store.reference import Sensor, upsert_sensors
+
+SENSORS = 400
+_START = datetime(2025, 3, 3, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
+
+
+def readings(count: int, offset_days: int) -> list[dict[str, Any]]:
+    """Plausible 5-minute readings, every sensor at every step, from a fixed start."""
+    start = _START + timedelta(days=offset_days)
+    out = []
+    for i in range(count):
+        step, sensor = divmod(i, SENSORS)
+        out.append(
+            {
+                "kind": "traffic_count",
+                "sensor_id": f"BENCH-{sensor:04d}",
+                "observed_at": (start + timedelta(minutes=5 * step)).isoformat(),
+                "interval_s": 300,
+                "vehicle_count": (i * 7) % 90,
+                "avg_speed_kmh": 20.0 + (i % 40),
+            }
+        )
+    return out
+
+
+async def _prepare(url: str) -> str:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await upsert_sensors(
+            conn,
+            [
+                Sensor(sensor_id=f"BENCH-{n:04d}", lon=107.5 + n / 4000, lat=16.4 + n / 4000)
+                for n in range(SENSORS)
+            ],
+        )
+        key, _ = await create_key(conn, "source", "bench", None, "ioc bench ingest")
+        return key.token
+
+
+async def _partitions_for(url: str, rows: list[dict[str, Any]]) -> None:
+    times = [datetime.fromisoformat(r["observed_at"]) for r in rows]
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        manager = PartitionManager(enabled=True)
+        await manager.load(conn)
+        await manager.ensure(conn, "traffic_readings", min(times), max(times))
+
+
+def per_row_baseline(url: str, rows: list[dict[str, Any]], batch_size: int, backend: str) -> float:
+    """The naive writer: one INSERT statement per reading, a commit per batch. Rows/s."""
+    if backend == "plain":
+        asyncio.run(_partitions_for(url, rows))
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        for first in range(0, len(rows), batch_size):
+            with conn.transaction(), conn.cursor() as cur:
+                for r in rows[first : first + batch_size]:
+                    cur.execute(
+                        "INSERT INTO traffic_readings (sensor_id, observed_at, interval_s,"
+                        " vehicle_count, avg_speed_kmh) VALUES (%s, %s, %s, %s, %s)"
+                        " ON CONFLICT DO NOTHING",
+                        (
+                            r["sensor_id"],
+                            r["observed_at"],
+                            r["interval_s"],
+                            r["vehicle_count"],
+                            r["avg_speed_kmh"],
+                        ),
+                    )
+        return len(rows) / (time.perf_counter() - started)
+
+
+async def _post_batches(url: str, key: str, bodies: list[bytes], parallel: int) -> float:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"}
+    queue = list(reversed(bodies))
+    accepted = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal accepted
+        while queue:
+            body = queue.pop()
+            async with session.post(f"{url}/v1/events/batch", data=body, headers=headers) as resp:
+                answer = await resp.json()
+                if resp.status != 200 or answer["rejected"]:
+                    raise RuntimeError(f"batch refused: {resp.status} {str(answer)[:300]}")
+                accepted += answer["accepted"]
+
+    async with aiohttp.ClientSession() as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(parallel)))
+        elapsed = time.perf_counter() - started
+    return accepted / elapsed
+
+
+async def _post_singles(
+    url: str, key: str, bodies: list[bytes], concurrency: int
+) -> tuple[float, list[float]]:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    queue = list(reversed(bodies))
+    latencies: list[float] = []
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while queue:
+            body = queue.pop()
+            sent = time.perf_counter()
+            async with session.post(f"{url}/v1/events", data=body, headers=headers) as resp:
+                await resp.read()
+                if resp.status != 201:
+                    raise RuntimeError(f"single event refused: {resp.status}")
+            latencies.append(time.perf_counter() - sent)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return len(bodies) / elapsed, sorted(latencies)
+
+
+def _backend(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT value FROM ioc_meta WHERE key = 'backend'").fetchone()
+    return str(row[0]) if row else "plain"
+
+
+def run_ingest_bench(
+    settings: Settings, events: int, batch_size: int, single: int, concurrency: int
+) -> dict[str, float | int | str]:
+    encoder = msgspec.json.Encoder()
+    with scratch_database(settings, "ingest") as url:
+        key = asyncio.run(_prepare(url))
+        click.echo(f"preparing {events:,} readings in batches of {batch_size:,} …", err=True)
+        rows = readings(events, 0)
+        bodies = [
+            b"\n".join(encoder.encode(r) for r in rows[i : i + batch_size])
+            for i in range(0, len(rows), batch_size)
+        ]
+        with server_process(url) as server:
+            # A short warm-up, so connection set-up and first partitions are not timed.
+            warm = readings(batch_size, 400)
+            asyncio.run(_post_batches(server.url, key, [b"\n".join(map(encoder.encode, warm))], 1))
+            click.echo("batch ingest over HTTP …", err=True)
+            batch_eps = asyncio.run(_post_batches(server.url, key, bodies, 2))
+            click.echo(f"single-event POSTs ({single:,}, {concurrency} connections) …", err=True)
+            single_rows = readings(single, 200)
+            single_bodies = [encoder.encode(r) for r in single_rows]
+            single_rps, latencies = asyncio.run(
+                _post_singles(server.url, key, single_bodies, concurrency)
+            )
+        baseline_rows = readings(min(events, 20_000), 100)
+        click.echo(f"per-row INSERT baseline ({len(baseline_rows):,} rows) …", err=True)
+        baseline_eps = per_row_baseline(url, baseline_rows, batch_size, _backend(url))
+    p50 = percentile(latencies, 0.50) * 1000
+    p99 = percentile(latencies, 0.99) * 1000
+    figures: dict[str, float | int | str] = {
+        "batch_eps": round(batch_eps),
+        "baseline_row_insert_eps": round(baseline_eps),
+        "batch_vs_baseline": round(batch_eps / baseline_eps, 2),
+        "batch_bar_eps": 50_000,
+        "batch_meets_bar": int(batch_eps >= 50_000 and batch_eps >= 3 * baseline_eps),
+        "single_rps": round(single_rps),
+        "single_p50_ms": round(p50, 2),
+        "single_p99_ms": round(p99, 2),
+        "single_meets_bar": int(single_rps >= 2_000 and p99 <= 50),
+        "events": events,
+        "batch_size": batch_size,
+        "single_requests": single,
+        "concurrency": concurrency,
+    }
+    click.echo(
+        f"\nbatch ingest (HTTP, end to end): {batch_eps:,.0f} events/s\n"
+        f"per-row INSERT baseline:          {baseline_eps:,.0f} rows/s\n"
+        f"ratio:                            {batch_eps / baseline_eps:.1f}×  (bar: ≥ 50,000/s and ≥ 3×)\n"
+        f"single-event POST:                {single_rps:,.0f} requests/s, p50 {p50:.1f} ms, "
+        f"p99 {p99:.1f} ms  (bar: ≥ 2,000/s, p99 ≤ 50 ms)"
+    )
+    click.echo(machine_line("ingest", figures))
+    return figures

@@ -1,0 +1,1 @@
+"""Geography for routing: which jurisdiction a point belongs to."""
