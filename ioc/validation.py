@@ -58,8 +58,10 @@ def media_type(content_type: str | None) -> str:
 def explain(exc: msgspec.MsgspecError) -> tuple[str | None, str]:
     """(field, reason) from a decoder error, quoting the accepted values of closed fields."""
     text = str(exc)
-    if isinstance(exc, msgspec.DecodeError):
-        return None, text.replace("JSON is malformed: ", "malformed JSON: ")
+    # ValidationError subclasses DecodeError, so it must be told apart first.
+    if not isinstance(exc, msgspec.ValidationError):
+        detail = text.removeprefix("JSON is malformed: ")
+        return None, f"malformed JSON: {detail[:1].lower()}{detail[1:]}"
     match = _PATH.match(text)
     reason = match.group("reason") if match else text
     path = (match.group("path") or "") if match else ""
@@ -79,13 +81,13 @@ def decode_one(body: bytes) -> Event:
     """One event from a JSON object; raises MalformedBody or InvalidInput."""
     try:
         return _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise MalformedBody(explain(exc)[1]) from None
     except msgspec.ValidationError as exc:
         name, reason = explain(exc)
         raise InvalidInput(
             f"{name}: {reason}" if name else reason, [{"field": name, "reason": reason}]
         ) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedBody(explain(exc)[1]) from None
 
 
 def decode_batch(body: bytes, content_type: str | None) -> Decoded:
@@ -116,10 +118,10 @@ def _decode_lines(body: bytes) -> Decoded:
 def _decode_array(body: bytes) -> Decoded:
     try:
         items = _raw_list.decode(body)
-    except msgspec.DecodeError as exc:
-        raise MalformedBody(explain(exc)[1]) from None
     except msgspec.ValidationError:
         raise InvalidInput("a JSON batch must be an array of event objects") from None
+    except msgspec.DecodeError as exc:
+        raise MalformedBody(explain(exc)[1]) from None
     out = Decoded()
     for number, raw in enumerate(items, start=1):
         try:

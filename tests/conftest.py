@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -35,25 +37,32 @@ TEMPLATE = "ioc_test_template"
 def _database_url(url: str, name: str) -> str:
     params = conninfo_to_dict(url)
     params["dbname"] = name
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 @pytest.fixture(scope="session")
-def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def admin_url() -> Iterator[str]:
     given = os.environ.get("IOC_TEST_DATABASE_URL")
     if given:
         yield given
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded"))
+    # Not under pytest's tmp tree: that is private (0700) and, as root, the embedded server
+    # runs as its own system user, which must be able to reach its data directory.
+    home = Path(tempfile.mkdtemp(prefix="ioc-test-pg-"))
+    home.chmod(0o755)
+    server = EmbeddedPostgres(home)
     url = server.start()
     yield _database_url(url, "postgres")
     server.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def template_url(admin_url: str) -> str:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
     url = _database_url(admin_url, TEMPLATE)
     migrate.upgrade(url)
@@ -71,7 +80,9 @@ def db_url(admin_url: str, template_url: str) -> Iterator[str]:
         )
     yield _database_url(admin_url, name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def free_port() -> int:
@@ -138,8 +149,14 @@ def stop_server(thread: _ServerThread) -> None:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=db_url, data_dir=tmp_path, max_body_bytes=2 * 1024 * 1024,
-                    max_batch_events=1000, aggregate_refresh_s=3600, key_cache_s=0)
+    return Settings(
+        database_url=db_url,
+        data_dir=tmp_path,
+        max_body_bytes=2 * 1024 * 1024,
+        max_batch_events=1000,
+        aggregate_refresh_s=3600,
+        key_cache_s=0,
+    )
 
 
 @pytest.fixture
@@ -149,8 +166,9 @@ def server(settings: Settings) -> Iterator[RunningServer]:
     stop_server(thread)
 
 
-def make_key(server: RunningServer, role: str, source: str | None = None,
-             agency: str | None = None) -> str:
+def make_key(
+    server: RunningServer, role: str, source: str | None = None, agency: str | None = None
+) -> str:
     from ioc.store.keys import create_key
 
     async def create() -> str:
@@ -184,8 +202,10 @@ def auth(key: str) -> dict[str, str]:
 @pytest.fixture
 def sensors(client: httpx.Client, admin_key: str) -> list[str]:
     ids = ["HUE-TS-001", "HUE-TS-002", "HUE-TS-003"]
-    body = [{"sensor_id": s, "lon": 107.58 + i / 100, "lat": 16.46, "name": f"Nút giao {i}"}
-            for i, s in enumerate(ids)]
+    body = [
+        {"sensor_id": s, "lon": 107.58 + i / 100, "lat": 16.46, "name": f"Nút giao {i}"}
+        for i, s in enumerate(ids)
+    ]
     response = client.post("/v1/sensors", json=body, headers=auth(admin_key))
     assert response.status_code == 200, response.text
     return ids

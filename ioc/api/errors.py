@@ -70,6 +70,14 @@ def install(app: FastAPI) -> None:
         log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
         return respond(to_store_unavailable(exc))
 
+    async def database(request: Request, exc: Exception) -> JSONResponse:
+        # Not the caller's fault and nothing they can fix: log it whole, answer briefly.
+        log.error("database error during %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(
+            error_body("internal_error", "the request failed inside the database; it was not stored"),
+            500,
+        )
+
     async def validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         details = [
@@ -86,5 +94,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.IocError, domain)
     app.add_exception_handler(psycopg.OperationalError, unavailable)
     app.add_exception_handler(PoolTimeout, unavailable)
+    app.add_exception_handler(psycopg.Error, database)
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(HTTPException, http)

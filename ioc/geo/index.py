@@ -213,8 +213,10 @@ class JurisdictionIndex:
     ) -> tuple[IndexArray, FloatArray]:
         """Nearest jurisdiction within ``max_distance_m`` metres, and the distance (NaN if none).
 
-        Distances are measured in ``metric_crs``; a covered point is at distance 0 from every
-        jurisdiction covering it, and equal distances go by the same smallest-code rule.
+        A covered point gets its ``locate`` answer at distance 0. For the others the distance
+        is to the jurisdiction's boundary with vertices projected to ``metric_crs`` (edges
+        straight there; real boundaries have vertices metres apart, so the bend is negligible),
+        and equal distances go by the same smallest-code rule.
         """
         if not (max_distance_m > 0 and math.isfinite(max_distance_m)):
             raise InvalidInput(f"max_distance_m is {max_distance_m}, must be a positive number")

@@ -297,11 +297,12 @@ class EventWriter:
         cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
         key = sql.SQL(", ").join(map(sql.Identifier, table.key))
         async with conn.cursor() as cur:
+            # Only the event columns: the table's own identity and defaults stay out of staging.
             await cur.execute(
                 sql.SQL(
-                    "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS,"
-                    " line integer NOT NULL) ON COMMIT DELETE ROWS"
-                ).format(stage, sql.Identifier(table.name))
+                    "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS"
+                    " SELECT {}, 0::integer AS line FROM {} WITH NO DATA"
+                ).format(stage, cols, sql.Identifier(table.name))
             )
             await cur.execute(sql.SQL("TRUNCATE {}").format(stage))
             await self._copy_rows(
