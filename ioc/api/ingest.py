@@ -128,6 +128,8 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         try:
             who = await platform.authenticate(socket)
         except IocError as exc:
+            # Accept first so the gateway reads why (a refused handshake carries no reason).
+            await socket.accept()
             await socket.close(code=1008, reason=exc.message[:120])
             return
         await socket.accept()
@@ -169,4 +171,5 @@ async def _ack(platform: Platform, who: Any, seq: int, data: bytes) -> dict[str,
             "retry_after": failure.retry_after_s,
             **error_body(failure.code, failure.message),
         }
-    return {"seq": seq, "status": 200, **result.as_dict()}
+    nothing = result.accepted == 0 and not result.duplicate_lines
+    return {"seq": seq, "status": 422 if nothing else 200, **result.as_dict()}

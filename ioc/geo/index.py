@@ -137,9 +137,19 @@ class JurisdictionIndex:
         bounds = shapely.total_bounds(self.geometries)
         crs = metric_crs if metric_crs is not None else utm_crs_for(bounds)
         self.metric_crs: pyproj.CRS = pyproj.CRS.from_user_input(crs)
+        units = {axis.unit_name for axis in self.metric_crs.axis_info}
+        if not self.metric_crs.is_projected or units != {"metre"}:
+            raise InvalidInput(
+                f"metric_crs is {self.metric_crs.name} (units {sorted(units)}); "
+                "it must be a projected CRS in metres, e.g. EPSG:32648 or EPSG:3405"
+            )
         self._to_metric = pyproj.Transformer.from_crs(
             pyproj.CRS.from_epsg(4326), self.metric_crs, always_xy=True
         )
+        # A floor on the metres spanned by one grid cell, halved for safety: it lets the
+        # nearest search skip points whose cell is provably too far from every jurisdiction.
+        self._cell_m = _metres_per_degree_floor(self._to_metric, bounds) * self._grid.cell / 2
+        self._near_cache: dict[int, npt.NDArray[np.bool_]] = {}
         # Distance from an uncovered point to a polygon is its distance to the polygon's rings,
         # so the tree holds ring segments: a nearest query then costs a few segment distances
         # instead of a walk over every vertex of each nearby polygon.
@@ -253,12 +263,12 @@ class JurisdictionIndex:
             dist[out[found]] = near_d[found]
         return RouteResult(index=index, how=how, distance_m=dist)
 
-    def _locate_flat(self, x: FloatArray, y: FloatArray) -> tuple[IndexArray, npt.NDArray[np.intp]]:
-        """Indices, and which points needed the exact test (only they can be on a border)."""
+    def _cells(self, x: FloatArray, y: FloatArray) -> npt.NDArray[np.intp]:
+        """Grid cell of each point; off-grid and non-finite points get the extra last cell."""
         g = self._grid
         fx = (x - g.x0) * g.inv_cell
         fy = (y - g.y0) * g.inv_cell
-        # NaN fails every comparison, so non-finite points drop out here as "outside".
+        # NaN fails every comparison, so non-finite points drop out here as "off the grid".
         off_grid = ~((fx >= 0) & (fx < g.nx) & (fy >= 0) & (fy < g.ny))
         # Zero them before the int cast, which warns on NaN and is undefined out of range.
         np.copyto(fx, 0.0, where=off_grid)
@@ -266,7 +276,13 @@ class JurisdictionIndex:
         cell = fy.astype(np.intp)
         cell *= g.nx
         cell += fx.astype(np.intp)
-        np.copyto(cell, g.nx * g.ny, where=off_grid)  # the extra last label: -1
+        np.copyto(cell, g.nx * g.ny, where=off_grid)
+        return cell
+
+    def _locate_flat(self, x: FloatArray, y: FloatArray) -> tuple[IndexArray, npt.NDArray[np.intp]]:
+        """Indices, and which points needed the exact test (only they can be on a border)."""
+        g = self._grid
+        cell = self._cells(x, y)
         index = g.labels[cell]
         amb_sel = np.flatnonzero(index <= -2)
         if amb_sel.size:
@@ -306,7 +322,8 @@ class JurisdictionIndex:
         """Nearest jurisdiction for points known to be outside all of them (-1, NaN if none)."""
         index = np.full(x.shape[0], -1, dtype=np.int32)
         dist = np.full(x.shape[0], np.nan)
-        out = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+        near = self._near_cells(max_distance_m)[self._cells(x, y)]
+        out = np.flatnonzero(near & np.isfinite(x) & np.isfinite(y))
         if out.size == 0:
             return index, dist
         mx, my = self._project(x[out], y[out])
@@ -324,6 +341,24 @@ class JurisdictionIndex:
         dist[out[pt[first]]] = d[first]
         return index, dist
 
+    def _near_cells(self, max_distance_m: float) -> npt.NDArray[np.bool_]:
+        """Per cell (plus the off-grid one): may a point there be within the distance of any?
+
+        A cell more than k cells (Chebyshev) from every cell holding part of a jurisdiction is
+        at least k cell widths away in longitude or latitude, and k * cell_m > max_distance_m.
+        """
+        k = int(max_distance_m // self._cell_m) + 1
+        near = self._near_cache.get(k)
+        if near is None:
+            g = self._grid
+            occupied = (g.labels[:-1] != -1).reshape(g.ny, g.nx)
+            near = _spread(_spread(occupied, k, axis=0), k, axis=1).ravel()
+            near = np.append(near, True)  # off the grid: unknown, so ask the tree
+            if len(self._near_cache) >= 8:  # a few distances in use; do not grow unbounded
+                self._near_cache.clear()
+            self._near_cache[k] = near
+        return near
+
     def _project(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
         mx, my = self._to_metric.transform(x, y)
         return np.asarray(mx, dtype=np.float64), np.asarray(my, dtype=np.float64)
@@ -335,6 +370,31 @@ def utm_crs_for(bounds: Sequence[float] | FloatArray) -> pyproj.CRS:
     lat = (float(bounds[1]) + float(bounds[3])) / 2
     zone = min(int((lon + 180) // 6) + 1, 60)
     return pyproj.CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+def _metres_per_degree_floor(transformer: pyproj.Transformer, bounds: FloatArray) -> float:
+    """Smallest metric length of a degree step east or north, sampled over ``bounds``."""
+    lon, lat = np.meshgrid(
+        np.linspace(bounds[0], bounds[2], 9), np.linspace(bounds[1], bounds[3], 9)
+    )
+    step = 1e-3
+    x0, y0 = transformer.transform(lon, lat)
+    xe, ye = transformer.transform(lon + step, lat)
+    xn, yn = transformer.transform(lon, lat + step)
+    east = np.hypot(np.subtract(xe, x0), np.subtract(ye, y0))
+    north = np.hypot(np.subtract(xn, x0), np.subtract(yn, y0))
+    return float(min(east.min(), north.min())) / step
+
+
+def _spread(mask: npt.NDArray[np.bool_], k: int, axis: int) -> npt.NDArray[np.bool_]:
+    """True wherever ``mask`` is True within ``k`` places along ``axis`` (a 1-D dilation)."""
+    n = mask.shape[axis]
+    count = np.cumsum(mask, axis=axis, dtype=np.int32)
+    count = np.concatenate([np.zeros_like(np.take(count, [0], axis=axis)), count], axis=axis)
+    pos = np.arange(n)
+    upper = np.take(count, np.minimum(pos + k + 1, n), axis=axis)
+    lower = np.take(count, np.maximum(pos - k, 0), axis=axis)
+    return upper - lower > 0
 
 
 def _coords(lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
