@@ -24,7 +24,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from tqdm import tqdm
 
 from ioc.errors import InvalidInput
-from ioc.events import Event
+from ioc.events import KINDS
 
 _TIME_FIELDS = ("observed_at", "occurred_at", "at")
 
@@ -95,12 +95,26 @@ def read_csv(path: Path, options: ReplayOptions) -> Iterator[Line]:
             event.update(options.constants)
             if options.kind:
                 event.setdefault("kind", options.kind)
+            yield Line(number, _coerce(event))
+
+
+def _coerce(event: dict[str, Any]) -> dict[str, Any]:
+    """Cells are text: give each field its type where the text allows it.
+
+    A cell that does not convert is sent as it is, so the server names exactly what is wrong.
+    """
+    kind = KINDS.get(str(event.get("kind")))
+    if kind is None:
+        return event
+    out = dict(event)
+    for info in msgspec.structs.fields(kind):
+        if info.encode_name in out and info.encode_name != "kind":
             try:
-                converted = msgspec.convert(event, Event, strict=False)
-                yield Line(number, msgspec.to_builtins(converted))
+                value = msgspec.convert(out[info.encode_name], info.type, strict=False)
             except msgspec.ValidationError:
-                # Send it as it is: the server reports exactly what is wrong with the line.
-                yield Line(number, event)
+                continue
+            out[info.encode_name] = msgspec.to_builtins(value)
+    return out
 
 
 def read_events(path: Path, options: ReplayOptions) -> Iterator[Line]:

@@ -19,8 +19,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def ioc(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ioc.cli", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "ioc.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
 
 
 def test_keys_create_list_revoke(db_url: str) -> None:
@@ -52,11 +58,25 @@ def test_bad_setting_names_the_variable(db_url: str) -> None:
 
 def test_sensors_import_reports_bad_rows(db_url: str, tmp_path: Path) -> None:
     sheet = tmp_path / "sensors.csv"
-    sheet.write_text("REPORT_ID,POINT_1_LNG,POINT_1_LAT,REPORT_NAME\n158324,10.16,56.21,Søftenvej\n"
-                     "158325,not-a-number,56.2,Broken\n", encoding="utf-8")
-    result = ioc("sensors", "import", str(sheet), "--id-column", "REPORT_ID", "--lon-column",
-                 "POINT_1_LNG", "--lat-column", "POINT_1_LAT", "--name-column", "REPORT_NAME",
-                 env={"IOC_DATABASE_URL": db_url})
+    sheet.write_text(
+        "REPORT_ID,POINT_1_LNG,POINT_1_LAT,REPORT_NAME\n158324,10.16,56.21,Søftenvej\n"
+        "158325,not-a-number,56.2,Broken\n",
+        encoding="utf-8",
+    )
+    result = ioc(
+        "sensors",
+        "import",
+        str(sheet),
+        "--id-column",
+        "REPORT_ID",
+        "--lon-column",
+        "POINT_1_LNG",
+        "--lat-column",
+        "POINT_1_LAT",
+        "--name-column",
+        "REPORT_NAME",
+        env={"IOC_DATABASE_URL": db_url},
+    )
     assert result.returncode == 0, result.stderr
     assert "registered 1 sensors" in result.stdout
     assert "sensors.csv:3" in result.stderr
@@ -71,8 +91,9 @@ def test_serve_on_embedded_database_survives_restart_and_stops_cleanly() -> None
     port = free_port()
 
     def run_once() -> str:
-        process = subprocess.Popen([sys.executable, "-m", "ioc.cli", "serve", "--port", str(port)],
-                                   env=env, cwd=REPO)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ioc.cli", "serve", "--port", str(port)], env=env, cwd=REPO
+        )
         try:
             deadline = time.monotonic() + 90
             while True:

@@ -20,16 +20,18 @@ from tests.test_ingest_api import NDJSON, count, ndjson, reading, report
 
 async def _gateway(server: RunningServer, key: str, messages: list[str]) -> list[dict[str, Any]]:
     acks = []
-    async with websockets.connect(f"{server.ws_url}/v1/events/ws",
-                                  additional_headers=auth(key)) as socket:
+    async with websockets.connect(
+        f"{server.ws_url}/v1/events/ws", additional_headers=auth(key)
+    ) as socket:
         for message in messages:
             await socket.send(message)
             acks.append(json.loads(await socket.recv()))
     return acks
 
 
-def test_websocket_acknowledges_each_message(server: RunningServer, source_key: str,
-                                             sensors: list[str]) -> None:
+def test_websocket_acknowledges_each_message(
+    server: RunningServer, source_key: str, sensors: list[str]
+) -> None:
     messages = [
         ndjson(reading(sensors[0], 1), reading(sensors[0], 2)).decode(),
         json.dumps([reading(sensors[0], 2), reading(sensors[0], 3) | {"interval_s": -5}]),
@@ -56,8 +58,9 @@ def test_websocket_without_key_is_closed(server: RunningServer) -> None:
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
-def test_concurrent_repeats_are_stored_once(server: RunningServer, source_key: str,
-                                           sensors: list[str]) -> None:
+def test_concurrent_repeats_are_stored_once(
+    server: RunningServer, source_key: str, sensors: list[str]
+) -> None:
     """Many clients send the same events at once: each is stored exactly once."""
     body = ndjson(*(reading(sensors[1], m) for m in range(20)), report("SAME"))
     single = report("SAME-SINGLE")
@@ -82,12 +85,15 @@ def test_concurrent_repeats_are_stored_once(server: RunningServer, source_key: s
     assert count(server, "field_reports") == 2
 
 
-def test_a_database_error_mid_batch_stores_nothing(server: RunningServer, source_key: str,
-                                                   sensors: list[str]) -> None:
+def test_a_database_error_mid_batch_stores_nothing(
+    server: RunningServer, source_key: str, sensors: list[str]
+) -> None:
     with psycopg.connect(server.db_url, autocommit=True) as conn:
         conn.execute("""CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
                         $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$""")
-        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON field_reports FOR EACH ROW EXECUTE FUNCTION refuse()")
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON field_reports FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
     body = ndjson(reading(sensors[0], 1), reading(sensors[0], 2), report("FIRE"))
     with httpx.Client(base_url=server.url) as c:
         answer = c.post("/v1/events/batch", content=body, headers=auth(source_key) | NDJSON)
@@ -107,11 +113,15 @@ def _set_connections(db_url: str, allowed: bool) -> None:
     name = psycopg.conninfo.conninfo_to_dict(db_url)["dbname"]
     admin = psycopg.conninfo.make_conninfo(db_url, dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
-            sql.Identifier(str(name)), sql.SQL("true" if allowed else "false")))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(str(name)), sql.SQL("true" if allowed else "false")
+            )
+        )
         if not allowed:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                         (name,))
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
 
 
 def test_unreachable_database_answers_503_and_loses_nothing(

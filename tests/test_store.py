@@ -25,7 +25,9 @@ HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 def empty_db(admin_url: str) -> str:
     name = "ioc_test_empty"
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return psycopg.conninfo.make_conninfo(admin_url, dbname=name)
 
@@ -60,12 +62,19 @@ def test_two_processes_upgrading_at_once_apply_each_migration_once(empty_db: str
 def test_timescale_off_records_plain_backend(empty_db: str) -> None:
     migrate.upgrade(empty_db, "off")
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT value FROM ioc_meta WHERE key = 'backend'").fetchone() == ("plain",)
+        assert conn.execute("SELECT value FROM ioc_meta WHERE key = 'backend'").fetchone() == (
+            "plain",
+        )
 
 
 def test_months_between_spans_year_end() -> None:
     months = months_between(datetime(2025, 11, 30, tzinfo=HCM), datetime(2026, 2, 1, 8, tzinfo=HCM))
-    assert [m.isoformat() for m in months] == ["2025-11-01", "2025-12-01", "2026-01-01", "2026-02-01"]
+    assert [m.isoformat() for m in months] == [
+        "2025-11-01",
+        "2025-12-01",
+        "2026-01-01",
+        "2026-02-01",
+    ]
 
 
 def _partitions(url: str) -> set[str]:
@@ -90,7 +99,9 @@ def test_maintenance_creates_ahead_refreshes_and_drops(db_url: str) -> None:
                 await partitions.load(conn)
                 old = datetime(2025, 1, 10, 8, 0, tzinfo=HCM)
                 await partitions.ensure(conn, "traffic_readings", old, old)
-                await conn.execute("INSERT INTO sensors (sensor_id, lon, lat) VALUES ('S1', 107.6, 16.4)")
+                await conn.execute(
+                    "INSERT INTO sensors (sensor_id, lon, lat) VALUES ('S1', 107.6, 16.4)"
+                )
                 for minute in (0, 1, 2, 7):
                     await conn.execute(
                         "INSERT INTO traffic_readings (sensor_id, observed_at, interval_s, vehicle_count,"
@@ -100,7 +111,9 @@ def test_maintenance_creates_ahead_refreshes_and_drops(db_url: str) -> None:
             job = Maintenance(pool, partitions, settings, clock)
             assert await job.tick()
             async with pool.connection() as conn:
-                cur = await conn.execute("SELECT bucket, readings, vehicles FROM traffic_5min ORDER BY bucket")
+                cur = await conn.execute(
+                    "SELECT bucket, readings, vehicles FROM traffic_5min ORDER BY bucket"
+                )
                 buckets = await cur.fetchall()
             before = _partitions(db_url)
             clock.advance(300 * 86400)
@@ -110,8 +123,12 @@ def test_maintenance_creates_ahead_refreshes_and_drops(db_url: str) -> None:
             await pool.close()
 
     before, buckets, after = asyncio.run(scenario())
-    assert {"traffic_readings_p202501", "traffic_readings_p202505", "traffic_readings_p202506",
-            "traffic_readings_p202507"} <= before
+    assert {
+        "traffic_readings_p202501",
+        "traffic_readings_p202505",
+        "traffic_readings_p202506",
+        "traffic_readings_p202507",
+    } <= before
     assert [(b[1], b[2]) for b in buckets] == [(3, 30), (1, 10)]
     # 300 days on, the cut-off is 23 Aug 2025: every month that ended before it is gone.
     assert not {"traffic_readings_p202501", "traffic_readings_p202507"} & after

@@ -74,7 +74,9 @@ def install(app: FastAPI) -> None:
         # Not the caller's fault and nothing they can fix: log it whole, answer briefly.
         log.error("database error during %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse(
-            error_body("internal_error", "the request failed inside the database; it was not stored"),
+            error_body(
+                "internal_error", "the request failed inside the database; it was not stored"
+            ),
             500,
         )
 

@@ -13,6 +13,10 @@ that fall in ambiguous cells are tested exactly with GEOS (prepared ``intersects
 by candidate so there is one GEOS call per candidate jurisdiction rather than per point. The
 answer is always the exact GEOS answer: the grid only decides which points need asking.
 
+Points outside every jurisdiction can fall back to the nearest one within a distance in metres,
+measured in a metric projection (by default the UTM zone of the data's centre) against an
+STRtree of the boundary segments.
+
 Rule for points covered by several jurisdictions (a shared border or vertex, or overlapping
 data): the covering jurisdiction with the **smallest code** wins (codes compare as strings).
 "Covered" means GEOS ``covers``/``intersects`` semantics, so points on a border are never lost.
@@ -108,12 +112,12 @@ class JurisdictionIndex:
         metric_crs: str | int | pyproj.CRS | None = None,
     ) -> None:
         geoms = np.asarray(geometries, dtype=object)
-        n = geoms.shape[0]
-        level_list = [levels] * n if isinstance(levels, str) else list(levels)
-        if geoms.ndim != 1 or not len(codes) == len(names) == len(level_list) == n:
+        n = geoms.shape[0] if geoms.ndim == 1 else -1
+        level_list = [levels] * max(n, 0) if isinstance(levels, str) else list(levels)
+        if not len(codes) == len(names) == len(level_list) == n:
             raise InvalidInput(
                 f"codes, names, levels and geometries must have one entry per jurisdiction; "
-                f"got {len(codes)}, {len(names)}, {len(level_list)} and {geoms.shape}"
+                f"got {len(codes)}, {len(names)}, {len(level_list)} and shape {geoms.shape}"
             )
         if n == 0:
             raise InvalidInput("a jurisdiction index needs at least one jurisdiction")
@@ -127,6 +131,11 @@ class JurisdictionIndex:
         # Own copies: preparing mutates GEOS objects, and the caller's must stay theirs.
         self.geometries: npt.NDArray[np.object_] = shapely.from_wkb(shapely.to_wkb(geoms))
         shapely.prepare(self.geometries)
+        # GEOS builds a prepared polygon's point locator on first use, without a lock. Build
+        # them now (a point inside each envelope gets past the envelope shortcut), so threads
+        # sharing this index only ever read them.
+        b = shapely.bounds(self.geometries)
+        shapely.intersects_xy(self.geometries, (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2)
 
         # rank[i] is jurisdiction i's place in the tie order (smallest code first).
         self._order: IndexArray = np.argsort(np.array(self.codes), kind="stable").astype(np.int32)
