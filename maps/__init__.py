@@ -1,0 +1,1 @@
+"""Live map dashboards and leaders' review pages (folium pages fed over websockets)."""
