@@ -20,24 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import uvicorn
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ioc.api.app import create_app
 from ioc.settings import Settings
 from ioc.store import migrate
+from ioc.store.database import create_database, drop_database, with_dbname
 from ioc.store.embedded import EmbeddedPostgres
 
 TEMPLATE = "ioc_test_template"
-
-
-def _database_url(url: str, name: str) -> str:
-    params = conninfo_to_dict(url)
-    params["dbname"] = name
-    return make_conninfo("", **params)
 
 
 @pytest.fixture(scope="session")
@@ -52,19 +44,14 @@ def admin_url() -> Iterator[str]:
     home.chmod(0o755)
     server = EmbeddedPostgres(home)
     url = server.start()
-    yield _database_url(url, "postgres")
+    yield with_dbname(url, "postgres")
     server.stop()
     shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def template_url(admin_url: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
-    url = _database_url(admin_url, TEMPLATE)
+    url = create_database(admin_url, TEMPLATE)
     migrate.upgrade(url)
     return url
 
@@ -72,17 +59,8 @@ def template_url(admin_url: str) -> str:
 @pytest.fixture
 def db_url(admin_url: str, template_url: str) -> Iterator[str]:
     name = f"ioc_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(TEMPLATE)
-            )
-        )
-    yield _database_url(admin_url, name)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    yield create_database(admin_url, name, template=TEMPLATE)
+    drop_database(admin_url, name)
 
 
 def free_port() -> int:

@@ -12,41 +12,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ioc.settings import Settings
 from ioc.store import migrate
-from ioc.store.database import DatabaseLocation
-
-
-def _with_dbname(url: str, name: str) -> str:
-    params = conninfo_to_dict(url)
-    params["dbname"] = name
-    return make_conninfo("", **params)
+from ioc.store.database import DatabaseLocation, create_database, drop_database, with_dbname
 
 
 @contextlib.contextmanager
 def scratch_database(settings: Settings, label: str) -> Iterator[str]:
     """A migrated database of its own on the configured (or embedded) server, dropped after."""
     with DatabaseLocation(settings) as location:
-        admin = _with_dbname(location.url, "postgres")
+        admin = with_dbname(location.url, "postgres")
         name = f"ioc_bench_{label}_{os.getpid()}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = _with_dbname(location.url, name)
+        url = create_database(admin, name)
         try:
             migrate.upgrade(url, settings.timescale)
             yield url
         finally:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
+            drop_database(admin, name)
 
 
 def free_port() -> int:

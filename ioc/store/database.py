@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
@@ -53,6 +54,31 @@ class DatabaseLocation(AbstractContextManager["DatabaseLocation"]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def with_dbname(url: str, name: str) -> str:
+    """The same server and credentials, another database."""
+    params = conninfo_to_dict(url)
+    params["dbname"] = name
+    return make_conninfo("", **params)
+
+
+def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    """(Re)create database ``name``, optionally from a template; returns its URL."""
+    drop_database(admin_url, name)
+    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(query)
+    return with_dbname(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def with_timezone(url: str, zone: str) -> str:
