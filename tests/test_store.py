@@ -9,13 +9,12 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from ioc.clock import ManualClock
 from ioc.jobs import Maintenance
 from ioc.settings import Settings
 from ioc.store import migrate
-from ioc.store.database import make_pool
+from ioc.store.database import create_database, make_pool
 from ioc.store.partitions import PartitionManager, months_between
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -23,13 +22,7 @@ HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
 @pytest.fixture
 def empty_db(admin_url: str) -> str:
-    name = "ioc_test_empty"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+    return create_database(admin_url, "ioc_test_empty")
 
 
 def test_upgrade_twice_is_a_no_op(empty_db: str) -> None:
