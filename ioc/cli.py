@@ -206,6 +206,36 @@ def sensors_import(
     click.echo(f"registered {stored} sensors")
 
 
+@main.group()
+def config() -> None:
+    """Agencies, categories and responsibility rules."""
+
+
+@config.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def config_load(file: Path) -> None:
+    """Load a TOML file: upsert agencies and categories, replace the rules."""
+    from ioc.config import apply_config, read_config
+
+    try:
+        parsed = read_config(file)
+    except IocError as exc:
+        raise click.ClickException(exc.message) from None
+    counts = _with_database(_settings(), lambda conn: apply_config(conn, parsed))
+    click.echo(", ".join(f"{n} {what}" for what, n in counts.items()) + f" loaded from {file.name}")
+
+
+@config.command("show")
+def config_show() -> None:
+    """Print the current configuration as JSON."""
+    import msgspec
+
+    from ioc.config import dump_config
+
+    current = _with_database(_settings(), dump_config)
+    click.echo(msgspec.json.format(msgspec.json.encode(current)).decode())
+
+
 @main.command()
 @click.option("--port", type=int, help="Port to serve on (default: IOC_PORT).")
 @click.option("--seed", default=7, show_default=True, help="Simulator random seed.")
@@ -293,6 +323,14 @@ def show_settings() -> None:
         name = variable.removeprefix("IOC_").lower()
         click.echo(f"{variable}={current.get(name)}  # {meaning}")
 
+
+def _register() -> None:
+    from ioc.cli_jurisdictions import jurisdictions
+
+    main.add_command(jurisdictions)
+
+
+_register()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,9 +12,10 @@ from psycopg_pool import AsyncConnectionPool
 from ioc.auth import INGEST_ROLES, Principal, Role
 from ioc.coalesce import Coalescer
 from ioc.errors import InvalidInput, PayloadTooLarge
-from ioc.events import Event, TrafficCount
+from ioc.events import Event, FieldReport, TrafficCount
 from ioc.store.reference import ReferenceData
-from ioc.store.writer import EventWriter
+from ioc.store.writer import EventWriter, Written
+from ioc.ticketing import TicketDesk
 from ioc.validation import (
     Decoded,
     EventRules,
@@ -65,6 +66,7 @@ class Intake:
         rules: EventRules,
         max_batch_events: int,
         observe: Observer = _no_observer,
+        desk: TicketDesk | None = None,
     ) -> None:
         self._pool = pool
         self._writer = writer
@@ -72,6 +74,7 @@ class Intake:
         self._rules = rules
         self._max_batch = max_batch_events
         self._observe = observe
+        self._desk = desk
         self._singles: Coalescer[Event, bool] = Coalescer(self._write_group)
 
     async def batch(self, body: bytes, content_type: str | None, who: Principal) -> BatchResult:
@@ -97,6 +100,7 @@ class Intake:
                 for kind, events in groups.items():
                     written = await self._writer.write_batch(conn, kind, events, lines[kind])
                     duplicates.extend(written.duplicate_lines)
+                    await self._open_tickets(conn, kind, events, lines[kind], written)
         result = BatchResult(
             len(checked.events) - len(duplicates),
             tuple(sorted(duplicates)),
@@ -107,8 +111,11 @@ class Intake:
 
     async def one(self, body: bytes, who: Principal) -> bool:
         """Store one event; True if stored, False if it was a duplicate. Raises on bad input."""
+        return await self.submit(decode_one(body), who)
+
+    async def submit(self, event: Event, who: Principal) -> bool:
+        """Store one already-decoded event (from any adapter); True if stored, False if repeat."""
         who.require(INGEST_ROLES)
-        event = decode_one(body)
         try:
             event = self._rules.check(event, self._keyed_source(who))
         except Problem as problem:
@@ -145,7 +152,23 @@ class Intake:
                 for kind, group in groups.items():
                     written = await self._writer.write_batch(conn, kind, group, lines[kind])
                     duplicates.update(written.duplicate_lines)
+                    await self._open_tickets(conn, kind, group, lines[kind], written)
         return [index not in duplicates for index in range(len(events))]
+
+    async def _open_tickets(
+        self,
+        conn: Any,
+        kind: type[Any],
+        events: Sequence[Event],
+        lines: Sequence[int],
+        written: Written,
+    ) -> None:
+        """Stored field reports become tickets in the same transaction (all or nothing)."""
+        if self._desk is None or kind is not FieldReport:
+            return
+        repeats = set(written.duplicate_lines)
+        fresh = [e for e, line in zip(events, lines, strict=True) if line not in repeats]
+        await self._desk.open_for(conn, fresh)  # type: ignore[arg-type]
 
     async def _check_sensors(self, conn: Any, checked: Decoded) -> Decoded:
         ids = {e.sensor_id for e in checked.events if isinstance(e, TrafficCount)}

@@ -15,15 +15,18 @@ from ioc.auth import Principal
 from ioc.clock import Clock, SystemClock
 from ioc.intake import Intake
 from ioc.jobs import Maintenance
+from ioc.live import LiveHub
 from ioc.metrics import Metrics, pool_stats
 from ioc.settings import Settings
 from ioc.store import migrate
-from ioc.store.database import DatabaseLocation, make_pool
+from ioc.store.database import DatabaseLocation, make_pool, with_timezone
 from ioc.store.keys import KeyVerifier
 from ioc.store.partitions import PartitionManager
 from ioc.store.policies import apply_timescale_policies
 from ioc.store.reference import ReferenceData
+from ioc.store.routing_data import fingerprint, load_deadlines, load_router
 from ioc.store.writer import EventWriter
+from ioc.ticketing import TicketDesk
 from ioc.validation import EventRules
 
 log = logging.getLogger(__name__)
@@ -42,7 +45,10 @@ class Platform:
         self.backend: str = "unknown"
         self._pool: AsyncConnectionPool[Any] | None = None
         self._intake: Intake | None = None
+        self._hub: LiveHub | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.desk: TicketDesk | None = None
+        self._routing_print = ""
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
@@ -55,6 +61,12 @@ class Platform:
         if self._intake is None:
             raise RuntimeError("the platform is not started")
         return self._intake
+
+    @property
+    def hub(self) -> LiveHub:
+        if self._hub is None:
+            raise RuntimeError("the platform is not started")
+        return self._hub
 
     async def authenticate(self, conn: HTTPConnection) -> Principal:
         return await self.verifier.verify(self.pool.connection, token_of(conn))
@@ -79,6 +91,7 @@ class Platform:
             partitions = PartitionManager(enabled=self.backend == "plain")
             await partitions.load(conn)
             await self.reference.load(conn)
+            await self._load_routing(conn)
             if self.backend == "timescale":
                 await apply_timescale_policies(conn, self.settings)
         self._intake = Intake(
@@ -94,10 +107,45 @@ class Platform:
             ),
             self.settings.max_batch_events,
             observe=self.metrics.observe_events,
+            desk=self.desk,
         )
+        self._hub = LiveHub(with_timezone(url, self.settings.timezone))
+        await self._hub.start()
         maintenance = Maintenance(self._pool, partitions, self.settings, self.clock)
         self._tasks.append(asyncio.create_task(maintenance.run(), name="maintenance"))
+        self._tasks.append(asyncio.create_task(self._watch_routing(), name="routing-watch"))
         log.info("platform started (%s back end)", self.backend)
+
+    async def _load_routing(self, conn: Any) -> None:
+        router = await load_router(conn, self.settings)
+        # Building the grid indexes takes a moment per boundary set: off the event loop.
+        await asyncio.to_thread(lambda: [b.index() for b in router.sets])
+        deadlines = await load_deadlines(conn)
+        if self.desk is None:
+            self.desk = TicketDesk(
+                router, deadlines, self.settings.dedupe_distance_m, self.settings.dedupe_window_s
+            )
+        else:
+            self.desk.router, self.desk.deadline_hours = router, deadlines
+        self._routing_print = await fingerprint(conn)
+
+    async def reload_routing(self, force: bool = False) -> bool:
+        """Reload boundaries, rules and categories if they changed (in any process)."""
+        async with self.pool.connection() as conn:
+            if not force and await fingerprint(conn) == self._routing_print:
+                return False
+            await self.reference.load(conn)
+            await self._load_routing(conn)
+        log.info("routing data reloaded")
+        return True
+
+    async def _watch_routing(self) -> None:
+        while True:
+            await self.clock.sleep(15)
+            try:
+                await self.reload_routing()
+            except Exception:
+                log.exception("reloading routing data failed; keeping the previous rules")
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -106,6 +154,9 @@ class Platform:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._hub is not None:
+            await self._hub.stop()
+            self._hub = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

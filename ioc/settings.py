@@ -81,6 +81,23 @@ class Settings(BaseSettings):
     key_cache_s: float = Field(
         default=5.0, ge=0, description="API keys are re-checked against the database this often."
     )
+    route_max_distance_m: float = Field(
+        default=500.0,
+        ge=0,
+        description="A point outside every jurisdiction goes to the nearest one within this distance; beyond it, to the unrouted queue.",
+    )
+    dedupe_distance_m: float = Field(
+        default=50.0,
+        ge=0,
+        description="A report this close to an open ticket of its category joins it as a duplicate.",
+    )
+    dedupe_window_s: float = Field(
+        default=86_400.0, ge=0, description="…and this close in time (seconds)."
+    )
+    fallback_agency: str = Field(
+        default="ioc",
+        description="The catch-all operator queue: reports no responsibility rule claims.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as readable text or as JSON lines."
     )

@@ -1,0 +1,205 @@
+"""The live hub: one LISTEN connection per process, fanned out to websocket subscribers.
+
+Ticket changes are announced with NOTIFY inside the transaction that made them, so every
+server process sharing the database hears every change once it commits. Each process keeps a
+single dedicated connection for this (not one per client) and copies each message into the
+bounded queue of every subscriber whose filter accepts it. A subscriber that falls a whole queue
+behind is dropped rather than allowed to hold up the others or grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ioc.ticketing import CHANNEL
+
+log = logging.getLogger(__name__)
+
+Accept = Callable[[Mapping[str, Any]], bool]
+
+# Sent to every subscriber after the hub reconnects: changes made while it was away were missed.
+RESYNC = json.dumps({"resync": True, "reason": "the live feed reconnected; reload the queue"})
+
+
+class Subscription:
+    """One subscriber's bounded queue of JSON texts; iteration ends when it is dropped."""
+
+    def __init__(self, hub: LiveHub, accept: Accept, size: int) -> None:
+        self._hub = hub
+        self.accept = accept
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(size)
+        self.dropped = False
+
+    def offer(self, text: str) -> bool:
+        """Queue a message without waiting; False (and dropped) when the queue is full."""
+        if self.dropped:
+            return False
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self._drop()
+            return False
+        return True
+
+    def _drop(self) -> None:
+        self.dropped = True
+        self.end()
+
+    def end(self) -> None:
+        """End the subscriber's iteration (the backlog is discarded)."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[str]:
+        while True:
+            text = await self._queue.get()
+            if text is None:
+                return
+            yield text
+
+
+class LiveHub:
+    """LISTENs on ``channel`` over one autocommit connection, reconnecting when it drops."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        channel: str = CHANNEL,
+        queue_size: int = 1000,
+        retry_max_s: float = 5.0,
+        check_every_s: float = 30.0,
+    ) -> None:
+        self._conninfo = conninfo
+        self._channel = channel
+        self._queue_size = queue_size
+        self._retry_max_s = retry_max_s
+        self._check_every_s = check_every_s
+        self._subscribers: set[Subscription] = set()
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self.dropped_total = 0
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The database backend of the LISTEN connection, while connected."""
+        conn = self._conn
+        return None if conn is None or conn.closed else conn.info.backend_pid
+
+    async def start(self) -> None:
+        """Connect and LISTEN (raising if the database cannot be reached), then keep listening."""
+        self._conn = await self._connect()
+        self._task = asyncio.create_task(self._run(), name="live-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close()
+        for subscription in list(self._subscribers):
+            subscription.end()
+        self._subscribers.clear()
+
+    async def wait_listening(self, other_than: int | None = None) -> int:
+        """Wait until LISTENing on a connection whose backend is not ``other_than``; its pid."""
+        while True:
+            await self._listening.wait()
+            pid = self.backend_pid
+            if pid is not None and pid != other_than:
+                return pid
+            await asyncio.sleep(0.01)
+
+    def subscribe(self, accept: Accept) -> Subscription:
+        subscription = Subscription(self, accept, self._queue_size)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+    def publish(self, text: str) -> None:
+        """Fan one message out to the subscribers whose filter takes it."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            log.warning("live hub: a notification on %s is not JSON; ignored", self._channel)
+            return
+        if not isinstance(message, dict):
+            return
+        for subscription in list(self._subscribers):
+            try:
+                wanted = subscription.accept(message)
+            except Exception:
+                log.exception("live hub: a subscriber's filter failed; message not sent to it")
+                continue
+            if wanted and not subscription.offer(text):
+                self._subscribers.discard(subscription)
+                self.dropped_total += 1
+                log.warning("live hub: dropped a subscriber %d messages behind", self._queue_size)
+
+    def _broadcast(self, text: str) -> None:
+        for subscription in list(self._subscribers):
+            if not subscription.offer(text):
+                self._subscribers.discard(subscription)
+                self.dropped_total += 1
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, application_name="ioc-live"
+        )
+        try:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        except BaseException:
+            await conn.close()
+            raise
+        self._listening.set()
+        return conn
+
+    async def _close(self) -> None:
+        self._listening.clear()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            conn = self._conn
+            try:
+                if conn is None:
+                    conn = self._conn = await self._connect()
+                    log.info("live hub: listening again on %s", self._channel)
+                    self._broadcast(RESYNC)
+                delay = 0.05
+                while True:
+                    async for note in conn.notifies(timeout=self._check_every_s):
+                        self.publish(note.payload)
+                    # Quiet for a while: make sure the connection is still alive.
+                    await conn.execute("SELECT 1")
+            except psycopg.Error as exc:
+                log.warning("live hub: connection lost (%s); reconnecting in %.2fs", exc, delay)
+                await self._close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max_s)

@@ -1,0 +1,229 @@
+"""Opening tickets for stored field reports, inside the ingest transaction.
+
+Each new report is routed (in bulk), then either attached to an open ticket of the same
+category close by in space and time, or opens a ticket of its own. Every change is an
+append-only ticket event and a notification on the ``ioc_tickets`` channel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from ioc.events import FieldReport
+from ioc.routing import Router
+from ioc.tickets import OPEN_STATES
+
+CHANNEL = "ioc_tickets"
+_M_PER_DEG_LAT = 110_574.0
+_M_PER_DEG_LON_EQ = 111_320.0
+
+
+@dataclass
+class _Open:
+    """An open ticket a new report might join (in the database, or opened in this batch)."""
+
+    ref: int  # ticket id, or -(position in this batch) for one not yet written
+    category: str
+    lon: float
+    lat: float
+    opened_at: datetime
+    state: str
+
+
+def _metres(a_lon: float, a_lat: float, b_lon: float, b_lat: float) -> float:
+    dx = (a_lon - b_lon) * _M_PER_DEG_LON_EQ * math.cos(math.radians((a_lat + b_lat) / 2))
+    return math.hypot(dx, (a_lat - b_lat) * _M_PER_DEG_LAT)
+
+
+@dataclass(frozen=True)
+class Opened:
+    created: int
+    attached: int
+
+
+class TicketDesk:
+    """Turns stored field reports into routed tickets."""
+
+    def __init__(
+        self, router: Router, deadline_hours: dict[str, int], dedupe_m: float, dedupe_s: float
+    ) -> None:
+        self.router = router
+        self.deadline_hours = deadline_hours
+        self._dedupe_m = dedupe_m
+        self._window = timedelta(seconds=dedupe_s)
+
+    async def open_for(
+        self, conn: psycopg.AsyncConnection[Any], reports: Sequence[FieldReport]
+    ) -> Opened:
+        """Route, deduplicate and open tickets; call inside the transaction that stored them."""
+        if not reports:
+            return Opened(0, 0)
+        cur = await conn.execute(
+            "SELECT f.id, f.source, f.external_id, f.received_at FROM field_reports f"
+            " JOIN unnest(%s::text[], %s::text[]) AS k(source, external_id) USING (source, external_id)",
+            ([r.source for r in reports], [r.external_id for r in reports]),
+        )
+        ids = {(s, e): (int(i), at) for i, s, e, at in await cur.fetchall()}
+        decisions = self.router.route(
+            [r.lon for r in reports],
+            [r.lat for r in reports],
+            [r.category for r in reports],
+            [r.occurred_at for r in reports],
+        )
+        nearby = await self._open_nearby(conn, reports)
+        new_rows: list[tuple[Any, ...]] = []
+        links: list[tuple[int, int, bool]] = []  # (report id, ticket ref, joined an existing one)
+        for report, decision in zip(reports, decisions, strict=True):
+            report_id, received_at = ids[(report.source, report.external_id)]
+            match = self._match(nearby, report)
+            if match is not None:
+                links.append((report_id, match.ref, True))
+                continue
+            ref = -(len(new_rows) + 1)
+            hours = self.deadline_hours.get(report.category)
+            new_rows.append(
+                (
+                    report_id,
+                    report.category,
+                    decision.agency,
+                    decision.jurisdiction_code,
+                    decision.level,
+                    json.dumps(decision.why(), ensure_ascii=False),
+                    report.lon,
+                    report.lat,
+                    report.occurred_at,
+                    report.occurred_at + timedelta(hours=hours) if hours else None,
+                    received_at,
+                )
+            )
+            nearby.setdefault(report.category, []).append(
+                _Open(ref, report.category, report.lon, report.lat, report.occurred_at, "new")
+            )
+            links.append((report_id, ref, False))
+        real = await self._insert(conn, new_rows)
+        await self._link(conn, links, real)
+        return Opened(len(new_rows), len(links) - len(new_rows))
+
+    async def _open_nearby(
+        self, conn: psycopg.AsyncConnection[Any], reports: Sequence[FieldReport]
+    ) -> dict[str, list[_Open]]:
+        pad_lat = self._dedupe_m / _M_PER_DEG_LAT
+        pad_lon = self._dedupe_m / (_M_PER_DEG_LON_EQ * 0.5)  # generous: valid up to 60° latitude
+        times = [r.occurred_at for r in reports]
+        cur = await conn.execute(
+            """SELECT id, category, lon, lat, opened_at, state FROM tickets
+               WHERE state = ANY(%s) AND category = ANY(%s)
+                 AND opened_at BETWEEN %s AND %s
+                 AND lon BETWEEN %s AND %s AND lat BETWEEN %s AND %s""",
+            (
+                list(OPEN_STATES),
+                sorted({r.category for r in reports}),
+                min(times) - self._window,
+                max(times) + self._window,
+                min(r.lon for r in reports) - pad_lon,
+                max(r.lon for r in reports) + pad_lon,
+                min(r.lat for r in reports) - pad_lat,
+                max(r.lat for r in reports) + pad_lat,
+            ),
+        )
+        found: dict[str, list[_Open]] = {}
+        for row in await cur.fetchall():
+            found.setdefault(row[1], []).append(
+                _Open(int(row[0]), row[1], row[2], row[3], row[4], row[5])
+            )
+        return found
+
+    def _match(self, nearby: dict[str, list[_Open]], report: FieldReport) -> _Open | None:
+        best, best_m = None, self._dedupe_m
+        for candidate in nearby.get(report.category, ()):
+            if abs(candidate.opened_at - report.occurred_at) > self._window:
+                continue
+            metres = _metres(candidate.lon, candidate.lat, report.lon, report.lat)
+            if metres <= best_m:
+                best, best_m = candidate, metres
+        return best
+
+    @staticmethod
+    async def _insert(
+        conn: psycopg.AsyncConnection[Any], rows: list[tuple[Any, ...]]
+    ) -> dict[int, int]:
+        """Write new tickets and their opening events; returns batch ref → ticket id."""
+        if not rows:
+            return {}
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        cur = await conn.execute(
+            """INSERT INTO tickets (report_id, category, state, agency, jurisdiction_code,
+                                    jurisdiction_level, routing, lon, lat, opened_at,
+                                    deadline_at, updated_at)
+               SELECT r, c, 'new', a, j, l, w::jsonb, x, y, o, d, u
+               FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
+                           %s::text[], %s::float8[], %s::float8[], %s::timestamptz[],
+                           %s::timestamptz[], %s::timestamptz[])
+                    AS v(r, c, a, j, l, w, x, y, o, d, u)
+               RETURNING id, report_id""",
+            columns,
+        )
+        by_report = {int(report): int(ticket) for ticket, report in await cur.fetchall()}
+        ticket_ids = [by_report[int(row[0])] for row in rows]
+        notes = []
+        for row in rows:
+            why = json.loads(row[5])
+            rule = f" (rule {why['rule']})" if why["rule"] is not None else ""
+            notes.append(
+                f"routed: {why['jurisdiction_name'] or 'no jurisdiction'}{rule}, {why['how']}"
+            )
+        await conn.execute(
+            """INSERT INTO ticket_events (ticket_id, at, actor, action, to_state, to_agency, note)
+               SELECT t, u, 'router', 'open', 'new', a, n
+               FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[]) AS v(t, u, a, n)""",
+            (ticket_ids, columns[10], columns[2], notes),
+        )
+        return {-(n + 1): ticket for n, ticket in enumerate(ticket_ids)}
+
+    @staticmethod
+    async def _link(
+        conn: psycopg.AsyncConnection[Any], links: list[tuple[int, int, bool]], real: dict[int, int]
+    ) -> None:
+        """Point each report at its ticket; count and record the attached duplicates; notify."""
+        reports = [r for r, _, _ in links]
+        tickets = [real[ref] if ref < 0 else ref for _, ref, _ in links]
+        await conn.execute(
+            "UPDATE field_reports f SET ticket_id = v.t FROM unnest(%s::bigint[], %s::bigint[])"
+            " AS v(r, t) WHERE f.id = v.r",
+            (reports, tickets),
+        )
+        attached = [(r, t) for (r, _, joined), t in zip(links, tickets, strict=True) if joined]
+        if attached:
+            await conn.execute(
+                """WITH joined AS (
+                     SELECT v.t AS ticket_id, count(*) AS n, array_agg(v.r ORDER BY v.r) AS reports
+                     FROM unnest(%s::bigint[], %s::bigint[]) AS v(r, t) GROUP BY v.t),
+                   bumped AS (
+                     UPDATE tickets t SET report_count = t.report_count + j.n, updated_at = now()
+                     FROM joined j WHERE t.id = j.ticket_id RETURNING t.id, t.state, t.agency)
+                   INSERT INTO ticket_events (ticket_id, at, actor, action, from_state, to_state,
+                                              to_agency, note)
+                   SELECT b.id, now(), 'router', 'attach_report', b.state, b.state, b.agency,
+                          'duplicate reports attached: ' || array_to_string(j.reports, ', ')
+                   FROM bumped b JOIN joined j ON j.ticket_id = b.id""",
+                ([r for r, _ in attached], [t for _, t in attached]),
+            )
+        await notify(conn, sorted(set(tickets)))
+
+
+async def notify(conn: psycopg.AsyncConnection[Any], ticket_ids: Sequence[int]) -> None:
+    """Tell listeners (live feeds, other processes) which tickets changed; sent on commit."""
+    if ticket_ids:
+        await conn.execute(
+            "SELECT pg_notify(%s, json_build_object('ticket', t.id, 'agency', t.agency,"
+            " 'state', t.state, 'category', t.category, 'reports', t.report_count)::text)"
+            " FROM tickets t WHERE t.id = ANY(%s)",
+            (CHANNEL, list(ticket_ids)),
+        )
