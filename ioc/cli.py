@@ -315,6 +315,17 @@ def bench_ingest(events: int, batch_size: int, single: int, concurrency: int) ->
     run_ingest_bench(_settings(), events, batch_size, single, concurrency)
 
 
+@bench.command("route")
+@click.option("--points", default=1_000_000, show_default=True, help="Random points to locate.")
+@click.option("--reports", default=50_000, show_default=True, help="Field reports to ingest.")
+@click.option("--batch-size", default=2_000, show_default=True)
+def bench_route(points: int, reports: int, batch_size: int) -> None:
+    """Geo-routing against geopandas.sjoin, and field reports to routed tickets end to end."""
+    from ioc.bench.route import run_route_benchmark
+
+    run_route_benchmark(_settings(), points, reports, batch_size)
+
+
 @main.command("settings")
 def show_settings() -> None:
     """Show every setting: its variable, current value and meaning (secrets masked)."""

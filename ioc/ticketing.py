@@ -58,6 +58,8 @@ class TicketDesk:
         self.deadline_hours = deadline_hours
         self._dedupe_m = dedupe_m
         self._window = timedelta(seconds=dedupe_s)
+        # Grid cells one dedupe distance tall: a match is always in a neighbouring cell.
+        self._cell_deg = max(dedupe_m, 1.0) / _M_PER_DEG_LAT
 
     async def open_for(
         self, conn: psycopg.AsyncConnection[Any], reports: Sequence[FieldReport]
@@ -103,51 +105,72 @@ class TicketDesk:
                     received_at,
                 )
             )
-            nearby.setdefault(report.category, []).append(
-                _Open(ref, report.category, report.lon, report.lat, report.occurred_at, "new")
+            self._remember(
+                nearby,
+                _Open(ref, report.category, report.lon, report.lat, report.occurred_at, "new"),
             )
             links.append((report_id, ref, False))
         real = await self._insert(conn, new_rows)
         await self._link(conn, links, real)
         return Opened(len(new_rows), len(links) - len(new_rows))
 
+    def _cell(self, lon: float, lat: float) -> tuple[int, int]:
+        return math.floor(lon / self._cell_deg), math.floor(lat / self._cell_deg)
+
+    def _around(self, lon: float, lat: float) -> list[tuple[int, int]]:
+        # Cells are square in degrees; a degree of longitude is shorter, so look wider east-west.
+        x, y = self._cell(lon, lat)
+        reach = math.ceil(1 / max(math.cos(math.radians(lat)), 0.2))
+        return [(x + dx, y + dy) for dx in range(-reach, reach + 1) for dy in (-1, 0, 1)]
+
     async def _open_nearby(
         self, conn: psycopg.AsyncConnection[Any], reports: Sequence[FieldReport]
-    ) -> dict[str, list[_Open]]:
-        pad_lat = self._dedupe_m / _M_PER_DEG_LAT
-        pad_lon = self._dedupe_m / (_M_PER_DEG_LON_EQ * 0.5)  # generous: valid up to 60° latitude
+    ) -> dict[tuple[str, int, int], list[_Open]]:
+        """Open tickets near the reports, keyed by (category, cell) for constant-time lookup."""
+        found: dict[tuple[str, int, int], list[_Open]] = {}
+        if self._dedupe_m <= 0:
+            return found
+        cells = sorted({c for r in reports for c in self._around(r.lon, r.lat)})
         times = [r.occurred_at for r in reports]
         cur = await conn.execute(
-            """SELECT id, category, lon, lat, opened_at, state FROM tickets
-               WHERE state = ANY(%s) AND category = ANY(%s)
-                 AND opened_at BETWEEN %s AND %s
-                 AND lon BETWEEN %s AND %s AND lat BETWEEN %s AND %s""",
+            """SELECT t.id, t.category, t.lon, t.lat, t.opened_at, t.state FROM tickets t
+               JOIN unnest(%s::bigint[], %s::bigint[]) AS c(x, y)
+                 ON floor(t.lon / %s)::bigint = c.x AND floor(t.lat / %s)::bigint = c.y
+               WHERE t.state = ANY(%s) AND t.category = ANY(%s)
+                 AND t.opened_at BETWEEN %s AND %s""",
             (
+                [x for x, _ in cells],
+                [y for _, y in cells],
+                self._cell_deg,
+                self._cell_deg,
                 list(OPEN_STATES),
                 sorted({r.category for r in reports}),
                 min(times) - self._window,
                 max(times) + self._window,
-                min(r.lon for r in reports) - pad_lon,
-                max(r.lon for r in reports) + pad_lon,
-                min(r.lat for r in reports) - pad_lat,
-                max(r.lat for r in reports) + pad_lat,
             ),
         )
-        found: dict[str, list[_Open]] = {}
         for row in await cur.fetchall():
-            found.setdefault(row[1], []).append(
-                _Open(int(row[0]), row[1], row[2], row[3], row[4], row[5])
-            )
+            ticket = _Open(int(row[0]), row[1], row[2], row[3], row[4], row[5])
+            self._remember(found, ticket)
         return found
 
-    def _match(self, nearby: dict[str, list[_Open]], report: FieldReport) -> _Open | None:
+    def _remember(self, found: dict[tuple[str, int, int], list[_Open]], ticket: _Open) -> None:
+        if self._dedupe_m > 0:
+            found.setdefault((ticket.category, *self._cell(ticket.lon, ticket.lat)), []).append(
+                ticket
+            )
+
+    def _match(
+        self, nearby: dict[tuple[str, int, int], list[_Open]], report: FieldReport
+    ) -> _Open | None:
         best, best_m = None, self._dedupe_m
-        for candidate in nearby.get(report.category, ()):
-            if abs(candidate.opened_at - report.occurred_at) > self._window:
-                continue
-            metres = _metres(candidate.lon, candidate.lat, report.lon, report.lat)
-            if metres <= best_m:
-                best, best_m = candidate, metres
+        for cell in self._around(report.lon, report.lat):
+            for candidate in nearby.get((report.category, *cell), ()):
+                if abs(candidate.opened_at - report.occurred_at) > self._window:
+                    continue
+                metres = _metres(candidate.lon, candidate.lat, report.lon, report.lat)
+                if metres <= best_m:
+                    best, best_m = candidate, metres
         return best
 
     @staticmethod

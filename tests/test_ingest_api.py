@@ -396,3 +396,14 @@ def test_every_error_has_the_one_shape(client: httpx.Client, source_key: str) ->
         error = answer.json()["error"]
         assert set(error) == {"code", "message", "details"}
         assert error["message"]
+
+
+def test_reporter_is_stored_as_an_object(
+    client: httpx.Client, source_key: str, server: RunningServer
+) -> None:
+    assert client.post("/v1/events", json=report(), headers=auth(source_key)).status_code == 201
+    with psycopg.connect(server.db_url) as conn:
+        row = conn.execute(
+            "SELECT jsonb_typeof(reporter), reporter->>'phone' FROM field_reports"
+        ).fetchone()
+    assert row == ("object", "0900000001")

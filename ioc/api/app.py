@@ -13,6 +13,7 @@ from ioc import __version__
 from ioc.api import errors
 from ioc.api.admin import build_admin_router
 from ioc.api.ingest import build_ingest_router
+from ioc.api.open311 import build_open311_router
 from ioc.api.ops import build_ops_router
 from ioc.api.reference import build_reference_router
 from ioc.clock import Clock
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(build_ingest_router(platform))
     app.include_router(build_reference_router(platform))
     app.include_router(build_admin_router(platform))
+    app.include_router(build_open311_router(platform))
     _extend_openapi(app)
     return app
 

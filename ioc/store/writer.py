@@ -36,7 +36,8 @@ class Table:
 
 
 def _field_row(e: FieldReport) -> tuple[Any, ...]:
-    reporter = msgspec.json.encode(e.reporter).decode() if e.reporter else None
+    # A plain object: COPY's jsonb dumper encodes it (a pre-encoded string would stay a string).
+    reporter = msgspec.to_builtins(e.reporter) if e.reporter else None
     return (
         e.source,
         e.external_id,
@@ -222,34 +223,6 @@ class EventWriter:
             return Written(len(events), ())
         except psycopg.errors.UniqueViolation:
             return await self._copy_staged(conn, table, events, lines)
-
-    async def write_one(self, conn: Conn, event: Event) -> bool:
-        """Write one event in its own statement; False when it was a duplicate."""
-        table = TABLES[type(event)]
-        row = table.row(event)
-        if table.key_table is None:
-            query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
-                sql.Identifier(table.name),
-                sql.SQL(", ").join(map(sql.Identifier, table.columns)),
-                sql.SQL(", ").join(sql.Placeholder() * len(row)),
-            )
-        else:
-            query = sql.SQL(
-                "WITH fresh AS (INSERT INTO {keys} ({key}) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-                " RETURNING 1) INSERT INTO {t} ({cols}) SELECT {vals} WHERE EXISTS"
-                " (SELECT 1 FROM fresh)"
-            ).format(
-                keys=sql.Identifier(table.key_table),
-                key=sql.SQL(", ").join(map(sql.Identifier, table.key)),
-                t=sql.Identifier(table.name),
-                cols=sql.SQL(", ").join(map(sql.Identifier, table.columns)),
-                vals=sql.SQL(", ").join(
-                    sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(t)) for t in table.types
-                ),
-            )
-            row = (*[row[table.columns.index(k)] for k in table.key], *row)
-        cur = await conn.execute(query, row)
-        return cur.rowcount == 1
 
     async def _copy_direct(self, conn: Conn, table: Table, events: Sequence[Event]) -> None:
         async with conn.cursor() as cur:

@@ -1,0 +1,171 @@
+"""Open311 GeoReport v2 at /open311/v2: services, and service requests backed by our tickets.
+
+Every endpoint answers in the format its extension names (``.json`` or ``.xml``). Errors take
+the spec's shape, ``[{"code": 400, "description": ...}]`` or ``<errors><error>…``, rather than
+the platform's own: this router renders them itself. Reads are public; posting needs api_key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from psycopg_pool import PoolTimeout
+
+from ioc import open311
+from ioc.api.body import read_limited
+from ioc.api.errors import status_of, to_store_unavailable
+from ioc.api.security import token_of
+from ioc.auth import Principal, Role
+from ioc.errors import (
+    InvalidInput,
+    IocError,
+    StoreUnavailable,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from ioc.platform import Platform
+from ioc.validation import media_type
+
+log = logging.getLogger(__name__)
+
+FORM = "application/x-www-form-urlencoded"
+_WRITERS = frozenset({Role.SOURCE})
+Format = Annotated[str, Path(description="the response format: json or xml")]
+
+
+def _format(fmt: str) -> str:
+    if fmt not in open311.MEDIA_TYPES:
+        raise InvalidInput(f"format {fmt!r} is not offered; use .json or .xml")
+    return fmt
+
+
+def _render(fmt: str, root: str, value: Any, status: int = 200, **headers: str) -> Response:
+    if fmt == "xml":
+        return Response(
+            open311.to_xml(root, value), status, headers, media_type="text/xml; charset=utf-8"
+        )
+    return JSONResponse(value, status, headers)
+
+
+def _failure(request: Request, exc: IocError) -> Response:
+    # Open311 answers 403 for a missing or wrong api_key, and 400 for any field it refuses.
+    if isinstance(exc, Unauthenticated):
+        status = 403
+    elif isinstance(exc, InvalidInput):
+        status = 400
+    else:
+        status = status_of(exc)
+    headers = {}
+    if isinstance(exc, StoreUnavailable):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    fmt = "xml" if request.path_params.get("fmt") == "xml" else "json"
+    return _render(fmt, "errors", open311.errors(status, exc.message), status, **headers)
+
+
+class Open311Route(APIRoute):
+    """A route whose domain errors are answered in the Open311 error format."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except IocError as exc:
+                return _failure(request, exc)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                log.warning("database unavailable during %s: %s", request.url.path, exc)
+                return _failure(request, to_store_unavailable(exc))
+
+        return answer
+
+
+def build_open311_router(platform: Platform) -> APIRouter:
+    router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route)
+    zone = platform.settings.zone
+
+    async def writer(request: Request, fields: dict[str, str]) -> Principal:
+        token = fields.get("api_key")
+        if token is None:
+            try:
+                token = token_of(request)
+            except Unauthenticated:
+                raise Unauthenticated("api_key is required to post a service request") from None
+        who = await platform.verifier.verify(platform.pool.connection, token)
+        who.require(_WRITERS)
+        return who
+
+    @router.get("/discovery.{fmt}", summary="Open311 discovery: where and how to call this API")
+    async def discovery(request: Request, fmt: Format) -> Response:
+        base = str(request.base_url).rstrip("/") + router.prefix
+        return _render(_format(fmt), "discovery", open311.discovery(base))
+
+    @router.get("/services.{fmt}", summary="Service types: our field-report categories")
+    async def services(fmt: Format) -> Response:
+        kind = _format(fmt)
+        async with platform.pool.connection() as conn:
+            listed = await open311.services(conn)
+        return _render(kind, "services", listed)
+
+    @router.get("/services/{service_code}.{fmt}", summary="One service's definition")
+    async def service_definition(service_code: str, fmt: Format) -> Response:
+        kind = _format(fmt)
+        async with platform.pool.connection() as conn:
+            await open311.find_service(conn, service_code)
+        return _render(kind, "service_definition", open311.definition(service_code))
+
+    @router.post(
+        "/requests.{fmt}",
+        summary="Post a service request (a form with api_key: a source key)",
+        description="application/x-www-form-urlencoded: service_code, lat, long, "
+        "address_string, description, email, first_name, last_name, phone, media_url. "
+        "It is stored as a field report and routed like any other.",
+    )
+    async def create(request: Request, fmt: Format) -> Response:
+        kind = _format(fmt)
+        body = await read_limited(request, platform.settings.max_body_bytes)
+        if body.strip() and media_type(request.headers.get("content-type")) != FORM:
+            raise UnsupportedMediaType(f"send the service request as {FORM}")
+        query = {k: v for k, v in request.query_params.items() if v.strip()}
+        fields = {**query, **open311.parse_form(body)}
+        who = await writer(request, fields)
+        report = open311.report_of(
+            fields, open311.new_external_id(), platform.clock.now(), platform.reference.categories()
+        )
+        await platform.intake.submit(report, who)
+        assert who.source is not None  # a source key always names its source
+        async with platform.pool.connection() as conn:
+            ticket = await open311.ticket_of_report(conn, who.source, report.external_id)
+            created = await open311.requests_by_id(conn, (ticket,), zone)
+        return _render(kind, "service_requests", [open311.receipt(created[0])])
+
+    @router.get(
+        "/requests.{fmt}",
+        summary="Service requests (the last 90 days unless dated; at most 1000)",
+        description="Filters: service_request_id (comma list; overrides the others), "
+        "service_code, start_date, end_date (ISO 8601), status (open, closed).",
+    )
+    async def search(request: Request, fmt: Format) -> Response:
+        kind = _format(fmt)
+        params = {k: ",".join(request.query_params.getlist(k)) for k in request.query_params}
+        query = open311.parse_search(
+            params, platform.clock.now(), zone, platform.reference.categories()
+        )
+        async with platform.pool.connection() as conn:
+            found = await open311.find_requests(conn, query, zone)
+        return _render(kind, "service_requests", found)
+
+    @router.get("/requests/{service_request_id}.{fmt}", summary="One service request")
+    async def one(service_request_id: str, fmt: Format) -> Response:
+        kind = _format(fmt)
+        async with platform.pool.connection() as conn:
+            found = await open311.find_request(conn, service_request_id, zone)
+        return _render(kind, "service_requests", [found])
+
+    return router

@@ -1,0 +1,159 @@
+"""``ioc bench route``: point-in-jurisdiction routing against geopandas.sjoin, and field reports
+ingested end to end into routed tickets."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import click
+import msgspec
+import numpy as np
+import psycopg
+import shapely
+
+from ioc.bench.harness import machine_line, scratch_database, server_process
+from ioc.config import apply_config, read_config
+from ioc.geo.bench import run_route_bench
+from ioc.geo.synthetic import hue_wards_file
+from ioc.jurisdictions import read_boundary_file
+from ioc.settings import Settings
+from ioc.store.jurisdictions import save_boundary_set
+from ioc.store.keys import create_key
+
+_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "hue-responsibility.toml"
+_CATEGORIES = ("moi_truong", "giao_thong", "chieu_sang", "cap_thoat_nuoc", "trat_tu_do_thi")
+
+
+def _reports(
+    count: int, bounds: tuple[float, float, float, float], tag: str
+) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(7)
+    minx, miny, maxx, maxy = bounds
+    start = datetime(2025, 9, 1, 7, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
+    return [
+        {
+            "kind": "field_report",
+            "external_id": f"{tag}-{n}",
+            "category": _CATEGORIES[n % 5],
+            "description": "Phản ánh hiện trường (benchmark)",
+            "lon": float(rng.uniform(minx, maxx)),
+            "lat": float(rng.uniform(miny, maxy)),
+            "occurred_at": (start + timedelta(seconds=n)).isoformat(),
+        }
+        for n in range(count)
+    ]
+
+
+async def _prepare(url: str, wards: Path) -> tuple[str, tuple[float, float, float, float]]:
+    read = read_boundary_file(wards, "ward", date(2025, 7, 1))
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await save_boundary_set(conn, read.boundaries, read.source_name)
+        if _CONFIG.exists():
+            await apply_config(conn, read_config(_CONFIG))
+        key, _ = await create_key(conn, "source", "bench", None, "ioc bench route")
+    minx, miny, maxx, maxy = (
+        float(v) for v in shapely.total_bounds(list(read.boundaries.geometries))
+    )
+    return key.token, (minx, miny, maxx, maxy)
+
+
+async def _post(url: str, key: str, bodies: list[bytes], parallel: int, batch: bool) -> float:
+    path = "/v1/events/batch" if batch else "/v1/events"
+    kind = "application/x-ndjson" if batch else "application/json"
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": kind}
+    queue = list(reversed(bodies))
+    stored = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal stored
+        while queue:
+            body = queue.pop()
+            async with session.post(f"{url}{path}", data=body, headers=headers) as resp:
+                answer = await resp.json()
+                if resp.status not in (200, 201):
+                    raise RuntimeError(f"refused: {resp.status} {str(answer)[:300]}")
+                stored += answer["accepted"] if batch else 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=parallel)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(parallel)))
+        return stored / (time.perf_counter() - started)
+
+
+def _tickets(url: str) -> tuple[int, int, int]:
+    """(tickets, routed to an agency, reports linked to a ticket)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM tickets), (SELECT count(agency) FROM tickets),"
+            " (SELECT count(ticket_id) FROM field_reports)"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def run_route_benchmark(
+    settings: Settings, points: int, reports: int, batch_size: int
+) -> dict[str, Any]:
+    encoder = msgspec.json.Encoder()
+    with tempfile.TemporaryDirectory() as work:
+        wards, real = hue_wards_file(Path(work))
+        click.echo(
+            f"routing {points:,} random points against {'Huế' if real else 'generated'} wards "
+            f"({wards.name}) with the index and with geopandas.sjoin …",
+            err=True,
+        )
+        geo = run_route_bench(wards, n_points=points)
+        with scratch_database(settings, "route") as url:
+            key, bounds = asyncio.run(_prepare(url, wards))
+            batch = _reports(reports, bounds, "B")
+            single = _reports(min(2_000, reports), bounds, "S")
+            bodies = [
+                b"\n".join(encoder.encode(r) for r in batch[i : i + batch_size])
+                for i in range(0, len(batch), batch_size)
+            ]
+            with server_process(url) as server:
+                click.echo(
+                    f"{reports:,} field reports in batches of {batch_size:,} → tickets …", err=True
+                )
+                batch_rate = asyncio.run(_post(server.url, key, bodies, 2, batch=True))
+                click.echo(f"baseline: {len(single):,} single-report POSTs …", err=True)
+                single_rate = asyncio.run(
+                    _post(server.url, key, [encoder.encode(r) for r in single], 32, batch=False)
+                )
+            opened, routed, linked = _tickets(url)
+    figures: dict[str, Any] = {
+        "wards_file": wards.name,
+        "real_boundaries": int(real),
+        "points": points,
+        "index_pts_per_s": geo["index_pts_per_s"],
+        "sjoin_pts_per_s": geo["sjoin_pts_per_s"],
+        "index_vs_sjoin": geo["ratio"],
+        "agreement": geo["agreement"],
+        "route_meets_bar": int(bool(geo["meets_bar"])),
+        "reports": reports,
+        "reports_to_tickets_per_s": round(batch_rate),
+        "single_report_posts_per_s": round(single_rate),
+        "batch_vs_single": round(batch_rate / single_rate, 2),
+        "tickets_opened": opened,
+        "tickets_routed_to_agency": routed,
+        "reports_on_a_ticket": linked,
+        "tickets_meet_bar": int(batch_rate >= 5_000 and linked == reports + len(single)),
+    }
+    click.echo(
+        f"\npoint → ward: {geo['index_pts_per_s']:,} points/s (index) vs {geo['sjoin_pts_per_s']:,} "
+        f"points/s (geopandas.sjoin): {geo['ratio']}×, agreement {geo['agreement']:.6f}  "
+        "(bar: ≥ 1,000,000/s, ≥ 5×, 100%)\n"
+        f"field reports → routed tickets: {batch_rate:,.0f} reports/s in batches vs "
+        f"{single_rate:,.0f}/s as single POSTs  (bar: ≥ 5,000/s)\n"
+        f"tickets opened {opened:,} (routed to an agency: {routed:,}); every report on a ticket: "
+        f"{linked:,} of {reports + len(single):,} (nearby repeats join an open ticket)"
+    )
+    click.echo(machine_line("route", figures))
+    return figures
