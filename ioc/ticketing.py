@@ -7,7 +7,6 @@ append-only ticket event and a notification on the ``ioc_tickets`` channel.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,7 +96,7 @@ class TicketDesk:
                     decision.agency,
                     decision.jurisdiction_code,
                     decision.level,
-                    json.dumps(decision.why(), ensure_ascii=False),
+                    decision.why(),
                     report.lon,
                     report.lat,
                     report.occurred_at,
@@ -130,17 +129,17 @@ class TicketDesk:
         found: dict[tuple[str, int, int], list[_Open]] = {}
         if self._dedupe_m <= 0:
             return found
-        cells = sorted({c for r in reports for c in self._around(r.lon, r.lat)})
+        cells = {c for r in reports for c in self._around(r.lon, r.lat)}
         times = [r.occurred_at for r in reports]
         cur = await conn.execute(
             """SELECT t.id, t.category, t.lon, t.lat, t.opened_at, t.state FROM tickets t
-               JOIN unnest(%s::bigint[], %s::bigint[]) AS c(x, y)
+               JOIN (SELECT split_part(c, ':', 1)::bigint AS x, split_part(c, ':', 2)::bigint AS y
+                     FROM unnest(string_to_array(%s, ',')) AS c) AS c
                  ON floor(t.lon / %s)::bigint = c.x AND floor(t.lat / %s)::bigint = c.y
                WHERE t.state = ANY(%s) AND t.category = ANY(%s)
                  AND t.opened_at BETWEEN %s AND %s""",
             (
-                [x for x, _ in cells],
-                [y for _, y in cells],
+                ",".join(f"{x}:{y}" for x, y in cells),
                 self._cell_deg,
                 self._cell_deg,
                 list(OPEN_STATES),
@@ -177,38 +176,63 @@ class TicketDesk:
     async def _insert(
         conn: psycopg.AsyncConnection[Any], rows: list[tuple[Any, ...]]
     ) -> dict[int, int]:
-        """Write new tickets and their opening events; returns batch ref → ticket id."""
+        """COPY new tickets (ids reserved from the sequence) and their opening events.
+
+        Returns batch ref → ticket id.
+        """
         if not rows:
             return {}
-        columns = [list(c) for c in zip(*rows, strict=True)]
         cur = await conn.execute(
-            """INSERT INTO tickets (report_id, category, state, agency, jurisdiction_code,
-                                    jurisdiction_level, routing, lon, lat, opened_at,
-                                    deadline_at, updated_at)
-               SELECT r, c, 'new', a, j, l, w::jsonb, x, y, o, d, u
-               FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
-                           %s::text[], %s::float8[], %s::float8[], %s::timestamptz[],
-                           %s::timestamptz[], %s::timestamptz[])
-                    AS v(r, c, a, j, l, w, x, y, o, d, u)
-               RETURNING id, report_id""",
-            columns,
+            "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, %s)",
+            (len(rows),),
         )
-        by_report = {int(report): int(ticket) for ticket, report in await cur.fetchall()}
-        ticket_ids = [by_report[int(row[0])] for row in rows]
-        notes = []
-        for row in rows:
-            why = json.loads(row[5])
-            rule = f" (rule {why['rule']})" if why["rule"] is not None else ""
-            notes.append(
-                f"routed: {why['jurisdiction_name'] or 'no jurisdiction'}{rule}, {why['how']}"
-            )
-        await conn.execute(
-            """INSERT INTO ticket_events (ticket_id, at, actor, action, to_state, to_agency, note)
-               SELECT t, u, 'router', 'open', 'new', a, n
-               FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[]) AS v(t, u, a, n)""",
-            (ticket_ids, columns[10], columns[2], notes),
-        )
-        return {-(n + 1): ticket for n, ticket in enumerate(ticket_ids)}
+        ids = [int(r[0]) for r in await cur.fetchall()]
+        async with conn.cursor() as cur:
+            async with cur.copy(
+                "COPY tickets (id, report_id, category, state, agency, jurisdiction_code,"
+                " jurisdiction_level, routing, lon, lat, opened_at, deadline_at, updated_at)"
+                " FROM STDIN"
+            ) as copy:
+                copy.set_types(
+                    [
+                        "int8",
+                        "int8",
+                        "text",
+                        "text",
+                        "text",
+                        "text",
+                        "text",
+                        "jsonb",
+                        "float8",
+                        "float8",
+                        "timestamptz",
+                        "timestamptz",
+                        "timestamptz",
+                    ]
+                )
+                for ticket, row in zip(ids, rows, strict=True):
+                    await copy.write_row((ticket, row[0], row[1], "new", *row[2:]))
+            async with cur.copy(
+                "COPY ticket_events (ticket_id, at, actor, action, to_state, to_agency, note)"
+                " FROM STDIN"
+            ) as copy:
+                copy.set_types(["int8", "timestamptz", "text", "text", "text", "text", "text"])
+                for ticket, row in zip(ids, rows, strict=True):
+                    why = row[5]
+                    rule = f" (rule {why['rule']})" if why["rule"] is not None else ""
+                    place = why["jurisdiction_name"] or "no jurisdiction"
+                    await copy.write_row(
+                        (
+                            ticket,
+                            row[10],
+                            "router",
+                            "open",
+                            "new",
+                            row[2],
+                            f"routed: {place}{rule}, {why['how']}",
+                        )
+                    )
+        return {-(n + 1): ticket for n, ticket in enumerate(ids)}
 
     @staticmethod
     async def _link(
