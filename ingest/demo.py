@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
+from datetime import date
+from pathlib import Path
 
 import click
 import httpx
@@ -12,13 +15,30 @@ import uvicorn
 
 from ingest.simulator import Event, ProvinceSimulator, RealClock
 from ioc.api.app import create_app
+from ioc.config import apply_config, read_config
+from ioc.geo.synthetic import hue_wards_file
+from ioc.jurisdictions import read_boundary_file
 from ioc.platform import Platform
 from ioc.settings import Settings
+from ioc.store.jurisdictions import save_boundary_set
 from ioc.store.keys import create_key
 from ioc.store.reference import Sensor, upsert_sensors
 
 log = logging.getLogger(__name__)
 SOURCE = "simulator"
+_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "hue-responsibility.toml"
+
+
+async def _map(platform: Platform, workdir: Path) -> str:
+    """Boundaries (Huế's real wards when at hand) and the example responsibility rules."""
+    wards, real = hue_wards_file(workdir)
+    boundaries = read_boundary_file(wards, "ward", date(2025, 7, 1)).boundaries
+    async with platform.pool.connection() as conn:
+        await save_boundary_set(conn, boundaries, wards.name)
+        if _CONFIG.exists():
+            await apply_config(conn, read_config(_CONFIG))
+    await platform.reload_routing(force=True)
+    return f"{len(boundaries)} {'real' if real else 'generated'} wards"
 
 
 async def _register(platform: Platform, simulator: ProvinceSimulator) -> tuple[str, str]:
@@ -45,11 +65,14 @@ async def _demo(settings: Settings, port: int, seed: int) -> None:
         await asyncio.sleep(0.05)
     platform: Platform = app.state.platform
     simulator = ProvinceSimulator(RealClock(), seed=seed)
+    with tempfile.TemporaryDirectory() as workdir:
+        area = await _map(platform, Path(workdir))
     source_key, operator_key = await _register(platform, simulator)
     base = f"http://{settings.host}:{port}"
     click.echo(
         f"\nIOC demo is running: open {base}/  (API docs: {base}/docs)\n"
         f"operator key for this demo: {operator_key}\n"
+        f"reports are routed to agencies over {area} (rules: deploy/hue-responsibility.toml)\n"
         "a simulator is streaming field reports, traffic readings and dossier events; "
         "Ctrl-C stops everything\n"
     )
