@@ -16,6 +16,7 @@ from ioc.api.ingest import build_ingest_router
 from ioc.api.open311 import build_open311_router
 from ioc.api.ops import build_ops_router
 from ioc.api.reference import build_reference_router
+from ioc.api.tickets import build_tickets_router
 from ioc.clock import Clock
 from ioc.events import json_schemas
 from ioc.platform import Platform
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(build_ingest_router(platform))
     app.include_router(build_reference_router(platform))
     app.include_router(build_admin_router(platform))
+    app.include_router(build_tickets_router(platform))
     app.include_router(build_open311_router(platform))
     _extend_openapi(app)
     return app

@@ -69,6 +69,8 @@ CREATE INDEX tickets_open_by_category ON tickets (category, opened_at)
     WHERE state NOT IN ('resolved', 'closed', 'rejected');
 CREATE INDEX tickets_agency_queue ON tickets (agency, deadline_at, id);
 CREATE INDEX tickets_updated ON tickets (updated_at, id);
+CREATE INDEX tickets_deadline ON tickets (deadline_at, id);  -- operators' queue across agencies
+CREATE INDEX tickets_opened ON tickets (opened_at, id);      -- Open311 and review date windows
 
 ALTER TABLE field_reports ADD COLUMN ticket_id bigint REFERENCES tickets (id);
 CREATE INDEX field_reports_ticket ON field_reports (ticket_id);
