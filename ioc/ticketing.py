@@ -17,11 +17,11 @@ import psycopg
 
 from ioc.events import FieldReport
 from ioc.routing import Router
-from ioc.tickets import OPEN_STATES
 
 CHANNEL = "ioc_tickets"
 _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQ = 111_320.0
+_CELLS_PER_DEG = 1000  # must match the tickets.cell_x / cell_y columns (migration 0003)
 
 
 @dataclass
@@ -57,8 +57,6 @@ class TicketDesk:
         self.deadline_hours = deadline_hours
         self._dedupe_m = dedupe_m
         self._window = timedelta(seconds=dedupe_s)
-        # Grid cells one dedupe distance tall: a match is always in a neighbouring cell.
-        self._cell_deg = max(dedupe_m, 1.0) / _M_PER_DEG_LAT
 
     async def open_for(
         self, conn: psycopg.AsyncConnection[Any], reports: Sequence[FieldReport]
@@ -113,14 +111,21 @@ class TicketDesk:
         await self._link(conn, links, real)
         return Opened(len(new_rows), len(links) - len(new_rows))
 
-    def _cell(self, lon: float, lat: float) -> tuple[int, int]:
-        return math.floor(lon / self._cell_deg), math.floor(lat / self._cell_deg)
+    @staticmethod
+    def _cell(lon: float, lat: float) -> tuple[int, int]:
+        """The ticket's grid cell, computed exactly as the tickets.cell_x/cell_y columns are."""
+        return math.floor(lon * _CELLS_PER_DEG), math.floor(lat * _CELLS_PER_DEG)
 
     def _around(self, lon: float, lat: float) -> list[tuple[int, int]]:
-        # Cells are square in degrees; a degree of longitude is shorter, so look wider east-west.
         x, y = self._cell(lon, lat)
-        reach = math.ceil(1 / max(math.cos(math.radians(lat)), 0.2))
-        return [(x + dx, y + dy) for dx in range(-reach, reach + 1) for dy in (-1, 0, 1)]
+        reach_y = math.ceil(self._dedupe_m / (_M_PER_DEG_LAT / _CELLS_PER_DEG))
+        metres_x = _M_PER_DEG_LON_EQ * max(math.cos(math.radians(lat)), 0.2) / _CELLS_PER_DEG
+        reach_x = math.ceil(self._dedupe_m / metres_x)
+        return [
+            (x + dx, y + dy)
+            for dx in range(-reach_x, reach_x + 1)
+            for dy in range(-reach_y, reach_y + 1)
+        ]
 
     async def _open_nearby(
         self, conn: psycopg.AsyncConnection[Any], reports: Sequence[FieldReport]
@@ -129,28 +134,21 @@ class TicketDesk:
         found: dict[tuple[str, int, int], list[_Open]] = {}
         if self._dedupe_m <= 0:
             return found
-        cells = {c for r in reports for c in self._around(r.lon, r.lat)}
+        keys = {f"{r.category}:{x}:{y}" for r in reports for x, y in self._around(r.lon, r.lat)}
         times = [r.occurred_at for r in reports]
+        # One index probe per (category, cell); the predicate repeats the partial index's.
         cur = await conn.execute(
             """SELECT t.id, t.category, t.lon, t.lat, t.opened_at, t.state FROM tickets t
-               JOIN (SELECT split_part(c, ':', 1)::bigint AS x, split_part(c, ':', 2)::bigint AS y
-                     FROM unnest(string_to_array(%s, ',')) AS c) AS c
-                 ON floor(t.lon / %s)::bigint = c.x AND floor(t.lat / %s)::bigint = c.y
-               WHERE t.state = ANY(%s) AND t.category = ANY(%s)
+               JOIN (SELECT split_part(k, ':', 1) AS category, split_part(k, ':', 2)::integer AS x,
+                            split_part(k, ':', 3)::integer AS y
+                     FROM unnest(string_to_array(%s, ',')) AS k) AS c
+                 ON t.category = c.category AND t.cell_x = c.x AND t.cell_y = c.y
+               WHERE t.state NOT IN ('resolved', 'closed', 'rejected')
                  AND t.opened_at BETWEEN %s AND %s""",
-            (
-                ",".join(f"{x}:{y}" for x, y in cells),
-                self._cell_deg,
-                self._cell_deg,
-                list(OPEN_STATES),
-                sorted({r.category for r in reports}),
-                min(times) - self._window,
-                max(times) + self._window,
-            ),
+            (",".join(keys), min(times) - self._window, max(times) + self._window),
         )
         for row in await cur.fetchall():
-            ticket = _Open(int(row[0]), row[1], row[2], row[3], row[4], row[5])
-            self._remember(found, ticket)
+            self._remember(found, _Open(int(row[0]), row[1], row[2], row[3], row[4], row[5]))
         return found
 
     def _remember(self, found: dict[tuple[str, int, int], list[_Open]], ticket: _Open) -> None:

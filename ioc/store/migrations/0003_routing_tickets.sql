@@ -63,9 +63,14 @@ CREATE TABLE tickets (
     report_count       integer NOT NULL DEFAULT 1,
     assignee           text,
     updated_at         timestamptz NOT NULL,
-    closed_at          timestamptz
+    closed_at          timestamptz,
+    -- A 0.001° grid (about 110 m): finding open tickets near a new report probes a few cells.
+    cell_x             integer GENERATED ALWAYS AS (floor(lon * 1000)::integer) STORED,
+    cell_y             integer GENERATED ALWAYS AS (floor(lat * 1000)::integer) STORED
 );
 CREATE INDEX tickets_open_by_category ON tickets (category, opened_at)
+    WHERE state NOT IN ('resolved', 'closed', 'rejected');
+CREATE INDEX tickets_open_cells ON tickets (category, cell_x, cell_y)
     WHERE state NOT IN ('resolved', 'closed', 'rejected');
 CREATE INDEX tickets_agency_queue ON tickets (agency, deadline_at, id);
 CREATE INDEX tickets_updated ON tickets (updated_at, id);
