@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 
 from ioc.settings import Settings
@@ -92,3 +94,52 @@ def machine_line(name: str, figures: dict[str, float | int | str]) -> str:
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         parts.append(f"{key}={shown}")
     return f"bench {name}: " + " ".join(parts)
+
+
+@dataclass
+class Posted:
+    """What a run of POSTs achieved: events stored, wall time, each request's latency (sorted)."""
+
+    stored: int
+    elapsed_s: float
+    latencies_s: list[float]
+
+    @property
+    def per_s(self) -> float:
+        return self.stored / self.elapsed_s
+
+
+async def post_all(
+    url: str,
+    key: str,
+    bodies: list[bytes],
+    *,
+    path: str,
+    content_type: str,
+    parallel: int,
+    ok: tuple[int, ...] = (200, 201),
+) -> Posted:
+    """POST every body over ``parallel`` keep-alive connections; any refusal stops the run."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": content_type}
+    queue = list(reversed(bodies))
+    latencies: list[float] = []
+    stored = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal stored
+        while queue:
+            body = queue.pop()
+            sent = time.perf_counter()
+            async with session.post(f"{url}{path}", data=body, headers=headers) as resp:
+                answer = await resp.json()
+                if resp.status not in ok or answer.get("rejected"):
+                    raise RuntimeError(f"refused: {resp.status} {str(answer)[:300]}")
+                stored += int(answer.get("accepted", 1))
+            latencies.append(time.perf_counter() - sent)
+
+    connector = aiohttp.TCPConnector(limit=parallel)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(parallel)))
+        elapsed = time.perf_counter() - started
+    return Posted(stored, elapsed, sorted(latencies))

@@ -8,18 +8,24 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import click
 import msgspec
 import psycopg
 
-from ioc.bench.harness import machine_line, percentile, scratch_database, server_process
+from ioc.bench.harness import (
+    machine_line,
+    percentile,
+    post_all,
+    scratch_database,
+    server_process,
+)
 from ioc.settings import Settings
 from ioc.store.keys import create_key
 from ioc.store.partitions import PartitionManager
 from ioc.store.reference import Sensor, upsert_sensors
 
 SENSORS = 400
+BATCH, NDJSON = "/v1/events/batch", "application/x-ndjson"
 _START = datetime(2025, 3, 3, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
 
 
@@ -87,53 +93,6 @@ def per_row_baseline(url: str, rows: list[dict[str, Any]], batch_size: int, back
         return len(rows) / (time.perf_counter() - started)
 
 
-async def _post_batches(url: str, key: str, bodies: list[bytes], parallel: int) -> float:
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"}
-    queue = list(reversed(bodies))
-    accepted = 0
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal accepted
-        while queue:
-            body = queue.pop()
-            async with session.post(f"{url}/v1/events/batch", data=body, headers=headers) as resp:
-                answer = await resp.json()
-                if resp.status != 200 or answer["rejected"]:
-                    raise RuntimeError(f"batch refused: {resp.status} {str(answer)[:300]}")
-                accepted += answer["accepted"]
-
-    async with aiohttp.ClientSession() as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(parallel)))
-        elapsed = time.perf_counter() - started
-    return accepted / elapsed
-
-
-async def _post_singles(
-    url: str, key: str, bodies: list[bytes], concurrency: int
-) -> tuple[float, list[float]]:
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    queue = list(reversed(bodies))
-    latencies: list[float] = []
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        while queue:
-            body = queue.pop()
-            sent = time.perf_counter()
-            async with session.post(f"{url}/v1/events", data=body, headers=headers) as resp:
-                await resp.read()
-                if resp.status != 201:
-                    raise RuntimeError(f"single event refused: {resp.status}")
-            latencies.append(time.perf_counter() - sent)
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return len(bodies) / elapsed, sorted(latencies)
-
-
 def _backend(url: str) -> str:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT value FROM ioc_meta WHERE key = 'backend'").fetchone()
@@ -155,15 +114,35 @@ def run_ingest_bench(
         with server_process(url) as server:
             # A short warm-up, so connection set-up and first partitions are not timed.
             warm = readings(batch_size, 400)
-            asyncio.run(_post_batches(server.url, key, [b"\n".join(map(encoder.encode, warm))], 1))
+            asyncio.run(
+                post_all(
+                    server.url,
+                    key,
+                    [b"\n".join(map(encoder.encode, warm))],
+                    path=BATCH,
+                    content_type=NDJSON,
+                    parallel=1,
+                )
+            )
             click.echo("batch ingest over HTTP …", err=True)
-            batch_eps = asyncio.run(_post_batches(server.url, key, bodies, 2))
+            batch_eps = asyncio.run(
+                post_all(server.url, key, bodies, path=BATCH, content_type=NDJSON, parallel=2)
+            ).per_s
             click.echo(f"single-event POSTs ({single:,}, {concurrency} connections) …", err=True)
             single_rows = readings(single, 200)
             single_bodies = [encoder.encode(r) for r in single_rows]
-            single_rps, latencies = asyncio.run(
-                _post_singles(server.url, key, single_bodies, concurrency)
+            singles = asyncio.run(
+                post_all(
+                    server.url,
+                    key,
+                    single_bodies,
+                    path="/v1/events",
+                    content_type="application/json",
+                    parallel=concurrency,
+                    ok=(201,),
+                )
             )
+            single_rps, latencies = singles.per_s, singles.latencies_s
         baseline_rows = readings(min(events, 20_000), 100)
         click.echo(f"per-row INSERT baseline ({len(baseline_rows):,} rows) …", err=True)
         baseline_eps = per_row_baseline(url, baseline_rows, batch_size, _backend(url))

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import click
 import msgspec
 import numpy as np
 import psycopg
 import shapely
 
-from ioc.bench.harness import machine_line, scratch_database, server_process
+from ioc.bench.harness import machine_line, post_all, scratch_database, server_process
 from ioc.config import apply_config, read_config
 from ioc.geo.bench import run_route_bench
 from ioc.geo.synthetic import hue_wards_file
@@ -64,29 +62,6 @@ async def _prepare(url: str, wards: Path) -> tuple[str, tuple[float, float, floa
     return key.token, (minx, miny, maxx, maxy)
 
 
-async def _post(url: str, key: str, bodies: list[bytes], parallel: int, batch: bool) -> float:
-    path = "/v1/events/batch" if batch else "/v1/events"
-    kind = "application/x-ndjson" if batch else "application/json"
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": kind}
-    queue = list(reversed(bodies))
-    stored = 0
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal stored
-        while queue:
-            body = queue.pop()
-            async with session.post(f"{url}{path}", data=body, headers=headers) as resp:
-                answer = await resp.json()
-                if resp.status not in (200, 201):
-                    raise RuntimeError(f"refused: {resp.status} {str(answer)[:300]}")
-                stored += answer["accepted"] if batch else 1
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=parallel)) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(parallel)))
-        return stored / (time.perf_counter() - started)
-
-
 def _tickets(url: str) -> tuple[int, int, int]:
     """(tickets, routed to an agency, reports linked to a ticket)."""
     with psycopg.connect(url) as conn:
@@ -122,11 +97,27 @@ def run_route_benchmark(
                 click.echo(
                     f"{reports:,} field reports in batches of {batch_size:,} → tickets …", err=True
                 )
-                batch_rate = asyncio.run(_post(server.url, key, bodies, 2, batch=True))
+                batch_rate = asyncio.run(
+                    post_all(
+                        server.url,
+                        key,
+                        bodies,
+                        path="/v1/events/batch",
+                        content_type="application/x-ndjson",
+                        parallel=2,
+                    )
+                ).per_s
                 click.echo(f"baseline: {len(single):,} single-report POSTs …", err=True)
                 single_rate = asyncio.run(
-                    _post(server.url, key, [encoder.encode(r) for r in single], 32, batch=False)
-                )
+                    post_all(
+                        server.url,
+                        key,
+                        [encoder.encode(r) for r in single],
+                        path="/v1/events",
+                        content_type="application/json",
+                        parallel=32,
+                    )
+                ).per_s
             opened, routed, linked = _tickets(url)
     figures: dict[str, Any] = {
         "wards_file": wards.name,
