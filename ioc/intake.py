@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,10 @@ from ioc.validation import (
     decode_one,
     reject_lines,
 )
+
+# Readings per live notice: a NOTIFY payload must stay under 8000 bytes.
+_READINGS_PER_NOTICE = 50
+READINGS = "ioc_readings"
 
 # (kind, source, outcome, count) -> None; outcome is accepted, duplicate or rejected.
 Observer = Callable[[str, str, str, int], None]
@@ -101,6 +106,7 @@ class Intake:
                     written = await self._writer.write_batch(conn, kind, events, lines[kind])
                     duplicates.extend(written.duplicate_lines)
                     await self._open_tickets(conn, kind, events, lines[kind], written)
+                    await self._announce_readings(conn, kind, events, lines[kind], written)
         result = BatchResult(
             len(checked.events) - len(duplicates),
             tuple(sorted(duplicates)),
@@ -153,6 +159,7 @@ class Intake:
                     written = await self._writer.write_batch(conn, kind, group, lines[kind])
                     duplicates.update(written.duplicate_lines)
                     await self._open_tickets(conn, kind, group, lines[kind], written)
+                    await self._announce_readings(conn, kind, group, lines[kind], written)
         return [index not in duplicates for index in range(len(events))]
 
     async def _open_tickets(
@@ -169,6 +176,34 @@ class Intake:
         repeats = set(written.duplicate_lines)
         fresh = [e for e, line in zip(events, lines, strict=True) if line not in repeats]
         await self._desk.open_for(conn, fresh)  # type: ignore[arg-type]
+
+    @staticmethod
+    async def _announce_readings(
+        conn: Any,
+        kind: type[Any],
+        events: Sequence[Event],
+        lines: Sequence[int],
+        written: Written,
+    ) -> None:
+        """Tell the live map each sensor's latest stored reading (a few notices per batch)."""
+        if kind is not TrafficCount:
+            return
+        repeats = set(written.duplicate_lines)
+        latest: dict[str, TrafficCount] = {}
+        for event, line in zip(events, lines, strict=True):
+            assert isinstance(event, TrafficCount)
+            seen = latest.get(event.sensor_id)
+            if line not in repeats and (seen is None or event.observed_at > seen.observed_at):
+                latest[event.sensor_id] = event
+        rows = [
+            [r.sensor_id, r.observed_at.isoformat(), r.vehicle_count, r.avg_speed_kmh, r.interval_s]
+            for r in latest.values()
+        ]
+        for start in range(0, len(rows), _READINGS_PER_NOTICE):
+            chunk = rows[start : start + _READINGS_PER_NOTICE]
+            await conn.execute(
+                "SELECT pg_notify(%s, %s)", (READINGS, json.dumps({"readings": chunk}))
+            )
 
     async def _check_sensors(self, conn: Any, checked: Decoded) -> Decoded:
         ids = {e.sensor_id for e in checked.events if isinstance(e, TrafficCount)}

@@ -13,13 +13,18 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from ioc.ticketing import CHANNEL
+from ioc.alerts import CHANNEL as ALERTS
+from ioc.intake import READINGS
+from ioc.ticketing import CHANNEL as TICKETS
+
+# Everything a live page may show: ticket changes, alerts, and sensor readings.
+CHANNELS = (TICKETS, ALERTS, READINGS)
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +79,22 @@ class Subscription:
 
 
 class LiveHub:
-    """LISTENs on ``channel`` over one autocommit connection, reconnecting when it drops."""
+    """LISTENs on ``channels`` over one autocommit connection, reconnecting when it drops.
+
+    Messages are JSON objects; which channel a message came on is told by its keys
+    (``ticket``, ``alert``, ``readings``), so subscribers filter on content alone.
+    """
 
     def __init__(
         self,
         conninfo: str,
-        channel: str = CHANNEL,
+        channels: Sequence[str] = CHANNELS,
         queue_size: int = 1000,
         retry_max_s: float = 5.0,
         check_every_s: float = 30.0,
     ) -> None:
         self._conninfo = conninfo
-        self._channel = channel
+        self._channels = tuple(channels)
         self._queue_size = queue_size
         self._retry_max_s = retry_max_s
         self._check_every_s = check_every_s
@@ -143,7 +152,7 @@ class LiveHub:
         try:
             message = json.loads(text)
         except ValueError:
-            log.warning("live hub: a notification on %s is not JSON; ignored", self._channel)
+            log.warning("live hub: a notification is not JSON; ignored: %.80s", text)
             return
         if not isinstance(message, dict):
             return
@@ -169,7 +178,8 @@ class LiveHub:
             self._conninfo, autocommit=True, application_name="ioc-live"
         )
         try:
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            for channel in self._channels:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except BaseException:
             await conn.close()
             raise
@@ -190,7 +200,7 @@ class LiveHub:
             try:
                 if conn is None:
                     conn = self._conn = await self._connect()
-                    log.info("live hub: listening again on %s", self._channel)
+                    log.info("live hub: listening again on %s", ", ".join(self._channels))
                     self._broadcast(RESYNC)
                 delay = 0.05
                 while True:

@@ -280,6 +280,8 @@ def feed_filter(who: Principal) -> Callable[[Mapping[str, Any]], bool]:
     mine = _scope(who)
 
     def accept(message: Mapping[str, Any]) -> bool:
+        if "ticket" not in message:
+            return False  # alerts and readings share the hub; this feed carries tickets
         # A departure notice (a ticket transferred away) is only for the agency it left.
         if "from_agency" in message:
             return mine is not None and message["from_agency"] == mine

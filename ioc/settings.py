@@ -98,6 +98,97 @@ class Settings(BaseSettings):
         default="ioc",
         description="The catch-all operator queue: reports no responsibility rule claims.",
     )
+    # -- SLA clocks and alerts ------------------------------------------------------------
+    office_hours: str = Field(
+        default="07:30-11:30,13:30-17:00",
+        description="Office hours counted as working time, comma-separated HH:MM-HH:MM spans.",
+    )
+    swap_days_file: Path | None = Field(
+        default=None,
+        description="A TOML file of extra swap days (off/worked) laid over the built-in notices.",
+    )
+    sla_engine: bool = Field(
+        default=True, description="Run the SLA and traffic alert engine inside the server."
+    )
+    sla_tick_s: float = Field(
+        default=5.0, gt=0, description="How often the SLA engine looks for clocks that are due."
+    )
+    sla_batch: int = Field(
+        default=5_000, ge=1, description="Most clocks the SLA engine handles in one transaction."
+    )
+    sla_due_soon_fraction: float = Field(
+        default=0.75,
+        gt=0,
+        lt=1,
+        description="Warn (due soon) when this share of the allowed time is used.",
+    )
+    sla_escalate_after_s: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description="Escalate to the parent agency and the leaders when a subject is overdue and nobody has acted on it for this long (seconds).",
+    )
+    apology_extension_days: int = Field(
+        default=5,
+        ge=1,
+        description="A late dossier's apology letter (form 04) sets a new appointment this many working days later.",
+    )
+    alert_digest_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Due-soon and traffic alerts are sent to each agency in a digest this often.",
+    )
+    alert_repeat_s: float = Field(
+        default=4 * 3600.0,
+        ge=0,
+        description="Unacknowledged overdue and escalated alerts are sent again this often (0: never).",
+    )
+    traffic_category: str = Field(
+        default="giao_thong",
+        description="Category traffic alerts are routed by (with the sensor's location).",
+    )
+    traffic_check_s: float = Field(
+        default=60.0, gt=0, description="How often traffic sensors are checked for alerts."
+    )
+    silent_intervals: int = Field(
+        default=3,
+        ge=1,
+        description="A sensor is silent after this many of its reporting intervals without a reading.",
+    )
+    congestion_z: float = Field(
+        default=3.0,
+        gt=0,
+        description="Congestion: recent speed or count this many standard deviations from the sensor's baseline.",
+    )
+    congestion_window_s: float = Field(
+        default=900.0, gt=0, description="Congestion: the recent window compared with the baseline."
+    )
+    congestion_baseline_days: int = Field(
+        default=28,
+        ge=7,
+        description="Congestion: days of history the baseline (same weekday and time) is taken from.",
+    )
+    congestion_min_samples: int = Field(
+        default=6,
+        ge=2,
+        description="Congestion: fewest baseline samples before a sensor is judged.",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, description="Webhook delivery: wait this long for the endpoint."
+    )
+    webhook_max_attempts: int = Field(
+        default=12, ge=1, description="Webhook delivery: attempts before a message is marked dead."
+    )
+    webhook_backoff_s: float = Field(
+        default=30.0, gt=0, description="Webhook delivery: first retry delay; doubles each attempt."
+    )
+    webhook_backoff_max_s: float = Field(
+        default=3600.0, gt=0, description="Webhook delivery: longest retry delay."
+    )
+    # -- pages -----------------------------------------------------------------------------
+    map_tiles: str = Field(
+        default="osm",
+        description="Map background: osm (OpenStreetMap), none, or a tile URL template such as http://tiles.internal/{z}/{x}/{y}.png.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as readable text or as JSON lines."
     )
