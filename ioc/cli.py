@@ -326,6 +326,21 @@ def bench_route(points: int, reports: int, batch_size: int) -> None:
     run_route_benchmark(_settings(), points, reports, batch_size)
 
 
+@bench.command("sla")
+@click.option("--tickets", default=1_000_000, show_default=True, help="Open tickets.")
+@click.option(
+    "--small", default=100_000, show_default=True, help="First size, to compare memory with."
+)
+@click.option("--batch", default=5_000, show_default=True, help="Clocks due in the busy tick.")
+def bench_sla(tickets: int, small: int, batch: int) -> None:
+    """One SLA engine tick over many open tickets, against scanning them all."""
+    from ioc.bench.sla import run_sla_benchmark
+
+    if not 0 < small < tickets:
+        raise click.BadParameter("--small must be between 0 and --tickets")
+    run_sla_benchmark(_settings(), tickets, small, batch)
+
+
 @main.command("settings")
 def show_settings() -> None:
     """Show every setting: its variable, current value and meaning (secrets masked)."""
@@ -339,6 +354,9 @@ def _register() -> None:
     from ioc.cli_jurisdictions import jurisdictions
 
     main.add_command(jurisdictions)
+    from ioc.cli_alerts import alerts
+
+    main.add_command(alerts)
 
 
 _register()

@@ -10,6 +10,12 @@ code = "moi_truong"
 name_vi = "Môi trường, rác thải"
 default_deadline_hours = 48
 
+[[deadlines]]               # how long a subject may take (replaces the category default)
+subject = "ticket"          # or "dossier", keyed by procedure code
+key = "moi_truong"
+unit = "working_hours"      # calendar_hours, working_hours or working_days
+amount = 16
+
 [[rules]]                   # the most specific matching rule wins
 category = "moi_truong"     # omit for any category
 level = "ward"              # or jurisdiction_code = "19753"; omit both for anywhere
@@ -53,10 +59,18 @@ class RuleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     note: str = ""
 
 
+class DeadlineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    subject: Literal["ticket", "dossier"]
+    key: Ident
+    unit: Literal["calendar_hours", "working_hours", "working_days"]
+    amount: Annotated[float, msgspec.Meta(gt=0, le=24 * 366)]
+
+
 class ResponsibilityConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     agencies: list[AgencyConfig] = msgspec.field(default_factory=list)
     categories: list[CategoryConfig] = msgspec.field(default_factory=list)
     rules: list[RuleConfig] = msgspec.field(default_factory=list)
+    deadlines: list[DeadlineConfig] = msgspec.field(default_factory=list)
 
 
 def parse_config(data: Any, origin: str) -> ResponsibilityConfig:
@@ -99,12 +113,27 @@ async def apply_config(
                 )
             if rule.level and rule.jurisdiction_code:
                 raise InvalidInput(f"rules[{number}]: give level or jurisdiction_code, not both")
+        seen: set[tuple[str, str]] = set()
+        for number, deadline in enumerate(config.deadlines, start=1):
+            if deadline.subject == "ticket" and deadline.key not in categories:
+                raise InvalidInput(
+                    f"deadlines[{number}]: unknown category {deadline.key!r}; known: {', '.join(sorted(categories))}"
+                )
+            if deadline.unit == "working_days" and deadline.amount != int(deadline.amount):
+                raise InvalidInput(f"deadlines[{number}]: working_days must be a whole number")
+            if (deadline.subject, deadline.key) in seen:
+                raise InvalidInput(
+                    f"deadlines[{number}]: a second policy for {deadline.subject} {deadline.key!r}"
+                )
+            seen.add((deadline.subject, deadline.key))
         async with conn.cursor() as cur:
             # Parents are set after every agency exists, so the file's order does not matter.
             await cur.executemany(
                 """INSERT INTO agencies (code, name_vi, webhook_url, webhook_secret) VALUES (%s, %s, %s, %s)
                    ON CONFLICT (code) DO UPDATE SET name_vi = EXCLUDED.name_vi,
-                   webhook_url = EXCLUDED.webhook_url, webhook_secret = EXCLUDED.webhook_secret""",
+                   webhook_url = EXCLUDED.webhook_url,
+                   -- the secret is never shown, so a config read back and saved keeps it
+                   webhook_secret = coalesce(EXCLUDED.webhook_secret, agencies.webhook_secret)""",
                 [(a.code, a.name_vi, a.webhook_url, a.webhook_secret) for a in config.agencies],
             )
             await cur.executemany(
@@ -126,7 +155,13 @@ async def apply_config(
                     for r in config.rules
                 ],
             )
+            await cur.execute("DELETE FROM deadline_policies")
+            await cur.executemany(
+                "INSERT INTO deadline_policies (subject, key, unit, amount) VALUES (%s, %s, %s, %s)",
+                [(d.subject, d.key, d.unit, d.amount) for d in config.deadlines],
+            )
     return {
+        "deadlines": len(config.deadlines),
         "agencies": len(config.agencies),
         "categories": len(config.categories),
         "rules": len(config.rules),
@@ -155,4 +190,13 @@ async def dump_config(conn: psycopg.AsyncConnection[Any]) -> ResponsibilityConfi
         RuleConfig(agency=a, category=c, level=lv, jurisdiction_code=j, note=n)
         for a, c, lv, j, n in await cur.fetchall()
     ]
-    return ResponsibilityConfig(agencies=agencies, categories=categories, rules=rules)
+    cur = await conn.execute(
+        "SELECT subject, key, unit, amount FROM deadline_policies ORDER BY subject, key"
+    )
+    deadlines = [
+        DeadlineConfig(subject=s, key=k, unit=u, amount=float(a))
+        for s, k, u, a in await cur.fetchall()
+    ]
+    return ResponsibilityConfig(
+        agencies=agencies, categories=categories, rules=rules, deadlines=deadlines
+    )

@@ -6,14 +6,18 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from ioc.auth import INGEST_ROLES, Principal, Role
+from ioc.clock import Clock
 from ioc.coalesce import Coalescer
+from ioc.deadlines import DeadlineBook
+from ioc.dossiers import refold
 from ioc.errors import InvalidInput, PayloadTooLarge
-from ioc.events import Event, FieldReport, TrafficCount
+from ioc.events import DossierEvent, Event, FieldReport, TrafficCount
 from ioc.store.reference import ReferenceData
 from ioc.store.writer import EventWriter, Written
 from ioc.ticketing import TicketDesk
@@ -72,6 +76,8 @@ class Intake:
         max_batch_events: int,
         observe: Observer = _no_observer,
         desk: TicketDesk | None = None,
+        book: Callable[[], DeadlineBook] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._pool = pool
         self._writer = writer
@@ -80,6 +86,8 @@ class Intake:
         self._max_batch = max_batch_events
         self._observe = observe
         self._desk = desk
+        self._book = book
+        self._clock = clock
         self._singles: Coalescer[Event, bool] = Coalescer(self._write_group)
 
     async def batch(self, body: bytes, content_type: str | None, who: Principal) -> BatchResult:
@@ -107,6 +115,7 @@ class Intake:
                     duplicates.extend(written.duplicate_lines)
                     await self._open_tickets(conn, kind, events, lines[kind], written)
                     await self._announce_readings(conn, kind, events, lines[kind], written)
+                    await self._fold_dossiers(conn, kind, events, lines[kind], written)
         result = BatchResult(
             len(checked.events) - len(duplicates),
             tuple(sorted(duplicates)),
@@ -160,6 +169,7 @@ class Intake:
                     duplicates.update(written.duplicate_lines)
                     await self._open_tickets(conn, kind, group, lines[kind], written)
                     await self._announce_readings(conn, kind, group, lines[kind], written)
+                    await self._fold_dossiers(conn, kind, group, lines[kind], written)
         return [index not in duplicates for index in range(len(events))]
 
     async def _open_tickets(
@@ -176,6 +186,26 @@ class Intake:
         repeats = set(written.duplicate_lines)
         fresh = [e for e, line in zip(events, lines, strict=True) if line not in repeats]
         await self._desk.open_for(conn, fresh)  # type: ignore[arg-type]
+
+    async def _fold_dossiers(
+        self,
+        conn: Any,
+        kind: type[Any],
+        events: Sequence[Event],
+        lines: Sequence[int],
+        written: Written,
+    ) -> None:
+        """Stored dossier events update their dossiers' state and clocks in the same transaction."""
+        if self._book is None or kind is not DossierEvent:
+            return
+        repeats = set(written.duplicate_lines)
+        touched = [
+            e.dossier_id
+            for e, line in zip(events, lines, strict=True)
+            if line not in repeats and isinstance(e, DossierEvent)
+        ]
+        now = self._clock.now() if self._clock else datetime.now(UTC)
+        await refold(conn, self._book(), touched, now)
 
     @staticmethod
     async def _announce_readings(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -13,6 +14,7 @@ from starlette.requests import HTTPConnection
 from ioc.api.security import token_of
 from ioc.auth import Principal
 from ioc.clock import Clock, SystemClock
+from ioc.deadlines import DeadlineBook, OfficeTime, load_policies
 from ioc.intake import Intake
 from ioc.jobs import Maintenance
 from ioc.live import LiveHub
@@ -35,9 +37,11 @@ log = logging.getLogger(__name__)
 class Platform:
     """Holds the pool and the services built on it; routers read them at request time."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, office: OfficeTime, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.office = office
         self.clock = clock or SystemClock(settings.zone)
+        self.book = DeadlineBook(office, settings.sla_due_soon_fraction)
         self.metrics = Metrics()
         self.reference = ReferenceData()
         self.location = DatabaseLocation(settings)
@@ -48,6 +52,7 @@ class Platform:
         self._hub: LiveHub | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.desk: TicketDesk | None = None
+        self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._routing_print = ""
 
     @property
@@ -108,25 +113,40 @@ class Platform:
             self.settings.max_batch_events,
             observe=self.metrics.observe_events,
             desk=self.desk,
+            book=lambda: self.book,
+            clock=self.clock,
         )
         self._hub = LiveHub(with_timezone(url, self.settings.timezone))
         await self._hub.start()
         maintenance = Maintenance(self._pool, partitions, self.settings, self.clock)
         self._tasks.append(asyncio.create_task(maintenance.run(), name="maintenance"))
         self._tasks.append(asyncio.create_task(self._watch_routing(), name="routing-watch"))
+        for name, work in self._workers:
+            self._tasks.append(asyncio.create_task(work(), name=name))
         log.info("platform started (%s back end)", self.backend)
+
+    def add_worker(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A background loop started with the platform (after the pool) and cancelled at stop."""
+        self._workers.append((name, work))
 
     async def _load_routing(self, conn: Any) -> None:
         router = await load_router(conn, self.settings)
         # Building the grid indexes takes a moment per boundary set: off the event loop.
         await asyncio.to_thread(lambda: [b.index() for b in router.sets])
-        deadlines = await load_deadlines(conn)
+        tickets, dossiers = await load_policies(conn)
+        self.book = DeadlineBook(
+            self.office,
+            self.settings.sla_due_soon_fraction,
+            tickets,
+            dossiers,
+            await load_deadlines(conn),
+        )
         if self.desk is None:
             self.desk = TicketDesk(
-                router, deadlines, self.settings.dedupe_distance_m, self.settings.dedupe_window_s
+                router, self.book, self.settings.dedupe_distance_m, self.settings.dedupe_window_s
             )
         else:
-            self.desk.router, self.desk.deadline_hours = router, deadlines
+            self.desk.router, self.desk.book = router, self.book
         self._routing_print = await fingerprint(conn)
 
     async def reload_routing(self, force: bool = False) -> bool:

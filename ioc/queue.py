@@ -20,7 +20,9 @@ import psycopg
 from psycopg import sql
 
 from ioc.auth import Principal, Role
+from ioc.deadlines import DeadlineBook
 from ioc.errors import Conflict, Forbidden, InvalidInput, MalformedBody, NotFound
+from ioc.ticket_clock import on_action
 from ioc.ticketing import CHANNEL, notify
 from ioc.tickets import MOVES, OPEN_STATES, STATES, Action, check_move
 from ioc.validation import explain
@@ -71,6 +73,15 @@ class Ticket(msgspec.Struct, kw_only=True):
     description: str
     address: str | None
     media_urls: list[str]
+    # The SLA clock: warned from due_soon_at; paused while waiting for the citizen; the result
+    # and the office hours used once resolved (response: until the first action).
+    due_soon_at: datetime | None = None
+    paused_at: datetime | None = None
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    sla_result: str | None = None
+    response_working_hours: float | None = None
+    resolution_working_hours: float | None = None
 
 
 class TicketEvent(msgspec.Struct, kw_only=True):
@@ -293,7 +304,9 @@ def feed_filter(who: Principal) -> Callable[[Mapping[str, Any]], bool]:
 _COLUMNS = sql.SQL(
     """t.id, t.category, t.state, t.agency, t.jurisdiction_code, t.jurisdiction_level,
        t.routing, t.lon, t.lat, t.opened_at, t.deadline_at, t.report_count, t.assignee,
-       t.updated_at, t.closed_at, f.description, f.address, f.media_urls"""
+       t.updated_at, t.closed_at, f.description, f.address, f.media_urls, t.due_soon_at,
+       t.paused_at, t.first_response_at, t.resolved_at, t.sla_result, t.response_working_s,
+       t.resolution_working_s"""
 )
 
 
@@ -319,6 +332,13 @@ def _ticket(row: Sequence[Any], now: datetime) -> Ticket:
         description=row[15],
         address=row[16],
         media_urls=list(row[17] or ()),
+        due_soon_at=row[18],
+        paused_at=row[19],
+        first_response_at=row[20],
+        resolved_at=row[21],
+        sla_result=row[22],
+        response_working_hours=None if row[23] is None else round(row[23] / 3600, 3),
+        resolution_working_hours=None if row[24] is None else round(row[24] / 3600, 3),
     )
 
 
@@ -482,7 +502,9 @@ def actor_of(who: Principal) -> str:
     return who.label.strip() or f"{who.role.value}:{who.prefix}"
 
 
-async def act(conn: Conn, who: Principal, ticket_id: int, action: Action, now: datetime) -> Ticket:
+async def act(
+    conn: Conn, who: Principal, ticket_id: int, action: Action, now: datetime, book: DeadlineBook
+) -> Ticket:
     """Apply one action in its own transaction: lock, check, update, record, notify."""
     who.require(ACTORS)
     scope = _scope(who)
@@ -537,6 +559,7 @@ async def act(conn: Conn, who: Principal, ticket_id: int, action: Action, now: d
                 "; ".join(notes),
             ),
         )
+        await on_action(conn, book, ticket_id, state, target, now)
         await notify(conn, [ticket_id])
         if new_agency != agency and agency is not None:
             await _notify_departure(conn, ticket_id, agency)

@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     sla_escalate_after_s: float = Field(
         default=4 * 3600.0,
         gt=0,
-        description="Escalate to the parent agency and the leaders when a subject is overdue and nobody has acted on it for this long (seconds).",
+        description="Escalate to the parent agency and the leaders when a subject is overdue and nobody has acted on it for this long (seconds; office time when the deadline is in working time).",
     )
     apology_extension_days: int = Field(
         default=5,

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from ioc.deadlines import DeadlineBook
 from ioc.events import FieldReport
 from ioc.routing import Router
 
@@ -51,10 +52,10 @@ class TicketDesk:
     """Turns stored field reports into routed tickets."""
 
     def __init__(
-        self, router: Router, deadline_hours: dict[str, int], dedupe_m: float, dedupe_s: float
+        self, router: Router, book: DeadlineBook, dedupe_m: float, dedupe_s: float
     ) -> None:
         self.router = router
-        self.deadline_hours = deadline_hours
+        self.book = book
         self._dedupe_m = dedupe_m
         self._window = timedelta(seconds=dedupe_s)
 
@@ -86,7 +87,7 @@ class TicketDesk:
                 links.append((report_id, match.ref, True))
                 continue
             ref = -(len(new_rows) + 1)
-            hours = self.deadline_hours.get(report.category)
+            plan = self.book.ticket_plan(report.category, report.occurred_at)
             new_rows.append(
                 (
                     report_id,
@@ -98,8 +99,13 @@ class TicketDesk:
                     report.lon,
                     report.lat,
                     report.occurred_at,
-                    report.occurred_at + timedelta(hours=hours) if hours else None,
+                    plan.deadline_at if plan else None,
                     received_at,
+                    plan.counting if plan else None,
+                    plan.allowed_s if plan else None,
+                    plan.due_soon_at if plan else None,
+                    "due_soon" if plan else None,
+                    plan.due_soon_at if plan else None,
                 )
             )
             self._remember(
@@ -188,8 +194,8 @@ class TicketDesk:
         async with conn.cursor() as cur:
             async with cur.copy(
                 "COPY tickets (id, report_id, category, state, agency, jurisdiction_code,"
-                " jurisdiction_level, routing, lon, lat, opened_at, deadline_at, updated_at)"
-                " FROM STDIN"
+                " jurisdiction_level, routing, lon, lat, opened_at, deadline_at, updated_at,"
+                " sla_unit, sla_allowed_s, due_soon_at, sla_stage, next_check_at) FROM STDIN"
             ) as copy:
                 copy.set_types(
                     [
@@ -205,6 +211,11 @@ class TicketDesk:
                         "float8",
                         "timestamptz",
                         "timestamptz",
+                        "timestamptz",
+                        "text",
+                        "float8",
+                        "timestamptz",
+                        "text",
                         "timestamptz",
                     ]
                 )

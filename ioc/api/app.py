@@ -9,9 +9,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from alerting.setup import install, working_calendar
 from ioc import __version__
 from ioc.api import errors
 from ioc.api.admin import build_admin_router
+from ioc.api.alerts import build_alerts_router
+from ioc.api.deliveries import build_deliveries_router
 from ioc.api.ingest import build_ingest_router
 from ioc.api.open311 import build_open311_router
 from ioc.api.ops import build_ops_router
@@ -41,7 +44,7 @@ _ERROR_SCHEMA = {
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or load_settings()
-    platform = Platform(settings, clock)
+    platform = Platform(settings, working_calendar(settings), clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -59,12 +62,15 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         lifespan=lifespan,
     )
     app.state.platform = platform
+    install(platform)
     errors.install(app)
     app.include_router(build_ops_router(platform))
     app.include_router(build_ingest_router(platform))
     app.include_router(build_reference_router(platform))
     app.include_router(build_admin_router(platform))
     app.include_router(build_tickets_router(platform))
+    app.include_router(build_alerts_router(platform))
+    app.include_router(build_deliveries_router(platform))
     app.include_router(build_open311_router(platform))
     _extend_openapi(app)
     return app

@@ -123,7 +123,9 @@ def build_tickets_router(platform: Platform) -> APIRouter:
         who.require(queue.ACTORS)
         action = queue.decode_action(await read_limited(request, platform.settings.max_body_bytes))
         async with platform.pool.connection() as conn:
-            ticket = await queue.act(conn, who, ticket_id, action, platform.clock.now())
+            ticket = await queue.act(
+                conn, who, ticket_id, action, platform.clock.now(), platform.book
+            )
         return _json(ticket)
 
     @router.websocket("/ws")
@@ -141,14 +143,16 @@ def build_tickets_router(platform: Platform) -> APIRouter:
         subscription = platform.hub.subscribe(accept)
         try:
             await socket.accept()
-            await _stream(socket, subscription)
+            await stream(socket, subscription)
         finally:
             subscription.close()
 
     return router
 
 
-async def _stream(socket: WebSocket, subscription: Subscription) -> None:
+async def stream(socket: WebSocket, subscription: Subscription) -> None:
+    """Send a subscription's messages until the client leaves or the feed ends."""
+
     async def send() -> None:
         async for text in subscription:
             await socket.send_text(text)

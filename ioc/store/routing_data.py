@@ -23,12 +23,14 @@ async def load_deadlines(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
 
 
 async def fingerprint(conn: psycopg.AsyncConnection[Any]) -> str:
-    """Changes whenever boundaries, rules, agencies or categories change."""
+    """Changes whenever boundaries, rules, categories or deadline policies change."""
     cur = await conn.execute(
         """SELECT concat_ws('|',
              (SELECT string_agg(id || '@' || imported_at::text, ',' ORDER BY id) FROM boundary_sets),
              (SELECT md5(coalesce(string_agg(r::text, ',' ORDER BY id), '')) FROM responsibility_rules r),
-             (SELECT md5(coalesce(string_agg(c::text, ',' ORDER BY code), '')) FROM categories c))"""
+             (SELECT md5(coalesce(string_agg(c::text, ',' ORDER BY code), '')) FROM categories c),
+             (SELECT md5(coalesce(string_agg(d::text, ',' ORDER BY subject, key), ''))
+              FROM deadline_policies d))"""
     )
     row = await cur.fetchone()
     return str(row[0]) if row else ""

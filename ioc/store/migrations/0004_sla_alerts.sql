@@ -137,6 +137,7 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX outbox_agency ON outbox (agency, id);
+CREATE INDEX outbox_agency_due ON outbox (agency, next_attempt_at, id) WHERE state = 'pending';
 
 CREATE TABLE outbox_attempts (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -1,0 +1,440 @@
+"""The SLA engine: warns before a deadline, alerts when it passes, escalates when nobody acts.
+
+Each ticket and dossier carries its next check time (``next_check_at``, indexed where set) and
+the next alert level due (``sla_stage``: due_soon → overdue → escalated). A tick reads only
+the clocks that are due, in batches claimed with ``FOR UPDATE SKIP LOCKED``, and handles each
+batch in one transaction: raise the alerts, write the outbox, move the clocks on. A crash
+mid-tick rolls the batch back whole; a second engine skips the rows the first holds; the
+unique index on active alerts makes a repeat harmless. So no alert is lost or doubled.
+
+Delivery runs in the same loop: alerts whose ``notify_at`` has come are sent to the webhook
+outbox, at once for overdue and escalated, in one digest per agency for the others, unless
+a silence matches them; unacknowledged overdue and escalated alerts repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from ioc.alerts import NewAlert, raise_alerts, resolve_alerts
+from ioc.clock import Clock
+from ioc.deadlines import DeadlineBook
+from ioc.outbox import enqueue
+from ioc.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Conn = psycopg.AsyncConnection[Any]
+
+SEVERITY: Final = {"due_soon": "info", "overdue": "warning", "escalated": "critical"}
+_TITLE: Final = {
+    "ticket": {
+        "due_soon": "Phản ánh #{id} sắp đến hạn xử lý",
+        "overdue": "Phản ánh #{id} đã quá hạn xử lý",
+        "escalated": "Phản ánh #{id} quá hạn, chưa được xử lý: chuyển cấp trên",
+    },
+    "dossier": {
+        "due_soon": "Hồ sơ {id} sắp đến ngày hẹn trả",
+        "overdue": "Hồ sơ {id} đã quá hạn giải quyết",
+        "escalated": "Hồ sơ {id} quá hạn, chưa được xử lý: chuyển cấp trên",
+    },
+}
+
+
+@dataclass
+class TickResult:
+    tickets: int = 0
+    dossiers: int = 0
+    raised: int = 0
+    apologies: int = 0
+    notified: int = 0
+    queued: int = 0
+
+
+@dataclass
+class _Due:
+    """One due clock, as read from tickets or dossiers."""
+
+    kind: str
+    id: str
+    stage: str
+    agency: str | None
+    category: str | None
+    deadline: datetime
+    due_soon: datetime | None
+    last_acted: datetime | None
+    lon: float | None
+    lat: float | None
+    appointment: datetime | None = None
+    counting: str = "working"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Step:
+    alerts: list[NewAlert] = field(default_factory=list)
+    suppress: list[str] = field(default_factory=list)  # subjects whose due-soon alert goes
+    moves: list[tuple[str, str | None, datetime | None]] = field(default_factory=list)
+    late: list[_Due] = field(default_factory=list)
+
+
+class SlaEngine:
+    """Scans due clocks and delivers alerts; safe to run in several processes at once."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        clock: Clock,
+        settings: Settings,
+        book: Callable[[], DeadlineBook],
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._settings = settings
+        self._book = book
+        self._margin = timedelta(seconds=settings.sla_escalate_after_s)
+
+    async def run(self, extra: Sequence[Callable[[datetime], Any]] = ()) -> None:
+        """Tick forever; ``extra`` steps (e.g. the traffic watch) run after each tick."""
+        while True:
+            try:
+                result = await self.tick()
+                if result.raised or result.queued:
+                    log.info(
+                        "sla: %d alerts raised, %d deliveries queued, %d apology letters",
+                        result.raised,
+                        result.queued,
+                        result.apologies,
+                    )
+                for step in extra:
+                    await step(self._clock.now())
+            except (psycopg.Error, OSError) as exc:
+                log.warning("sla: tick failed (%s); retrying next tick", exc)
+            except Exception:
+                log.exception("sla: tick failed; retrying next tick")
+            await self._clock.sleep(self._settings.sla_tick_s)
+
+    async def tick(self, now: datetime | None = None) -> TickResult:
+        """Handle every clock due by ``now`` (batch by batch), then deliver due alerts."""
+        now = now or self._clock.now()
+        result = TickResult()
+        for kind in ("ticket", "dossier"):
+            while True:
+                handled = await self._scan(kind, now, result)
+                if handled < self._settings.sla_batch:
+                    break
+        while await self._deliver(now, result) >= self._settings.sla_batch:
+            pass
+        return result
+
+    # -- scanning ---------------------------------------------------------------------------
+
+    async def _scan(self, kind: str, now: datetime, result: TickResult) -> int:
+        async with self._pool.connection() as conn, conn.transaction():
+            due = await (self._due_tickets if kind == "ticket" else self._due_dossiers)(conn, now)
+            if not due:
+                return 0
+            parents = await _parents(conn)
+            step = _Step()
+            for clock in due:
+                self._advance(clock, now, parents, step)
+            raised = await raise_alerts(conn, step.alerts, now, self._settings.alert_digest_s)
+            await resolve_alerts(
+                conn, kind, step.suppress, now, "suppressed", rule="deadline", levels=["due_soon"]
+            )
+            await self._move(conn, kind, step.moves)
+            if step.late:
+                result.apologies += await self._apologise(conn, step.late, now)
+            result.raised += len(raised)
+            if kind == "ticket":
+                result.tickets += len(due)
+            else:
+                result.dossiers += len(due)
+            return len(due)
+
+    async def _due_tickets(self, conn: Conn, now: datetime) -> list[_Due]:
+        cur = await conn.execute(
+            """SELECT t.id, t.sla_stage, t.agency, t.category, t.deadline_at, t.due_soon_at,
+                      t.last_acted_at, t.lon, t.lat, t.state, t.sla_unit
+               FROM tickets t
+               WHERE t.next_check_at <= %s
+               ORDER BY t.next_check_at LIMIT %s
+               FOR UPDATE SKIP LOCKED""",
+            (now, self._settings.sla_batch),
+        )
+        return [
+            _Due(
+                "ticket",
+                str(r[0]),
+                r[1] or "",
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                counting=r[10] or "calendar",
+                details={"state": r[9], "deadline_at": r[4].isoformat()},
+            )
+            for r in await cur.fetchall()
+            if r[4] is not None
+        ]
+
+    async def _due_dossiers(self, conn: Conn, now: datetime) -> list[_Due]:
+        cur = await conn.execute(
+            """SELECT d.dossier_id, d.sla_stage, coalesce(a.code, %s), d.procedure_code,
+                      d.deadline_at, d.due_soon_at, d.last_acted_at, d.lon, d.lat,
+                      d.appointment_at, d.agency, d.state
+               FROM dossiers d LEFT JOIN agencies a ON a.code = d.agency
+               WHERE d.next_check_at <= %s
+               ORDER BY d.next_check_at LIMIT %s
+               FOR UPDATE OF d SKIP LOCKED""",
+            (self._settings.fallback_agency, now, self._settings.sla_batch),
+        )
+        return [
+            _Due(
+                "dossier",
+                r[0],
+                r[1] or "",
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                appointment=r[9],
+                details={
+                    "procedure_code": r[3],
+                    "dossier_agency": r[10],
+                    "state": r[11],
+                    "deadline_at": r[4].isoformat(),
+                },
+            )
+            for r in await cur.fetchall()
+            if r[4] is not None
+        ]
+
+    def _advance(
+        self, due: _Due, now: datetime, parents: Mapping[str, str | None], step: _Step
+    ) -> None:
+        """Raise what is due for one clock and decide its next check (stages only move on)."""
+        stage = due.stage
+        if stage == "due_soon":
+            if now < due.deadline:
+                step.alerts.append(self._alert(due, "due_soon", parents))
+                step.moves.append((due.id, "overdue", due.deadline))
+                return
+            stage = "overdue"
+        if stage == "overdue":
+            if now < due.deadline:
+                step.moves.append((due.id, "overdue", due.deadline))
+                return
+            step.alerts.append(self._alert(due, "overdue", parents))
+            step.suppress.append(due.id)
+            if due.kind == "dossier":
+                step.late.append(due)
+            stage = "escalated"
+        if stage == "escalated":
+            quiet_since = max(due.deadline, due.last_acted or due.deadline)
+            # The margin counts like the clock does: office time for working-time policies.
+            escalate_at = self._book().add(
+                "working" if due.counting == "working" else "calendar",
+                quiet_since,
+                self._margin.total_seconds(),
+            )
+            if now < escalate_at:
+                step.moves.append((due.id, "escalated", escalate_at))
+                return
+            step.alerts.append(self._alert(due, "escalated", parents))
+        step.moves.append((due.id, None, None))
+
+    @staticmethod
+    def _alert(due: _Due, level: str, parents: Mapping[str, str | None]) -> NewAlert:
+        details = dict(due.details)
+        if due.last_acted is not None:
+            details["last_acted_at"] = due.last_acted.isoformat()
+        return NewAlert(
+            subject_kind=due.kind,
+            subject_id=due.id,
+            rule="deadline",
+            level=level,
+            severity=SEVERITY[level],
+            agency=due.agency,
+            title=_TITLE[due.kind][level].format(id=due.id),
+            category=due.category,
+            details=details,
+            lon=due.lon,
+            lat=due.lat,
+            escalated_to=(parents.get(due.agency) if due.agency else None)
+            if level == "escalated"
+            else None,
+        )
+
+    @staticmethod
+    async def _move(
+        conn: Conn, kind: str, moves: Sequence[tuple[str, str | None, datetime | None]]
+    ) -> None:
+        if not moves:
+            return
+        if kind == "ticket":
+            query = """UPDATE tickets t SET sla_stage = m.stage, next_check_at = m.next
+                       FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS m(id, stage, next)
+                       WHERE t.id = m.id::bigint"""
+        else:
+            query = """UPDATE dossiers d SET sla_stage = m.stage, next_check_at = m.next
+                       FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS m(id, stage, next)
+                       WHERE d.dossier_id = m.id"""
+        await conn.execute(
+            query, ([m[0] for m in moves], [m[1] for m in moves], [m[2] for m in moves])
+        )
+
+    async def _apologise(self, conn: Conn, late: Sequence[_Due], now: datetime) -> int:
+        """Form 04: an apology letter with a new appointment date for each late dossier."""
+        office = self._book().office
+        days = self._settings.apology_extension_days
+        rows = [
+            (
+                d.id,
+                now,
+                d.details.get("dossier_agency") or d.agency or "",
+                d.appointment or d.deadline,
+                office.add_working_days(now, days),
+                f"Hồ sơ quá hạn giải quyết (hạn {d.deadline.astimezone(office.tz):%d/%m/%Y %H:%M}); "
+                f"hẹn lại ngày trả kết quả sau {days} ngày làm việc.",
+            )
+            for d in late
+        ]
+        cur = await conn.execute(
+            """INSERT INTO dossier_apologies (dossier_id, issued_at, agency, old_appointment_at,
+                                              new_appointment_at, reason)
+               SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[],
+                                    %s::timestamptz[], %s::timestamptz[], %s::text[])
+               ON CONFLICT (dossier_id, old_appointment_at) DO NOTHING RETURNING id""",
+            tuple(list(column) for column in zip(*rows, strict=True)),
+        )
+        return len(await cur.fetchall())
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    async def _deliver(self, now: datetime, result: TickResult) -> int:
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                """SELECT id, subject_kind, subject_id, rule, level, severity, agency,
+                          escalated_to, category, title, details, raised_at, digest,
+                          notifications, acked_at, resolved_at, notify_at
+                   FROM alerts WHERE notify_at <= %s
+                   ORDER BY notify_at LIMIT %s FOR UPDATE SKIP LOCKED""",
+                (now, self._settings.sla_batch),
+            )
+            rows = await cur.fetchall()
+            if not rows:
+                return 0
+            silences = await _silences(conn, now)
+            hooks = await _webhooks(conn)
+            digests: dict[tuple[str, datetime], list[dict[str, Any]]] = defaultdict(list)
+            updates: list[tuple[int, datetime | None, int]] = []
+            for row in rows:
+                alert = _as_message(row)
+                until = _silenced_until(alert, silences)
+                if until is not None:
+                    updates.append((row[0], until, row[13]))
+                    continue
+                targets = [a for a in (row[6], row[7]) if a and a in hooks]
+                if row[12]:  # digest
+                    for target in targets:
+                        digests[(target, row[16])].append(alert)
+                else:
+                    for target in dict.fromkeys(targets):
+                        key = f"alert:{row[0]}:{row[13]}:{target}"
+                        message = {"type": "alert", "agency": target, "alert": alert}
+                        if await enqueue(conn, target, "alert", key, message, now) is not None:
+                            result.queued += 1
+                repeat = self._settings.alert_repeat_s
+                again = (
+                    now + timedelta(seconds=repeat)
+                    if repeat > 0 and not row[12] and row[14] is None and row[15] is None
+                    else None
+                )
+                updates.append((row[0], again, row[13] + 1))
+                result.notified += 1
+            for (agency, at), alerts in digests.items():
+                key = f"digest:{agency}:{at.isoformat()}"
+                message = {
+                    "type": "digest",
+                    "agency": agency,
+                    "at": at.isoformat(),
+                    "alerts": alerts,
+                }
+                if await enqueue(conn, agency, "digest", key, message, now) is not None:
+                    result.queued += 1
+            await conn.execute(
+                """UPDATE alerts a SET notify_at = u.next, notifications = u.n
+                   FROM unnest(%s::bigint[], %s::timestamptz[], %s::int[]) AS u(id, next, n)
+                   WHERE a.id = u.id""",
+                ([u[0] for u in updates], [u[1] for u in updates], [u[2] for u in updates]),
+            )
+            return len(rows)
+
+
+def _as_message(row: Sequence[Any]) -> dict[str, Any]:
+    keys = [
+        "id",
+        "subject_kind",
+        "subject_id",
+        "rule",
+        "level",
+        "severity",
+        "agency",
+        "escalated_to",
+        "category",
+        "title",
+        "details",
+        "raised_at",
+    ]
+    message = dict(zip(keys, row[:12], strict=True))
+    message["raised_at"] = row[11].isoformat()
+    return message
+
+
+async def _parents(conn: Conn) -> dict[str, str | None]:
+    cur = await conn.execute("SELECT code, parent_code FROM agencies")
+    return {str(code): parent for code, parent in await cur.fetchall()}
+
+
+async def _webhooks(conn: Conn) -> set[str]:
+    cur = await conn.execute("SELECT code FROM agencies WHERE webhook_url IS NOT NULL")
+    return {str(r[0]) for r in await cur.fetchall()}
+
+
+async def _silences(conn: Conn, now: datetime) -> list[tuple[dict[str, Any], datetime]]:
+    cur = await conn.execute(
+        "SELECT matchers, ends_at FROM alert_silences WHERE starts_at <= %s AND ends_at > %s",
+        (now, now),
+    )
+    out = []
+    for matchers, ends in await cur.fetchall():
+        out.append((matchers if isinstance(matchers, dict) else json.loads(matchers), ends))
+    return out
+
+
+def _silenced_until(
+    alert: Mapping[str, Any], silences: Sequence[tuple[dict[str, Any], datetime]]
+) -> datetime | None:
+    """The end of the longest silence whose matchers all hold for the alert, if any."""
+    ends = [
+        end
+        for matchers, end in silences
+        if all(str(alert.get(key)) == str(value) for key, value in matchers.items())
+    ]
+    return max(ends) if ends else None
