@@ -29,6 +29,19 @@ install() {  # $1: run | test
     fi
 }
 
+ensure_chromium() {  # the page tests drive Debian's chromium (Playwright downloads no browser)
+    local chromium="${IOC_TEST_CHROMIUM:-/usr/bin/chromium}"
+    [ -x "$chromium" ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing Debian's chromium for the page tests …" >&2
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+    else
+        echo "the page tests need chromium at $chromium: run 'sudo apt-get install chromium'" \
+            "(or set IOC_TEST_CHROMIUM to another chromium binary); they fail without it" >&2
+    fi
+}
+
 case "${1:-}" in
     demo)
         install run
@@ -37,6 +50,7 @@ case "${1:-}" in
         ;;
     test)
         install test
+        ensure_chromium
         shift
         "$venv/bin/ruff" check .
         "$venv/bin/ruff" format --check .

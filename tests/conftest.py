@@ -189,3 +189,65 @@ def sensors(client: httpx.Client, admin_key: str) -> list[str]:
     assert response.status_code == 200, response.text
     return ids
 
+
+# --- a real browser for the pages: Debian's chromium, driven by Playwright -------------------
+
+CHROMIUM = os.environ.get("IOC_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """A headless chromium for one test.
+
+    Per test, not per session: Playwright's sync API keeps its event loop marked as running
+    while a browser is open, and other tests call asyncio.run().
+    """
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"no browser at {CHROMIUM}: `./run.sh test` installs Debian's chromium "
+            "(or `apt-get install chromium`; IOC_TEST_CHROMIUM names another binary)"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page (its own cookies) in Vietnam's time zone and language."""
+    context = browser.new_context(
+        locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh", viewport={"width": 1600, "height": 900}
+    )
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def log_in(page: Any, server: RunningServer, key: str) -> None:
+    """Give the page the login cookie for ``key``, as POST /login sets it."""
+    page.context.add_cookies(
+        [
+            {
+                "name": "ioc_key",
+                "value": key,
+                "url": server.url,
+                "httpOnly": True,
+                "sameSite": "Strict",
+            }
+        ]
+    )
