@@ -71,7 +71,7 @@ async def _demo(settings: Settings, port: int, seed: int) -> None:
     base = f"http://{settings.host}:{port}"
     click.echo(
         f"\nIOC demo is running: open {base}/  (API docs: {base}/docs)\n"
-        f"operator key for this demo: {operator_key}\n"
+        f"wall map: {base}/login, log in with the operator key: {operator_key}\n"
         f"reports are routed to agencies over {area} (rules: deploy/hue-responsibility.toml)\n"
         "a simulator is streaming field reports, traffic readings and dossier events; "
         "Ctrl-C stops everything\n"

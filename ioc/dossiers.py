@@ -199,6 +199,11 @@ _UPSERT: Final = (
 )
 
 
+def _typed(value: Any, kind: str) -> Any:
+    """One Python type per array: a sum of nothing is the int 0, the column wants a float."""
+    return float(value) if kind == "float8" and value is not None else value
+
+
 async def refold(conn: Conn, book: DeadlineBook, dossier_ids: Sequence[str], now: datetime) -> int:
     """Recompute the dossiers rows of these dossiers; call inside the ingest transaction."""
     ids = sorted(set(dossier_ids))
@@ -221,7 +226,10 @@ async def refold(conn: Conn, book: DeadlineBook, dossier_ids: Sequence[str], now
     rows = [fold(book, events) for events in grouped.values()]
     if not rows:
         return 0
-    await conn.execute(_UPSERT, [[row[c] for row in rows] for c in _COLUMNS])
+    columns = [
+        [_typed(row[c], kind) for row in rows] for c, kind in zip(_COLUMNS, _TYPES, strict=True)
+    ]
+    await conn.execute(_UPSERT, columns)
     done = [row["dossier_id"] for row in rows if row["finished_at"] is not None]
     await resolve_alerts(conn, "dossier", done, now, "subject_closed", rule="deadline")
     return len(rows)
