@@ -181,6 +181,13 @@ window.IocConsole = (function () {
       if (selected !== id) return;
       const t = shaped(api);
       const state = C.deadlineState(t, now(), config.dueSoonFraction);
+      // A live update re-draws the ticket: keep what the user was typing into its forms.
+      const typed = new Map();
+      if (panel.dataset.ticket === String(t.id)) {
+        for (const field of panel.querySelectorAll("form[data-action] input, form[data-action] select")) {
+          if (field.value) typed.set(`${field.form.dataset.action}/${field.name}`, field.value);
+        }
+      }
       panel.innerHTML = `<h2>Phiếu #${t.id} · ${C.escape(config.categories[t.category] || t.category)}</h2>
         <p class="summary"><span class="badge ${state}">${C.DEADLINE_NAMES[state]}</span>
           ${C.escape(C.STATE_NAMES[t.state] || t.state)} · hạn ${C.dateTimeText(t.deadline_at)}
@@ -189,6 +196,10 @@ window.IocConsole = (function () {
         <p class="address">${C.escape(t.address || "")}</p>
         ${actionForms(t)}
         <h3>Lịch sử xử lý</h3><ol class="history" id="history">${historyList(history.events)}</ol>`;
+      for (const field of panel.querySelectorAll("form[data-action] input, form[data-action] select")) {
+        const value = typed.get(`${field.form.dataset.action}/${field.name}`);
+        if (value !== undefined) field.value = value;
+      }
       panel.dataset.ticket = String(t.id);
       panel.dataset.state = t.state;
       for (const form of panel.querySelectorAll("form[data-action]")) {
@@ -221,6 +232,7 @@ window.IocConsole = (function () {
         headers: { "Content-Type": "application/json", Accept: "application/json" },
         body: JSON.stringify(body),
       });
+      form.reset();  // done: what was typed into it is not carried into the next view
       upsert(updated);
       drawQueue();
       if (tickets.has(id)) {
