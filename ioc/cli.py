@@ -341,6 +341,60 @@ def bench_sla(tickets: int, small: int, batch: int) -> None:
     run_sla_benchmark(_settings(), tickets, small, batch)
 
 
+@bench.command("live")
+@click.option("--clients", default=50, show_default=True, help="Websocket clients listening.")
+@click.option("--rate", default=1_000, show_default=True, help="Field reports per second.")
+@click.option("--duration", default=10.0, show_default=True, help="Seconds of posting per run.")
+@click.option("--tickets", default=1_000_000, show_default=True, help="Tickets for the review.")
+@click.option(
+    "--dossier-events", default=1_000_000, show_default=True, help="Dossier events for the review."
+)
+def bench_live(clients: int, rate: int, duration: float, tickets: int, dossier_events: int) -> None:
+    """Ingest → websocket latency at a steady rate, and the review queries over many tickets."""
+    from ioc.bench.live import run_live_benchmark
+
+    if clients < 1 or rate < 1 or duration <= 0 or tickets < 1 or dossier_events < 1:
+        raise click.BadParameter("--clients, --rate, --duration, --tickets must be positive")
+    run_live_benchmark(_settings(), clients, rate, duration, tickets, dossier_events)
+
+
+@main.group("import")
+def import_group() -> None:
+    """History from other systems, with its own timestamps."""
+
+
+@import_group.command("requests")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--source", default="baltimore-311", show_default=True, help="Source name.")
+@click.option(
+    "--zone", default="America/New_York", show_default=True, help="Zone of the file's times."
+)
+def import_requests(file: Path, source: str, zone: str) -> None:
+    """Import an Open Baltimore 311 CSV export as tickets (created, due and closed times kept).
+
+    Office time is counted on a US calendar (Monday–Friday 08:30–16:30, federal holidays
+    off) in ZONE. Running it again imports only requests not imported before.
+    """
+    from ingest.requests311 import import_history, read_baltimore_csv, us_calendar
+
+    try:
+        calendar = us_calendar(zone)
+    except ValueError as exc:
+        raise click.ClickException(f"--zone: {exc}") from None
+    try:
+        read = read_baltimore_csv(file, zone)
+    except IocError as exc:
+        raise click.ClickException(exc.message) from None
+    for problem in read.problems[:20]:
+        click.echo(f"{file}: {problem}: left out", err=True)
+    if len(read.problems) > 20:
+        click.echo(f"{file}: … and {len(read.problems) - 20} more rows left out", err=True)
+    result = _with_database(
+        _settings(), lambda conn: import_history(conn, read.requests, calendar, source)
+    )
+    click.echo(str(result))
+
+
 @main.command("settings")
 def show_settings() -> None:
     """Show every setting: its variable, current value and meaning (secrets masked)."""

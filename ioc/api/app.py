@@ -24,6 +24,7 @@ from ioc.clock import Clock
 from ioc.events import json_schemas
 from ioc.platform import Platform
 from ioc.settings import Settings, load_settings
+from maps.review_web import build_review_router
 from maps.web import build_pages_router
 
 _ERROR_SCHEMA = {
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(build_deliveries_router(platform))
     app.include_router(build_open311_router(platform))
     app.include_router(build_pages_router(platform))
+    app.include_router(build_review_router(platform))
     _extend_openapi(app)
     return app
 

@@ -1,0 +1,598 @@
+"""Leaders' review: tickets and dossiers by agency, category and week, for a period of months.
+
+Each table is one set-based query. Ticket figures come from rollups (migration 0005) that
+statement triggers keep current: counts per local day, agency and category, and histograms of
+office time per local month; ``refresh`` folds the triggers' pending changes in before a
+review reads. Dossier indicators are read from the folded ``dossiers`` rows directly.
+
+Definitions (also shown on the page):
+
+Tickets (phản ánh), the cohort opened in the period:
+  received        tickets opened in the period
+  responded       of those, tickets a person has acted on (``first_response_at``)
+  response        office hours from opening to that first action (``response_working_s``)
+  resolved        tickets resolved (``resolved_at``; reopening takes one back out)
+  resolution      office hours from opening to resolution, less the time spent waiting for
+                  the citizen (``resolution_working_s``)
+  medians, P90    read from 2 %-wide histogram bins: within 2 % of the value of the ticket at
+                  that rank (over thousands of tickets, a fraction of a per cent from exact)
+  on-time rate    (early + on time) / resolved tickets that had a deadline (``sla_result``)
+  overdue now     tickets of the cohort still open whose deadline has passed at the time asked
+
+Dossiers (hồ sơ TTHC), the public-service indicators of Decision 766/QĐ-TTg:
+  received        dossiers accepted (tiếp nhận, ``accepted_at``) in the period
+  online rate     received online / received; split into partial (một phần) and full-process
+                  (toàn trình) online, each a share of received
+  online payment  received dossiers paid online / received dossiers that owed a fee (a fee
+                  was requested, or it was paid online)
+  digitised       received dossiers with their papers digitised / received
+  finished        dossiers whose result was returned in the period; early, on time and late
+                  are shares of them, the on-time rate is (early + on time) / finished
+  processing time mean office time the finished dossiers used, in working days
+  overdue now     received dossiers still being processed whose deadline has passed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, tzinfo
+from typing import Any, Final, Literal
+
+import psycopg
+from psycopg import sql
+
+from ioc.errors import InvalidInput
+
+Conn = psycopg.AsyncConnection[Any]
+Unit = Literal["text", "date", "count", "rate", "hours", "days"]
+By = Literal["agency", "category"]
+
+PARAMETERS: Final = ("since", "until", "agency", "category", "api_key")
+DEFAULT_MONTHS: Final = 3
+MAX_MONTHS: Final = 120
+UNROUTED: Final = "(chưa định tuyến)"
+ALL: Final = "*"  # review_ticket_bins: every agency / every category
+BIN_BASE: Final = 1.02  # must match review_bin() in migration 0005
+_LOCK: Final = 0x10C_2001  # serialises rollup refreshes
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a review table: its CSV key, its heading on the page, its unit."""
+
+    key: str
+    label: str
+    unit: Unit
+
+
+@dataclass(frozen=True)
+class Table:
+    """A finished table: rows are dicts keyed by the columns' keys."""
+
+    name: str
+    title: str
+    columns: tuple[Column, ...]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "columns": [{"key": c.key, "label": c.label, "unit": c.unit} for c in self.columns],
+            "rows": self.rows,
+        }
+
+
+def _next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def _months_back(month: date, count: int) -> date:
+    index = month.year * 12 + month.month - 1 - count
+    return date(index // 12, index % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class ReviewQuery:
+    """What a leader asked for: whole local months, and optionally one agency / category."""
+
+    first_month: date
+    last_month: date
+    zone: tzinfo
+    agency: str | None = None
+    category: str | None = None
+
+    @property
+    def after(self) -> date:
+        """The first day after the period."""
+        return _next_month(self.last_month)
+
+    @property
+    def since(self) -> datetime:
+        return datetime.combine(self.first_month, time(), tzinfo=self.zone)
+
+    @property
+    def until(self) -> datetime:
+        """The end of the period (exclusive): midnight after its last day."""
+        return datetime.combine(self.after, time(), tzinfo=self.zone)
+
+    def params(self) -> dict[str, str]:
+        """The query as parameters again (for links to the CSV files)."""
+        out = {"since": f"{self.first_month:%Y-%m}", "until": f"{self.last_month:%Y-%m}"}
+        if self.agency:
+            out["agency"] = self.agency
+        if self.category:
+            out["category"] = self.category
+        return out
+
+
+def _bad(name: str, reason: str) -> InvalidInput:
+    return InvalidInput(f"{name}: {reason}", [{"field": name, "reason": reason}])
+
+
+def _one(query: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = query.get(name) or ()
+    if len(values) > 1:
+        raise _bad(name, f"given {len(values)} times; give it once")
+    return values[0].strip() if values and values[0].strip() else None
+
+
+def _month(name: str, text: str) -> date:
+    try:
+        return date.fromisoformat(f"{text}-01")
+    except ValueError:
+        raise _bad(name, f"{text!r} is not a month; use YYYY-MM, e.g. 2025-08") from None
+
+
+def parse_query(
+    query: Mapping[str, Sequence[str]],
+    zone: tzinfo,
+    today: date,
+    agencies: Sequence[str],
+    categories: Sequence[str],
+) -> ReviewQuery:
+    """The review asked for by query parameters; raises InvalidInput naming the bad one.
+
+    ``since`` and ``until`` are months (YYYY-MM), both included; by default the three months
+    ending with the current one. Reviews run on whole months, as the public-service index is
+    reported (monthly, quarterly, yearly).
+    """
+    unknown = sorted(set(query) - set(PARAMETERS))
+    if unknown:
+        raise _bad(
+            unknown[0],
+            "unknown query parameter; accepted: "
+            + ", ".join(p for p in PARAMETERS if p != "api_key"),
+        )
+    since_text, until_text = _one(query, "since"), _one(query, "until")
+    last = _month("until", until_text) if until_text else today.replace(day=1)
+    first = _month("since", since_text) if since_text else _months_back(last, DEFAULT_MONTHS - 1)
+    if last < first:
+        raise _bad("until", f"{last:%Y-%m} is before since ({first:%Y-%m})")
+    span = (last.year - first.year) * 12 + last.month - first.month + 1
+    if span > MAX_MONTHS:
+        raise _bad("since", f"the period is {span} months; at most {MAX_MONTHS}")
+    agency, category = _one(query, "agency"), _one(query, "category")
+    if agency is not None and agency not in agencies:
+        raise _bad("agency", f"{agency!r} is not an agency; known: {', '.join(sorted(agencies))}")
+    if category is not None and category not in categories:
+        raise _bad(
+            "category", f"{category!r} is not a category; known: {', '.join(sorted(categories))}"
+        )
+    return ReviewQuery(first, last, zone, agency, category)
+
+
+# -- keeping the rollups current -----------------------------------------------------------
+
+_REBUILD_DAYS: Final = """
+INSERT INTO review_ticket_days
+SELECT (opened_at AT TIME ZONE %(zone)s)::date, coalesce(agency, ''), category, count(*),
+       count(first_response_at), count(resolved_at),
+       count(*) FILTER (WHERE sla_result = 'early'),
+       count(*) FILTER (WHERE sla_result = 'on_time'),
+       count(*) FILTER (WHERE sla_result = 'late')
+FROM tickets GROUP BY 1, 2, 3"""
+
+_REBUILD_BINS: Final = """
+INSERT INTO review_ticket_bins
+SELECT k.month, a.agency, a.category, m.measure, review_bin(m.seconds), count(*)
+FROM (SELECT date_trunc('month', opened_at AT TIME ZONE %(zone)s)::date AS month,
+             coalesce(agency, '') AS agency, category, response_working_s, resolution_working_s
+      FROM tickets) AS k
+CROSS JOIN LATERAL (VALUES ('r'::"char", k.response_working_s),
+                           ('s'::"char", k.resolution_working_s)) AS m (measure, seconds)
+CROSS JOIN LATERAL (VALUES (k.agency, k.category), (k.agency, '*'), ('*', k.category),
+                           ('*', '*')) AS a (agency, category)
+WHERE m.seconds IS NOT NULL
+GROUP BY 1, 2, 3, 4, 5"""
+
+_FOLD_DAYS: Final = """
+WITH moved AS (DELETE FROM review_ticket_days_delta RETURNING *)
+INSERT INTO review_ticket_days AS t
+SELECT day, agency, category, sum(received), sum(responded), sum(resolved), sum(early),
+       sum(on_time), sum(late)
+FROM moved GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+ON CONFLICT (day, agency, category) DO UPDATE SET
+    received = t.received + EXCLUDED.received, responded = t.responded + EXCLUDED.responded,
+    resolved = t.resolved + EXCLUDED.resolved, early = t.early + EXCLUDED.early,
+    on_time = t.on_time + EXCLUDED.on_time, late = t.late + EXCLUDED.late"""
+
+_FOLD_BINS: Final = """
+WITH moved AS (DELETE FROM review_ticket_bins_delta RETURNING *)
+INSERT INTO review_ticket_bins AS t
+SELECT month, agency, category, measure, bin, sum(n) FROM moved
+GROUP BY 1, 2, 3, 4, 5 ORDER BY 2, 1, 3, 4, 5
+ON CONFLICT (agency, month, category, measure, bin) DO UPDATE SET n = t.n + EXCLUDED.n"""
+
+
+async def refresh(conn: Conn, zone: str) -> bool:
+    """Bring the ticket rollups up to date; True when they had to be built from the tickets.
+
+    They are built on first use (and again if the platform's zone changes), with the tickets
+    table locked against writers meanwhile; after that, only the changes the triggers logged
+    since the last review are folded in. Call outside a transaction (autocommit).
+    """
+    cur = await conn.execute("SELECT zone FROM review_state")
+    row = await cur.fetchone()
+    if row is not None and row[0] == zone:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            await conn.execute(_FOLD_DAYS)
+            await conn.execute(_FOLD_BINS)
+        return False
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        # No ticket changes while the rollups are rebuilt; from the commit on, the triggers
+        # log every change in this zone.
+        await conn.execute("LOCK TABLE tickets IN SHARE ROW EXCLUSIVE MODE")
+        cur = await conn.execute("SELECT zone FROM review_state")
+        row = await cur.fetchone()
+        if row is not None and row[0] == zone:
+            return False  # another review built them while this one waited
+        for table in (
+            "review_ticket_days_delta",
+            "review_ticket_bins_delta",
+            "review_ticket_days",
+            "review_ticket_bins",
+        ):
+            await conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+        await conn.execute("SET LOCAL work_mem = '256MB'")  # one pass over every ticket
+        await conn.execute(_REBUILD_DAYS, {"zone": zone})
+        await conn.execute(_REBUILD_BINS, {"zone": zone})
+        await conn.execute("UPDATE review_state SET zone = %s, built = now()", (zone,))
+        await conn.execute("ANALYZE review_ticket_days, review_ticket_bins")
+    return True
+
+
+# -- tickets -----------------------------------------------------------------------------
+
+_TICKET_COLUMNS: Final = (
+    Column("received", "Tiếp nhận", "count"),
+    Column("responded", "Đã phản hồi", "count"),
+    Column("response_median_h", "Phản hồi: trung vị (giờ HC)", "hours"),
+    Column("response_p90_h", "Phản hồi: P90 (giờ HC)", "hours"),
+    Column("resolved", "Đã xử lý", "count"),
+    Column("resolution_median_h", "Xử lý: trung vị (giờ HC)", "hours"),
+    Column("resolution_p90_h", "Xử lý: P90 (giờ HC)", "hours"),
+    Column("early", "Trước hạn", "count"),
+    Column("on_time", "Đúng hạn", "count"),
+    Column("late", "Trễ hạn", "count"),
+    Column("on_time_rate", "Tỷ lệ đúng hạn", "rate"),
+    Column("overdue_now", "Đang quá hạn", "count"),
+)
+
+_COUNTS: Final = sql.SQL(
+    """SELECT {key}, sum(received), sum(responded), sum(resolved), sum(early), sum(on_time),
+       sum(late)
+FROM review_ticket_days
+WHERE day >= %(first)s AND day < %(after)s{filters}
+GROUP BY GROUPING SETS (({key}), ())
+HAVING count(*) > 0"""
+)
+
+# Percentiles from the summed bins: the bin holding rank q·(n−1), interpolated inside it as if
+# its values were spread evenly on the log scale.
+_PERCENTILES: Final = sql.SQL(
+    """WITH h AS (
+  SELECT {key} AS key, measure, bin, sum(n) AS n FROM review_ticket_bins
+  WHERE month >= %(first)s AND month < %(after)s AND {filters}
+  GROUP BY 1, 2, 3 HAVING sum(n) > 0),
+c AS (
+  SELECT key, measure, bin, n,
+         sum(n) OVER (PARTITION BY key, measure ORDER BY bin) - n AS below,
+         sum(n) OVER (PARTITION BY key, measure) AS total
+  FROM h)
+SELECT c.key, c.measure, p.q,
+       CASE WHEN c.bin < 0 THEN 0.0
+            ELSE power(%(base)s::float8, c.bin + least(1.0, (p.q * (c.total - 1) - c.below + 0.5)
+                                                           / c.n)) END
+FROM c CROSS JOIN (VALUES (0.5), (0.9)) AS p (q)
+WHERE c.below <= p.q * (c.total - 1) AND p.q * (c.total - 1) < c.below + c.n"""
+)
+
+_OVERDUE: Final = sql.SQL(
+    """SELECT {key}, count(*) FROM tickets t
+WHERE t.state NOT IN ('resolved', 'closed', 'rejected') AND t.deadline_at < %(now)s
+  AND t.opened_at >= %(since)s AND t.opened_at < %(until)s{filters}
+GROUP BY GROUPING SETS (({key}), ())"""
+)
+
+
+def _hours(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds / 3600, 2)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return None if not whole else round(part / whole, 4)
+
+
+def _equal(column: str, param: str, prefix: str = "") -> sql.Composable:
+    """`` AND column = %(param)s`` (values always go as parameters)."""
+    return sql.SQL(" AND {}{} = {}").format(
+        sql.SQL(prefix), sql.Identifier(column), sql.Placeholder(param)
+    )
+
+
+async def ticket_table(
+    conn: Conn, q: ReviewQuery, by: By, now: datetime, names: Mapping[str, str]
+) -> Table:
+    """Tickets opened in the period, one row per agency (or category), then the total."""
+    other: By = "category" if by == "agency" else "agency"
+    key = sql.Identifier(by)
+    mine, theirs = (q.agency, q.category) if by == "agency" else (q.category, q.agency)
+    params: dict[str, Any] = {
+        "first": q.first_month,
+        "after": q.after,
+        "since": q.since,
+        "until": q.until,
+        "now": now,
+        "base": BIN_BASE,
+        "mine": mine,
+        "theirs": theirs,
+        "all": ALL,
+        "mine_or_all": mine or ALL,
+        "theirs_or_all": theirs or ALL,
+    }
+    chosen = [(by, "mine") if mine else None, (other, "theirs") if theirs else None]
+    filters = sql.Composed([_equal(c, p) for c, p in filter(None, chosen)])
+    cur = await conn.execute(_COUNTS.format(key=key, filters=filters), params)
+    counts = {row[0] if row[0] is not None else ALL: row[1:] for row in await cur.fetchall()}
+    # Bins: the rows of the other dimension's choice (or all of it), every key of this one,
+    # then the total row (this dimension's choice, or all).
+    theirs_rows = sql.SQL("{} = %(theirs_or_all)s").format(sql.Identifier(other))
+    each = sql.SQL("{} AND {} <> %(all)s{}").format(
+        theirs_rows, key, _equal(by, "mine") if mine else sql.SQL("")
+    )
+    total = sql.SQL("{} AND {} = %(mine_or_all)s").format(theirs_rows, key)
+    percentiles: dict[tuple[str, str, float], float] = {}
+    for rows_wanted in (each, total):
+        cur = await conn.execute(_PERCENTILES.format(key=key, filters=rows_wanted), params)
+        for code, measure, fraction, value in await cur.fetchall():
+            code = ALL if rows_wanted is total else code
+            percentiles[(code, measure, float(fraction))] = float(value)
+    overdue_filters = sql.Composed([_equal(c, p, "t.") for c, p in filter(None, chosen)])
+    cur = await conn.execute(
+        _OVERDUE.format(key=sql.SQL("coalesce(t.{}, '')").format(key), filters=overdue_filters),
+        params,
+    )
+    overdue = {row[0] if row[0] is not None else ALL: int(row[1]) for row in await cur.fetchall()}
+    rows = []
+    ordered = sorted((k for k in counts if k != ALL), key=lambda k: (-int(counts[k][0]), k))
+    for code in [ALL, *ordered] if ALL in counts else ordered:
+        received, responded, resolved, early, on_time, late = (int(v) for v in counts[code])
+        if code == ALL:
+            label = "Tổng cộng"
+        elif by == "agency" and code == "":
+            label = UNROUTED
+        else:
+            label = names.get(code, code)
+        rows.append(
+            {
+                by: None if code == ALL else code,
+                "name": label,
+                "received": received,
+                "responded": responded,
+                "response_median_h": _hours(percentiles.get((code, "r", 0.5))),
+                "response_p90_h": _hours(percentiles.get((code, "r", 0.9))),
+                "resolved": resolved,
+                "resolution_median_h": _hours(percentiles.get((code, "s", 0.5))),
+                "resolution_p90_h": _hours(percentiles.get((code, "s", 0.9))),
+                "early": early,
+                "on_time": on_time,
+                "late": late,
+                "on_time_rate": _rate(early + on_time, early + on_time + late),
+                "overdue_now": overdue.get(code, 0),
+            }
+        )
+    label = "Cơ quan" if by == "agency" else "Lĩnh vực"
+    return Table(
+        "agencies" if by == "agency" else "categories",
+        f"Phản ánh theo {label.lower()}",
+        (Column(by, "Mã", "text"), Column("name", label, "text"), *_TICKET_COLUMNS),
+        rows,
+    )
+
+
+_WEEKLY: Final = sql.SQL(
+    """SELECT date_trunc('week', day)::date, sum(received), sum(resolved),
+       sum(early) + sum(on_time), sum(early) + sum(on_time) + sum(late)
+FROM review_ticket_days
+WHERE day >= %(first)s AND day < %(after)s{filters}
+GROUP BY 1"""
+)
+
+
+async def weekly_table(conn: Conn, q: ReviewQuery) -> Table:
+    """Tickets opened per week (Monday first; the first and last weeks only within the period)."""
+    filters = sql.Composed(
+        [_equal(c, c) for c, v in (("agency", q.agency), ("category", q.category)) if v]
+    )
+    cur = await conn.execute(
+        _WEEKLY.format(filters=filters),
+        {"first": q.first_month, "after": q.after, "agency": q.agency, "category": q.category},
+    )
+    found = {row[0]: row[1:] for row in await cur.fetchall()}
+    rows = []
+    week = date.fromordinal(q.first_month.toordinal() - q.first_month.weekday())
+    while week < q.after:  # every week of the period, also the empty ones
+        received, resolved, in_time, judged = (int(v) for v in found.get(week, (0, 0, 0, 0)))
+        rows.append(
+            {
+                "week": week.isoformat(),
+                "received": received,
+                "resolved": resolved,
+                "on_time_rate": _rate(in_time, judged),
+            }
+        )
+        week = date.fromordinal(week.toordinal() + 7)
+    return Table(
+        "weeks",
+        "Phản ánh theo tuần (tuần bắt đầu thứ Hai)",
+        (
+            Column("week", "Tuần", "date"),
+            Column("received", "Tiếp nhận", "count"),
+            Column("resolved", "Đã xử lý", "count"),
+            Column("on_time_rate", "Tỷ lệ đúng hạn", "rate"),
+        ),
+        rows,
+    )
+
+
+# -- dossiers ----------------------------------------------------------------------------
+
+_DOSSIER_COLUMNS: Final = (
+    Column("received", "Tiếp nhận", "count"),
+    Column("online", "Trực tuyến", "count"),
+    Column("online_rate", "Tỷ lệ trực tuyến", "rate"),
+    Column("partial_rate", "Trực tuyến một phần", "rate"),
+    Column("full_process_rate", "Trực tuyến toàn trình", "rate"),
+    Column("with_fee", "Có phí, lệ phí", "count"),
+    Column("online_payment_rate", "Tỷ lệ thanh toán trực tuyến", "rate"),
+    Column("digitised_rate", "Tỷ lệ số hóa", "rate"),
+    Column("finished", "Đã giải quyết", "count"),
+    Column("early_rate", "Trước hạn", "rate"),
+    Column("on_time_only_rate", "Đúng hạn", "rate"),
+    Column("late_rate", "Trễ hạn", "rate"),
+    Column("on_time_rate", "Tỷ lệ đúng hạn (trước + đúng hạn)", "rate"),
+    Column("avg_processing_days", "Thời gian xử lý TB (ngày LV)", "days"),
+    Column("overdue_now", "Đang quá hạn", "count"),
+)
+
+# One pass over the dossiers accepted or finished in the period. A dossier owed a fee when a
+# fee was requested or paid (the event log, through a partial index of fee events).
+_DOSSIER_STATS: Final = sql.SQL(
+    """WITH fee AS (
+  SELECT DISTINCT e.dossier_id FROM dossier_events e
+  WHERE e.event IN ('fee_requested', 'fee_paid') AND e.at >= %(since)s),
+d AS (
+  SELECT d.agency, d.channel, d.online_level, d.paid_online, d.digitised, d.state, d.result,
+         d.used_working_s, d.deadline_at,
+         d.accepted_at >= %(since)s AND d.accepted_at < %(until)s AS received,
+         d.finished_at >= %(since)s AND d.finished_at < %(until)s AND d.result IS NOT NULL
+           AS finished,
+         d.paid_online OR fee.dossier_id IS NOT NULL AS owes_fee
+  FROM dossiers d LEFT JOIN fee USING (dossier_id)
+  WHERE ((d.accepted_at >= %(since)s AND d.accepted_at < %(until)s)
+      OR (d.finished_at >= %(since)s AND d.finished_at < %(until)s)){filters})
+SELECT agency,
+       count(*) FILTER (WHERE received),
+       count(*) FILTER (WHERE received AND channel = 'online'),
+       count(*) FILTER (WHERE received AND online_level = 'partial'),
+       count(*) FILTER (WHERE received AND online_level = 'full_process'),
+       count(*) FILTER (WHERE received AND owes_fee),
+       count(*) FILTER (WHERE received AND owes_fee AND paid_online),
+       count(*) FILTER (WHERE received AND digitised),
+       count(*) FILTER (WHERE finished),
+       count(*) FILTER (WHERE finished AND result = 'early'),
+       count(*) FILTER (WHERE finished AND result = 'on_time'),
+       count(*) FILTER (WHERE finished AND result = 'late'),
+       avg(used_working_s) FILTER (WHERE finished),
+       count(*) FILTER (WHERE received AND state NOT IN ('result_returned', 'refused',
+                                                          'withdrawn', 'stopped')
+                        AND deadline_at < %(now)s)
+FROM d
+GROUP BY GROUPING SETS ((agency), ())"""
+)
+
+
+async def dossier_table(
+    conn: Conn, q: ReviewQuery, now: datetime, day_s: float, names: Mapping[str, str]
+) -> Table:
+    """The Decision 766 dossier indicators: the province (or the chosen agency), then each agency."""
+    filters = _equal("agency", "agency", "d.") if q.agency else sql.SQL("")
+    cur = await conn.execute(
+        _DOSSIER_STATS.format(filters=filters),
+        {"since": q.since, "until": q.until, "now": now, "agency": q.agency},
+    )
+    found = await cur.fetchall()
+    total = [r for r in found if r[0] is None]
+    each = sorted((r for r in found if r[0] is not None), key=lambda r: (-int(r[1]), r[0]))
+    rows = []
+    for code, *counts, used, overdue in total + each:
+        received, online, partial, full, with_fee, paid, digitised = (int(v) for v in counts[:7])
+        finished, early, on_time, late = (int(v) for v in counts[7:])
+        rows.append(
+            {
+                "agency": code,
+                "name": "Toàn tỉnh" if code is None else names.get(code, code),
+                "received": received,
+                "online": online,
+                "online_rate": _rate(online, received),
+                "partial_rate": _rate(partial, received),
+                "full_process_rate": _rate(full, received),
+                "with_fee": with_fee,
+                "online_payment_rate": _rate(paid, with_fee),
+                "digitised_rate": _rate(digitised, received),
+                "finished": finished,
+                "early_rate": _rate(early, finished),
+                "on_time_only_rate": _rate(on_time, finished),
+                "late_rate": _rate(late, finished),
+                "on_time_rate": _rate(early + on_time, finished),
+                "avg_processing_days": None if used is None else round(float(used) / day_s, 2),
+                "overdue_now": int(overdue),
+            }
+        )
+    if q.agency:  # the chosen agency's row and the "province" row are the same dossiers
+        rows = rows[1:]
+    return Table(
+        "dossiers",
+        "Chỉ số hồ sơ TTHC (QĐ 766/QĐ-TTg): toàn tỉnh và theo cơ quan",
+        (Column("agency", "Mã", "text"), Column("name", "Cơ quan", "text"), *_DOSSIER_COLUMNS),
+        rows,
+    )
+
+
+# -- the whole review ----------------------------------------------------------------------
+
+TABLES: Final = ("agencies", "categories", "weeks", "dossiers")
+
+
+@dataclass(frozen=True)
+class Names:
+    """Display names of agencies and categories (also what may be chosen on the page)."""
+
+    agencies: dict[str, str]
+    categories: dict[str, str]
+
+
+async def load_names(conn: Conn) -> Names:
+    cur = await conn.execute("SELECT code, name_vi FROM agencies ORDER BY code")
+    agencies = {str(c): str(n) for c, n in await cur.fetchall()}
+    cur = await conn.execute("SELECT code, name_vi FROM categories ORDER BY code")
+    return Names(agencies, {str(c): str(n) for c, n in await cur.fetchall()})
+
+
+async def build_table(
+    conn: Conn, name: str, q: ReviewQuery, now: datetime, day_s: float, names: Names
+) -> Table:
+    """One table of the review by its name (one of TABLES); the rollups must be refreshed."""
+    if name == "agencies":
+        return await ticket_table(conn, q, "agency", now, names.agencies)
+    if name == "categories":
+        return await ticket_table(conn, q, "category", now, names.categories)
+    if name == "weeks":
+        return await weekly_table(conn, q)
+    if name == "dossiers":
+        return await dossier_table(conn, q, now, day_s, names.agencies)
+    raise InvalidInput(f"unknown table {name!r}; the review has: {', '.join(TABLES)}")
