@@ -184,11 +184,17 @@ class TrafficWatch:
             cur = await conn.execute("SELECT count(*) FROM sensors")
             counted = await cur.fetchone()
             silent = await self._silent(conn, now)
-            congested = await self._congested(conn, now)
             raised_s, cleared_s = await self._settle(conn, now, SILENT, silent, _silent_alert)
-            raised_c, cleared_c = await self._settle(
-                conn, now, CONGESTION, congested, _congestion_alert
-            )
+            congested: list[dict[str, Any]] = []
+            raised_c: tuple[int, ...] = ()
+            cleared_c: tuple[int, ...] = ()
+            if await _baseline_ready(conn):
+                congested = await self._congested(conn, now)
+                raised_c, cleared_c = await self._settle(
+                    conn, now, CONGESTION, congested, _congestion_alert
+                )
+            else:  # a new database: the aggregate fills at its first refresh
+                log.info("traffic check: no congestion baseline yet (traffic_5min not refreshed)")
         return TrafficCheck(
             skipped=False,
             sensors=int(counted[0]) if counted else 0,
@@ -382,3 +388,12 @@ def _congestion_alert(row: dict[str, Any], settings: Settings, routed: Decision)
         lon=row["lon"],
         lat=row["lat"],
     )
+
+
+async def _baseline_ready(conn: Conn) -> bool:
+    """Whether the 5-minute aggregate can be read (a materialised view starts unpopulated)."""
+    cur = await conn.execute(
+        "SELECT relkind <> 'm' OR relispopulated FROM pg_class WHERE oid = 'traffic_5min'::regclass"
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])

@@ -544,3 +544,20 @@ def test_the_loop_survives_database_errors_and_raises_once_the_database_allows(
     assert alerts(history) == []
     asyncio.run(run(read_only=False))
     assert len(active(history)) == 2
+
+
+def test_a_new_database_without_a_baseline_checks_silence_only(
+    server: RunningServer, sensors: list[str]
+) -> None:
+    """The aggregate starts unpopulated: the check must not fail (nor clear congestion)."""
+    platform = server.platform
+    assert platform.desk is not None
+    router = platform.desk.router
+
+    async def check() -> TrafficCheck:
+        async with platform.pool.connection() as conn:
+            watch = TrafficWatch(platform.settings, lambda: router)
+            return await watch.check(conn, datetime.now(HCM) + timedelta(days=1))
+
+    result = server.run(check())
+    assert not result.skipped and result.congested == 0 and result.silent == len(sensors)
