@@ -317,7 +317,7 @@ def test_the_wall_loads_with_no_request_leaving_this_machine(
     assert any("/static/vendor/leaflet/leaflet.js" in a for a in addresses)
     assert any(a.endswith("/v1/wall/ws") for a in addresses)
     assert page.evaluate("typeof L.markerClusterGroup") == "function"
-    assert page.locator("#stat-open").inner_text() == "1"
+    stat_is(page, "stat-open", "1")
     assert page.locator(".leaflet-control-layers").count() == 1  # the layer control
     html = page.content()
     assert REPORTER["name"] not in html and REPORTER["phone"] not in html
@@ -347,7 +347,7 @@ def test_the_tile_layer_is_the_configured_template(page: Any, settings: Settings
 def test_a_posted_ticket_appears_on_the_open_wall_within_a_second(
     wall: Any, server: RunningServer, client: httpx.Client, source_key: str
 ) -> None:
-    assert wall.locator("#stat-open").inner_text() == "0"
+    stat_is(wall, "stat-open", "0")
     post(client, source_key, report(4, at=fresh()))
     ticket = ticket_of(server, 4)
     wall.wait_for_function(
@@ -376,7 +376,7 @@ def test_the_wall_catches_up_after_the_server_drops_the_socket(
         server.run(hub.start())
     wall.wait_for_function(LIVE, timeout=20_000)
     wall.wait_for_function(f"window.IocWall.ticket({ticket}) !== null", timeout=5000)
-    assert wall.locator("#stat-open").inner_text() == "1"
+    stat_is(wall, "stat-open", "1")
     # And the feed works again after the catch-up.
     post(client, source_key, report(6, at=fresh()))
     again = ticket_of(server, 6)
@@ -409,8 +409,12 @@ def test_markers_take_the_deadline_state_and_leave_when_closed(
         f"JSON.stringify({states}) === JSON.stringify(['overdue', 'on_track', 'due_soon'])",
         timeout=5000,
     )
-    assert wall.locator("#stat-overdue").inner_text() == "1"
-    assert wall.locator("#stat-due-soon").inner_text() == "1"
+    # The counters are redrawn after the markers: wait for them too.
+    wall.wait_for_function(
+        "document.getElementById('stat-overdue').textContent === '1'"
+        " && document.getElementById('stat-due-soon').textContent === '1'",
+        timeout=5000,
+    )
     colour = wall.evaluate(f"window.IocWall.markerColour({overdue})")
     assert colour == "#c62828"
     for action, extra in (("start", {}), ("resolve", {})):
@@ -421,7 +425,9 @@ def test_markers_take_the_deadline_state_and_leave_when_closed(
         )
         assert answer.status_code == 200, answer.text
     wall.wait_for_function(f"window.IocWall.ticket({overdue}) === null", timeout=5000)
-    assert wall.locator("#stat-overdue").inner_text() == "0"
+    wall.wait_for_function(
+        "document.getElementById('stat-overdue').textContent === '0'", timeout=5000
+    )
 
 
 @pytest.fixture
@@ -622,3 +628,10 @@ def test_the_wall_draws_hues_forty_wards_simplified() -> None:
     assert len(page) < 1_000_000
     (south, west), (north, east) = areas.bounds(wards)
     assert 15.9 < south < north < 16.8 and 107.0 < west < east < 108.3
+
+
+def stat_is(page: Any, name: str, value: str) -> None:
+    """Wait for a counter of the panel: they are redrawn on the next animation frame."""
+    page.wait_for_function(
+        f"document.getElementById('{name}').textContent === '{value}'", timeout=5000
+    )
