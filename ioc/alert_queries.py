@@ -20,6 +20,7 @@ from psycopg import sql
 from ioc.alerts import SUBJECT_KINDS, announce
 from ioc.auth import Principal, Role
 from ioc.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ioc.params import bad as _bad
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -118,10 +119,6 @@ def _alert(row: Sequence[Any]) -> Alert:
 
 def _scope(who: Principal) -> str | None:
     return (who.agency or "") if who.role is Role.AGENCY else None
-
-
-def _bad(field: str, reason: str) -> InvalidInput:
-    return InvalidInput(f"{field}: {reason}", [{"field": field, "reason": reason}])
 
 
 def _cursor(token: str) -> int:

@@ -27,7 +27,9 @@ import msgspec
 import psycopg
 
 from ioc.auth import Principal, Role
-from ioc.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ioc.errors import Conflict, Forbidden, NotFound
+from ioc.params import bad as _bad
+from ioc.params import one as _one
 
 Conn = psycopg.AsyncConnection[Any]
 Verdict = Literal["delivered", "retry", "dead"]
@@ -232,17 +234,6 @@ class Filters:
     states: tuple[str, ...] = ()
     before: int | None = None  # the cursor: ids below this one (the log is newest first)
     limit: int = DEFAULT_LIMIT
-
-
-def _bad(field: str, reason: str) -> InvalidInput:
-    return InvalidInput(f"{field}: {reason}", [{"field": field, "reason": reason}])
-
-
-def _one(query: Mapping[str, Sequence[str]], name: str) -> str | None:
-    values = query.get(name) or ()
-    if len(values) > 1:
-        raise _bad(name, f"given {len(values)} times; give it once")
-    return values[0] if values else None
 
 
 def encode_cursor(last_id: int) -> str:

@@ -22,6 +22,8 @@ from psycopg import sql
 from ioc.auth import Principal, Role
 from ioc.deadlines import DeadlineBook
 from ioc.errors import Conflict, Forbidden, InvalidInput, MalformedBody, NotFound
+from ioc.params import bad as _bad
+from ioc.params import one as _one
 from ioc.ticket_clock import on_action
 from ioc.ticketing import CHANNEL, notify
 from ioc.tickets import MOVES, OPEN_STATES, STATES, Action, check_move
@@ -163,17 +165,6 @@ class Filters:
     agency: str | None = None
     after: Cursor | None = None
     limit: int = DEFAULT_LIMIT
-
-
-def _bad(field: str, reason: str) -> InvalidInput:
-    return InvalidInput(f"{field}: {reason}", [{"field": field, "reason": reason}])
-
-
-def _one(query: Mapping[str, Sequence[str]], name: str) -> str | None:
-    values = query.get(name) or ()
-    if len(values) > 1:
-        raise _bad(name, f"given {len(values)} times; give it once")
-    return values[0] if values else None
 
 
 def _moment(name: str, text: str, zone: tzinfo) -> datetime:

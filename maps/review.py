@@ -43,6 +43,8 @@ import psycopg
 from psycopg import sql
 
 from ioc.errors import InvalidInput
+from ioc.params import bad as _bad
+from ioc.params import one
 
 Conn = psycopg.AsyncConnection[Any]
 Unit = Literal["text", "date", "count", "rate", "hours", "days"]
@@ -127,15 +129,9 @@ class ReviewQuery:
         return out
 
 
-def _bad(name: str, reason: str) -> InvalidInput:
-    return InvalidInput(f"{name}: {reason}", [{"field": name, "reason": reason}])
-
-
 def _one(query: Mapping[str, Sequence[str]], name: str) -> str | None:
-    values = query.get(name) or ()
-    if len(values) > 1:
-        raise _bad(name, f"given {len(values)} times; give it once")
-    return values[0].strip() if values and values[0].strip() else None
+    value = one(query, name)
+    return value.strip() or None if value is not None else None
 
 
 def _month(name: str, text: str) -> date:

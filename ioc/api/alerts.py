@@ -10,8 +10,7 @@ from fastapi.responses import Response
 
 from ioc import alert_queries as q
 from ioc.api.body import read_limited
-from ioc.api.tickets import stream
-from ioc.errors import IocError
+from ioc.api.feeds import serve_feed
 from ioc.platform import Platform
 from ioc.queue import actor_of
 
@@ -121,18 +120,6 @@ def build_alerts_router(platform: Platform) -> APIRouter:
     @router.websocket("/v1/alerts/ws")
     async def live(socket: WebSocket) -> None:
         """Alerts as they are raised, acknowledged and resolved; an agency hears its own."""
-        try:
-            who = await platform.authenticate(socket)
-            accept = q.feed_filter(who)
-        except IocError as exc:
-            await socket.accept()
-            await socket.close(code=1008, reason=exc.message[:120])
-            return
-        subscription = platform.hub.subscribe(accept)
-        try:
-            await socket.accept()
-            await stream(socket, subscription)
-        finally:
-            subscription.close()
+        await serve_feed(socket, platform, q.feed_filter)
 
     return router

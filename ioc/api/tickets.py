@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Path, Query, Request, WebSocket
 from fastapi.responses import Response
 
 from ioc import queue
 from ioc.api.body import read_limited
-from ioc.errors import IocError
-from ioc.live import Subscription
+from ioc.api.feeds import serve_feed
 from ioc.platform import Platform
 from ioc.tickets import MOVES
 
@@ -131,48 +128,6 @@ def build_tickets_router(platform: Platform) -> APIRouter:
     @router.websocket("/ws")
     async def live(socket: WebSocket) -> None:
         """New and changed tickets as JSON messages; an agency key hears only its own."""
-        try:
-            who = await platform.authenticate(socket)
-            accept = queue.feed_filter(who)
-        except IocError as exc:
-            # Accept first so the client reads why (a refused handshake carries no reason).
-            await socket.accept()
-            await socket.close(code=1008, reason=exc.message[:120])
-            return
-        # Subscribe before the handshake completes: a client that is connected hears everything.
-        subscription = platform.hub.subscribe(accept)
-        try:
-            await socket.accept()
-            await stream(socket, subscription)
-        finally:
-            subscription.close()
+        await serve_feed(socket, platform, queue.feed_filter)
 
     return router
-
-
-async def stream(socket: WebSocket, subscription: Subscription) -> None:
-    """Send a subscription's messages until the client leaves or the feed ends."""
-
-    async def send() -> None:
-        async for text in subscription:
-            await socket.send_text(text)
-
-    async def drain() -> None:
-        # Clients only listen; reading is how a closed connection is noticed.
-        while (await socket.receive())["type"] != "websocket.disconnect":
-            pass
-
-    sender = asyncio.create_task(send())
-    reader = asyncio.create_task(drain())
-    try:
-        done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (sender, reader):
-            task.cancel()
-        # A send or receive that failed means the client went away: nothing to report.
-        await asyncio.gather(sender, reader, return_exceptions=True)
-    if sender in done and sender.exception() is None:
-        # The feed ended: the client fell too far behind, or the server is stopping.
-        reason = "too slow: reconnect and reload" if subscription.dropped else "server stopping"
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await socket.close(code=1013 if subscription.dropped else 1012, reason=reason)
