@@ -1,9 +1,11 @@
-"""API keys and roles. Keys are random; only their SHA-256 is stored."""
+"""API keys, page sessions and roles. Keys and session ids are random; only their SHA-256 is
+stored."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -11,6 +13,7 @@ from enum import StrEnum
 from ioc.errors import Forbidden, InvalidInput, Unauthenticated
 
 KEY_PREFIX = "ioc"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
 class Role(StrEnum):
@@ -64,10 +67,32 @@ def make_key() -> NewKey:
 
 def split_token(token: str) -> tuple[str, str]:
     """(prefix, secret) of a token; raises Unauthenticated for anything else."""
-    parts = token.strip().split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+    token = token.strip()
+    parts = token.split("_", 2)
+    if (
+        not _TOKEN.fullmatch(token)
+        or len(parts) != 3
+        or parts[0] != KEY_PREFIX
+        or not parts[1]
+        or not parts[2]
+    ):
         raise Unauthenticated("the API key is not of the form ioc_<prefix>_<secret>")
     return parts[1], parts[2]
+
+
+def new_session_id() -> str:
+    """A page session's id: 256 random bits, the only thing the browser's cookie holds."""
+    return secrets.token_urlsafe(32)
+
+
+def csrf_token(session_id: str) -> str:
+    """The same-origin proof bound to a session: derived from its id, which only the browser's
+    HttpOnly cookie and this server know, so another site can neither read nor compute it."""
+    return hmac.new(session_id.encode(), b"ioc csrf token", hashlib.sha256).hexdigest()
+
+
+def csrf_matches(session_id: str, sent: str) -> bool:
+    return hmac.compare_digest(csrf_token(session_id).encode(), sent.encode())
 
 
 def secret_matches(secret: str, stored_hash: str) -> bool:

@@ -60,3 +60,13 @@ class StoreUnavailable(IocError):
     def __init__(self, message: str, retry_after_s: int = 2) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class RateLimited(IocError):
+    """Too many failed attempts from one client; it may try again after ``retry_after_s``."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -11,7 +11,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import HTTPConnection
 
-from ioc.api.security import token_of
+from ioc.api.security import Authenticator
 from ioc.auth import Principal
 from ioc.clock import Clock, SystemClock
 from ioc.deadlines import DeadlineBook, OfficeTime, load_policies
@@ -22,7 +22,6 @@ from ioc.metrics import Metrics, pool_stats
 from ioc.settings import Settings
 from ioc.store import migrate
 from ioc.store.database import DatabaseLocation, make_pool, with_timezone
-from ioc.store.keys import KeyVerifier
 from ioc.store.partitions import PartitionManager
 from ioc.store.policies import apply_timescale_policies
 from ioc.store.reference import ReferenceData
@@ -45,7 +44,8 @@ class Platform:
         self.metrics = Metrics()
         self.reference = ReferenceData()
         self.location = DatabaseLocation(settings)
-        self.verifier = KeyVerifier(settings.key_cache_s)
+        self.auth = Authenticator(settings, lambda: self.pool.connection(), self.clock)
+        self.verifier = self.auth.keys
         self.backend: str = "unknown"
         self._pool: AsyncConnectionPool[Any] | None = None
         self._intake: Intake | None = None
@@ -74,7 +74,7 @@ class Platform:
         return self._hub
 
     async def authenticate(self, conn: HTTPConnection) -> Principal:
-        return await self.verifier.verify(self.pool.connection, token_of(conn))
+        return await self.auth.authenticate(conn)
 
     async def start(self) -> None:
         url = await asyncio.to_thread(self.location.open)

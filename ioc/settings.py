@@ -81,6 +81,29 @@ class Settings(BaseSettings):
     key_cache_s: float = Field(
         default=5.0, ge=0, description="API keys are re-checked against the database this often."
     )
+    session_ttl_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="A page login (session) lasts this long (seconds); logging out or revoking the key ends it sooner.",
+    )
+    cookie_secure: bool = Field(
+        default=False,
+        description="Pages are served over https (e.g. behind a TLS proxy): the session cookie is Secure and named __Host-ioc_session.",
+    )
+    auth_failure_burst: int = Field(
+        default=30,
+        ge=1,
+        description="Failed authentications one client address may make at once before it is answered 429.",
+    )
+    auth_failure_per_minute: float = Field(
+        default=30.0,
+        gt=0,
+        description="…and the rate (per minute) at which that allowance refills.",
+    )
+    public_status: bool = Field(
+        default=False,
+        description="Serve /metrics and the status page / without a key (otherwise: an operator or admin key).",
+    )
     route_max_distance_m: float = Field(
         default=500.0,
         ge=0,

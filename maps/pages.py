@@ -21,8 +21,8 @@ def _head(title: str) -> str:
     )
 
 
-def login_page(target: str, error: str = "") -> str:
-    """The login form: one API key, kept by the browser in an HttpOnly cookie."""
+def login_page(target: str, error: str = "", csrf: str = "") -> str:
+    """The login form: one API key, which opens a session; ``csrf`` is the form's login token."""
     problem = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
     return f"""{_head("Đăng nhập — Trung tâm IOC")}
 <body class="ioc-plain">
@@ -36,6 +36,7 @@ def login_page(target: str, error: str = "") -> str:
     <input id="key" name="key" type="password" autocomplete="current-password"
            placeholder="ioc_…" required autofocus>
     <input type="hidden" name="next" value="{html.escape(target)}">
+    <input type="hidden" name="csrf_token" value="{html.escape(csrf)}">
     <button type="submit">Đăng nhập</button>
   </form>
 </main>

@@ -1,16 +1,20 @@
 """The pages: login and logout, the wall map and its data, agency consoles, static files.
 
 Pages authenticate like the API. A browser cannot add a bearer header to a page load, so
-``/login`` takes an API key once and keeps it in an HttpOnly, SameSite=Strict cookie, which
-the API also reads (``ioc.api.security.token_of``); the pages' own fetch() and WebSocket calls
-then carry it without any script seeing the key. A page asked for without a valid key
-redirects to the login page; with a key of the wrong role it answers a plain 403 page.
+``/login`` takes an API key once and opens a server-side session: the browser's HttpOnly,
+SameSite=Strict cookie holds only the session's random id, never the key. The API reads that
+cookie too (``ioc.api.security``); a request that changes something must also carry the
+session's CSRF token (``GET /session``), which the pages' scripts send. A page asked for without
+a valid login redirects to the login page; with a key of the wrong role it answers a 403 page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import re
+import secrets
 from datetime import date
 from functools import cache
 from typing import Annotated, Any, Final
@@ -22,18 +26,23 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from ioc.api.body import read_limited
-from ioc.api.security import COOKIE
-from ioc.auth import Principal, Role
-from ioc.errors import Forbidden, IocError, NotFound, Unauthenticated
+from ioc.api.security import CrossSiteRefused, SocketGuard, check_same_origin
+from ioc.auth import Principal, Role, csrf_token
+from ioc.errors import Forbidden, IocError, NotFound, RateLimited, Unauthenticated
 from ioc.jurisdictions import LEGAL_ZONE
 from ioc.platform import Platform
+from ioc.store.sessions import end_session, open_session
 from maps import areas, assets, console, pages, wall, wall_data
 from maps.wall_feed import FeedOverflow, WallFeed
 
 WALL_ROLES: Final = frozenset({Role.OPERATOR, Role.ADMIN})
 CONSOLE_ROLES: Final = frozenset({Role.OPERATOR, Role.ADMIN, Role.AGENCY})
-# The login cookie lasts this long (seconds); logging out or revoking the key ends it sooner.
-COOKIE_MAX_AGE: Final = 30 * 24 * 3600
+# The login form's token (kept in a cookie while the form is open) lasts this long (seconds).
+LOGIN_FORM_MAX_AGE: Final = 3600
+LOGIN_COOKIE: Final = "ioc_login"
+SECURE_LOGIN_COOKIE: Final = "__Host-ioc_login"
+SESSION_PATH: Final = "/session"
+_LOGIN_NONCE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
 REVIEW_PATH: Final = "/review"
 _LOGIN_FORM_LIMIT: Final = 16 * 1024
 
@@ -106,13 +115,40 @@ def build_pages_router(platform: Platform) -> APIRouter:
         except Unauthenticated:
             return None
 
-    # --- login ---------------------------------------------------------------------------
+    # --- login, logout, the session's token ----------------------------------------------
+
+    def secure(request: Request) -> bool:
+        return platform.settings.cookie_secure or request.url.scheme == "https"
+
+    def login_cookie() -> str:
+        return SECURE_LOGIN_COOKIE if platform.settings.cookie_secure else LOGIN_COOKIE
+
+    def login_form_answer(
+        request: Request, target: str, error: str = "", status: int = 200
+    ) -> HTMLResponse:
+        """The login form with its login token, which the browser also keeps in a cookie:
+        a form posted from elsewhere carries neither."""
+        nonce = request.cookies.get(login_cookie(), "")
+        if not _LOGIN_NONCE.fullmatch(nonce):
+            nonce = secrets.token_urlsafe(32)
+        response = _html(pages.login_page(target, error=error, csrf=nonce), status)
+        response.set_cookie(
+            login_cookie(),
+            nonce,
+            max_age=LOGIN_FORM_MAX_AGE,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=secure(request),
+        )
+        return response
 
     @router.get("/login", include_in_schema=False)
     async def login_form(
+        request: Request,
         target: Annotated[str | None, Query(alias="next")] = None,
     ) -> HTMLResponse:
-        return _html(pages.login_page(safe_next(target) or ""))
+        return login_form_answer(request, safe_next(target) or "")
 
     @router.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
@@ -120,35 +156,84 @@ def build_pages_router(platform: Platform) -> APIRouter:
         key = (form.get("key") or [""])[0].strip()
         target = safe_next((form.get("next") or [""])[0])
         try:
+            check_same_origin(request, require=False)
+            nonce = request.cookies.get(login_cookie(), "")
+            sent = (form.get("csrf_token") or [""])[0]
+            if not nonce or not hmac.compare_digest(nonce.encode(), sent.encode()):
+                raise CrossSiteRefused(
+                    "biểu mẫu đăng nhập đã hết hạn hoặc không đến từ trang này; hãy thử lại "
+                    "(the login form expired or did not come from this site)"
+                )
+        except CrossSiteRefused as exc:
+            return login_form_answer(request, target or "", exc.message, 403)
+        try:
             if not key:
                 raise Unauthenticated("nhập khóa API (API key) của bạn")
-            who = await platform.verifier.verify(platform.pool.connection, key)
+            who = await platform.auth.verify_key(request, key)
             goal = target or landing(who)
+        except RateLimited as exc:
+            answer = login_form_answer(request, target or "", exc.message, 429)
+            answer.headers["Retry-After"] = str(exc.retry_after_s)
+            return answer
         except (Unauthenticated, Forbidden) as exc:
-            return _html(pages.login_page(target or "", error=exc.message), 401)
+            return login_form_answer(request, target or "", exc.message, 401)
+        now = platform.clock.now()
+        async with platform.pool.connection() as conn:
+            previous = platform.auth.session_of(request)
+            if previous is not None:
+                await end_session(conn, previous, now)
+                platform.auth.forget_session(previous)
+            session = await open_session(conn, who.key_id, now, platform.settings.session_ttl_s)
         response = RedirectResponse(goal, status_code=303)
         response.set_cookie(
-            COOKIE,
-            key,
-            max_age=COOKIE_MAX_AGE,
+            platform.auth.cookie,
+            session,
+            max_age=int(platform.settings.session_ttl_s),
             path="/",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=secure(request),
+        )
+        response.delete_cookie(
+            login_cookie(), path="/", httponly=True, samesite="strict", secure=secure(request)
         )
         return response
 
     @router.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
+        try:
+            # Browsers send Origin with every form post: one from elsewhere is refused.
+            check_same_origin(request, require=True)
+        except CrossSiteRefused as exc:
+            return _html(pages.error_page(403, exc.message), 403)
+        session = platform.auth.session_of(request)
+        if session is not None:
+            async with platform.pool.connection() as conn:
+                await end_session(conn, session, platform.clock.now())
+            platform.auth.forget_session(session)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(
-            COOKIE,
+            platform.auth.cookie,
             path="/",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=secure(request),
         )
         return response
+
+    @router.get(
+        SESSION_PATH,
+        tags=["pages"],
+        summary="The logged-in page's session: who, until when, and the CSRF token its "
+        "scripts send in X-CSRF-Token (session cookie only)",
+    )
+    async def session_info(request: Request) -> Response:
+        session = platform.auth.session_of(request)
+        if session is None:
+            raise Unauthenticated("no page login: log in at /login")
+        check_same_origin(request, require=False)
+        who = await platform.auth.verify_session(request, session)
+        return _json({"csrf_token": csrf_token(session), "who": who.label or who.role.value})
 
     # --- static files --------------------------------------------------------------------
 
@@ -249,7 +334,9 @@ def build_pages_router(platform: Platform) -> APIRouter:
         subscription = platform.hub.subscribe(lambda _: True)
         try:
             await socket.accept()
-            await _stream(socket, WallFeed(subscription, platform.pool))
+            await _stream(
+                socket, WallFeed(subscription, platform.pool), SocketGuard.of(socket, platform.auth)
+            )
         finally:
             subscription.close()
 
@@ -293,7 +380,7 @@ def _today(platform: Platform) -> date:
     return platform.clock.now().astimezone(LEGAL_ZONE).date()
 
 
-async def _stream(socket: WebSocket, feed: WallFeed) -> None:
+async def _stream(socket: WebSocket, feed: WallFeed, guard: SocketGuard) -> None:
     overflow = False
 
     async def send() -> None:
@@ -305,8 +392,9 @@ async def _stream(socket: WebSocket, feed: WallFeed) -> None:
             overflow = True
 
     async def drain() -> None:
-        # The page only listens; reading is how a closed connection is noticed.
-        while (await socket.receive())["type"] != "websocket.disconnect":
+        # The page only listens; reading is how a closed connection (or, through the guard,
+        # an ended login) is noticed.
+        while (await guard.receive())["type"] != "websocket.disconnect":
             pass
 
     sender = asyncio.create_task(send())
@@ -317,6 +405,7 @@ async def _stream(socket: WebSocket, feed: WallFeed) -> None:
         for task in (sender, reader):
             task.cancel()
         await asyncio.gather(sender, reader, return_exceptions=True)
+        guard.stop()
     if sender in done and not sender.cancelled() and sender.exception() is None:
         # The feed ended: the page fell behind, or the hub stopped. The page reconnects and
         # catches up from its cursor.

@@ -238,16 +238,34 @@ def page(browser: Any) -> Iterator[Any]:
         context.close()
 
 
-def log_in(page: Any, server: RunningServer, key: str) -> None:
-    """Give the page the login cookie for ``key``, as POST /login sets it."""
+def open_session(server: RunningServer, key: str) -> str:
+    """A login session for ``key``, as POST /login opens it; returns the session cookie's value."""
+    from ioc.store.sessions import open_session as store_session
+
+    platform = server.platform
+
+    async def create() -> str:
+        async with platform.pool.connection() as conn:
+            who = await platform.verifier.verify(platform.pool.connection, key)
+            return await store_session(
+                conn, who.key_id, platform.clock.now(), platform.settings.session_ttl_s
+            )
+
+    return str(server.run(create()))
+
+
+def log_in(page: Any, server: RunningServer, key: str) -> str:
+    """Give the page the session cookie POST /login would set for ``key``; returns the session."""
+    session = open_session(server, key)
     page.context.add_cookies(
         [
             {
-                "name": "ioc_key",
-                "value": key,
+                "name": server.platform.auth.cookie,
+                "value": session,
                 "url": server.url,
                 "httpOnly": True,
                 "sameSite": "Strict",
             }
         ]
     )
+    return session

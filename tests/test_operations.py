@@ -19,12 +19,12 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_metrics_count_events_by_kind_source_and_outcome(
-    client: httpx.Client, source_key: str, sensors: list[str]
+    client: httpx.Client, source_key: str, admin_key: str, sensors: list[str]
 ) -> None:
     body = ndjson(reading(sensors[0], 1), reading(sensors[0], 1), {"kind": "nope"})
     client.post("/v1/events/batch", content=body, headers=auth(source_key) | NDJSON)
     client.post("/v1/events", json=report(), headers=auth(source_key))
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=auth(admin_key)).text
     assert 'ioc_events_total{kind="traffic_count",outcome="accepted",source="hue-s"} 1.0' in text
     assert 'ioc_events_total{kind="traffic_count",outcome="duplicate",source="hue-s"} 1.0' in text
     assert 'ioc_events_total{kind="unknown",outcome="rejected",source="hue-s"} 1.0' in text
@@ -46,10 +46,10 @@ def test_openapi_describes_the_api(client: httpx.Client) -> None:
 
 
 def test_status_page_shows_counts_and_no_personal_data(
-    client: httpx.Client, source_key: str
+    client: httpx.Client, source_key: str, admin_key: str
 ) -> None:
     client.post("/v1/events", json=report(), headers=auth(source_key))
-    page = client.get("/")
+    page = client.get("/", headers=auth(admin_key))
     assert page.status_code == 200
     assert "Phản ánh hiện trường" in page.text
     assert "Nguyễn Văn A" not in page.text and "0900000001" not in page.text

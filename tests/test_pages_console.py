@@ -10,12 +10,17 @@ import psycopg
 import pytest
 
 from ioc.settings import Settings
-from tests.conftest import RunningServer, auth, log_in, make_key
+from tests.conftest import RunningServer, auth, log_in, make_key, open_session
 
 OLD = "2025-08-01T07:45:00+07:00"
 OTHER = "so-xd"
 LIVE = "document.getElementById('live').dataset.state === 'live'"
 LOADED = "document.body.dataset.loaded === 'true'"
+
+
+def session(server: RunningServer, key: str) -> dict[str, str]:
+    """The cookie header of a browser logged in with ``key``."""
+    return {"Cookie": f"ioc_session={open_session(server, key)}"}
 
 
 def ago(hours: float) -> str:
@@ -128,17 +133,17 @@ def choose(page: Any, ticket: int) -> None:
 def test_an_agency_opens_its_own_console_only(
     server: RunningServer, client: httpx.Client, ioc_key: str, second_agency: str
 ) -> None:
-    mine = client.get("/agencies/ioc", headers={"Cookie": f"ioc_key={ioc_key}"})
+    mine = client.get("/agencies/ioc", headers=session(server, ioc_key))
     assert mine.status_code == 200 and "Trung tâm Giám sát" in mine.text
-    other = client.get(f"/agencies/{second_agency}", headers={"Cookie": f"ioc_key={ioc_key}"})
+    other = client.get(f"/agencies/{second_agency}", headers=session(server, ioc_key))
     assert other.status_code == 403 and "ioc" in other.text
-    assert client.get("/wall", headers={"Cookie": f"ioc_key={ioc_key}"}).status_code == 403
+    assert client.get("/wall", headers=session(server, ioc_key)).status_code == 403
 
 
 def test_operators_open_any_console_and_unknown_agencies_are_404(
     server: RunningServer, client: httpx.Client, operator_key: str, second_agency: str
 ) -> None:
-    cookie = {"Cookie": f"ioc_key={operator_key}"}
+    cookie = session(server, operator_key)
     assert client.get(f"/agencies/{second_agency}", headers=cookie).status_code == 200
     missing = client.get("/agencies/khong-co", headers=cookie)
     assert missing.status_code == 404 and "khong-co" in missing.text
@@ -146,7 +151,7 @@ def test_operators_open_any_console_and_unknown_agencies_are_404(
 
 def test_leaders_have_no_console(server: RunningServer, client: httpx.Client) -> None:
     leader = make_key(server, "leader")
-    answer = client.get("/agencies/ioc", headers={"Cookie": f"ioc_key={leader}"})
+    answer = client.get("/agencies/ioc", headers=session(server, leader))
     assert answer.status_code == 403 and "leader" in answer.text
 
 
@@ -159,7 +164,8 @@ def test_logging_in_with_an_agency_key_opens_its_console(
     page.click("button[type=submit]")
     page.wait_for_url(f"{server.url}/agencies/ioc")
     page.wait_for_function(LOADED, timeout=15_000)
-    cookie = next(c for c in page.context.cookies() if c["name"] == "ioc_key")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "ioc_session")
+    assert cookie["value"] != ioc_key  # the browser holds a session id, never the key
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert page.evaluate("document.cookie") == ""  # no script can read the key
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,15 @@ from ioc.ticketing import notify
 from maps import areas, assets, page_map
 from maps.wall import WallPage, render_wall
 from maps.wall_data import Labels
-from tests.conftest import RunningServer, auth, log_in, make_key, start_server, stop_server
+from tests.conftest import (
+    RunningServer,
+    auth,
+    log_in,
+    make_key,
+    open_session,
+    start_server,
+    stop_server,
+)
 
 OLD = "2025-08-01T07:45:00+07:00"  # deadlines long past: overdue while open
 REPORTER = {"name": "Nguyễn Thị Riêng Tư", "phone": "0912345678"}
@@ -57,9 +66,22 @@ def report(n: int, at: str = OLD, lon: float | None = None, **extra: Any) -> dic
     }
 
 
-def cookie(key: str) -> dict[str, str]:
-    """The header a logged-in browser sends."""
-    return {"Cookie": f"ioc_key={key}"}
+def cookie(server: RunningServer, key: str) -> dict[str, str]:
+    """The header a browser logged in with ``key`` sends: its session, never the key."""
+    return {"Cookie": f"ioc_session={open_session(server, key)}"}
+
+
+def login_token(client: httpx.Client) -> str:
+    """Open the login form as a browser does: its token, and the cookie that pairs with it."""
+    form = client.get("/login")
+    found = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert found is not None and client.cookies.get("ioc_login") == found.group(1)
+    return found.group(1)
+
+
+def submit_login(client: httpx.Client, key: str, target: str = "") -> httpx.Response:
+    token = login_token(client)
+    return client.post("/login", data={"key": key, "next": target, "csrf_token": token})
 
 
 def post(client: httpx.Client, key: str, event: dict[str, Any]) -> None:
@@ -113,28 +135,29 @@ def test_login_sets_a_strict_httponly_cookie_and_goes_to_the_roles_page(
     server: RunningServer, client: httpx.Client, role: str, agency: str | None, landing: str
 ) -> None:
     key = make_key(server, role, agency=agency)
-    answer = client.post("/login", data={"key": key, "next": ""})
+    answer = submit_login(client, key)
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"] == landing
-    cookie = answer.headers["set-cookie"]
-    assert cookie.startswith(f"ioc_key={key};")
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if "ioc_session=" in c)
+    assert cookie.startswith("ioc_session=") and key not in cookie
     lowered = cookie.lower()
     assert "httponly" in lowered and "samesite=strict" in lowered and "path=/" in lowered
     assert "secure" not in lowered  # plain http here; over https the cookie is Secure
+    assert key not in answer.text and all(key not in v for v in answer.headers.values())
 
 
 def test_the_cookie_authenticates_the_api_like_a_bearer_key(
     server: RunningServer, client: httpx.Client, operator_key: str
 ) -> None:
     assert client.get("/v1/tickets").status_code == 401
-    answer = client.get("/v1/tickets", headers=cookie(operator_key))
+    answer = client.get("/v1/tickets", headers=cookie(server, operator_key))
     assert answer.status_code == 200, answer.text
 
 
 def test_a_wrong_key_stays_on_the_login_page_with_the_reason(client: httpx.Client) -> None:
-    answer = client.post("/login", data={"key": "ioc_nothing_here", "next": "/wall"})
+    answer = submit_login(client, "ioc_nothing_here", "/wall")
     assert answer.status_code == 401
-    assert "set-cookie" not in answer.headers
+    assert "ioc_session" not in answer.headers.get("set-cookie", "")
     assert 'role="alert"' in answer.text and 'value="/wall"' in answer.text
 
 
@@ -142,19 +165,25 @@ def test_a_wrong_key_stays_on_the_login_page_with_the_reason(client: httpx.Clien
 def test_login_follows_next_only_within_the_site(
     server: RunningServer, client: httpx.Client, operator_key: str, target: str
 ) -> None:
-    answer = client.post("/login", data={"key": operator_key, "next": target})
+    answer = submit_login(client, operator_key, target)
     assert answer.status_code == 303 and answer.headers["location"] == "/wall"
 
 
 def test_login_follows_a_local_next(client: httpx.Client, operator_key: str) -> None:
-    answer = client.post("/login", data={"key": operator_key, "next": "/wall?kiosk=1"})
+    answer = submit_login(client, operator_key, "/wall?kiosk=1")
     assert answer.status_code == 303 and answer.headers["location"] == "/wall?kiosk=1"
 
 
-def test_logout_clears_the_cookie(client: httpx.Client, operator_key: str) -> None:
-    answer = client.post("/logout", headers=cookie(operator_key))
+def test_logout_ends_the_session_and_clears_the_cookie(
+    server: RunningServer, client: httpx.Client, operator_key: str
+) -> None:
+    logged_in = cookie(server, operator_key)
+    assert client.get("/v1/tickets", headers=logged_in).status_code == 200
+    answer = client.post("/logout", headers=logged_in | {"Origin": server.url})
     assert answer.status_code == 303 and answer.headers["location"] == "/login"
-    assert answer.headers["set-cookie"].startswith('ioc_key="";')
+    assert answer.headers["set-cookie"].startswith('ioc_session="";')
+    # The session is over on the server too: a copy of the cookie no longer works.
+    assert client.get("/v1/tickets", headers=logged_in).status_code == 401
 
 
 @pytest.mark.parametrize("path", ["/wall", "/wall?kiosk=1", "/agencies/ioc"])
@@ -175,7 +204,7 @@ def test_the_wall_refuses_other_roles_with_a_403_page(
     server: RunningServer, client: httpx.Client, role: str, agency: str | None
 ) -> None:
     key = make_key(server, role, agency=agency, source="hue-s" if role == "source" else None)
-    answer = client.get("/wall", headers=cookie(key))
+    answer = client.get("/wall", headers={"Cookie": f"ioc_session={open_session(server, key)}"})
     assert answer.status_code == 403
     assert answer.headers["content-type"].startswith("text/html")
     assert "403" in answer.text and role in answer.text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -207,15 +206,10 @@ def test_admin_config_round_trip(
     current = client.get("/v1/admin/config", headers=auth(admin_key)).json()
     assert {"hepco", "ubnd-tay", "ioc"} <= {a["code"] for a in current["agencies"]}
     current["rules"] = [{"agency": "nobody"}]
-    refused = client.put("/v1/admin/config", content=json.dumps(current), headers=auth(admin_key))
+    refused = client.put("/v1/admin/config", json=current, headers=auth(admin_key))
     assert refused.status_code == 422 and "nobody" in refused.json()["error"]["message"]
     current["rules"] = [{"agency": "hepco"}]
-    assert (
-        client.put(
-            "/v1/admin/config", content=json.dumps(current), headers=auth(admin_key)
-        ).status_code
-        == 200
-    )
+    assert client.put("/v1/admin/config", json=current, headers=auth(admin_key)).status_code == 200
 
 
 def test_router_alone_is_vectorised_and_versioned() -> None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request, WebSocket
 from fastapi.responses import Response
 
 from ioc import alert_queries as q
-from ioc.api.body import read_limited
+from ioc.api.body import read_json
 from ioc.api.feeds import serve_feed
 from ioc.platform import Platform
 from ioc.queue import actor_of
@@ -90,11 +90,11 @@ def build_alerts_router(platform: Platform) -> APIRouter:
                 "content": {"application/json": {"schema": _SILENCE_SCHEMA}},
             }
         },
-        responses={**errors, 400: _ERROR, 413: _ERROR},
+        responses={**errors, 400: _ERROR, 413: _ERROR, 415: _ERROR},
     )
     async def create_silence(request: Request) -> Response:
         who = await platform.authenticate(request)
-        body = await read_limited(request, platform.settings.max_body_bytes)
+        body = await read_json(request, platform.settings.max_body_bytes)
         async with platform.pool.connection() as conn:
             silence = await q.create_silence(conn, who, body, actor_of(who), platform.clock.now())
         return _json(silence, 201)

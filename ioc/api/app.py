@@ -19,6 +19,7 @@ from ioc.api.ingest import build_ingest_router
 from ioc.api.open311 import build_open311_router
 from ioc.api.ops import build_ops_router
 from ioc.api.reference import build_reference_router
+from ioc.api.security import install_log_redaction
 from ioc.api.tickets import build_tickets_router
 from ioc.clock import Clock
 from ioc.events import json_schemas
@@ -46,6 +47,7 @@ _ERROR_SCHEMA = {
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or load_settings()
+    install_log_redaction()  # before the server writes its first access line
     platform = Platform(settings, working_calendar(settings), clock)
 
     @asynccontextmanager

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from ioc.errors import MalformedBody, PayloadTooLarge
+from ioc.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
+from ioc.validation import JSON_TYPES, media_type
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -23,3 +24,14 @@ async def read_limited(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"the body is over {limit} bytes, the most accepted")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> bytes:
+    """The body of a JSON endpoint: refused (415) unless sent as application/json, so a form
+    or a text/plain post from another page never reaches it."""
+    kind = media_type(request.headers.get("content-type"))
+    if kind not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"content type {kind or '(none)'!r} is not accepted; send application/json"
+        )
+    return await read_limited(request, limit)

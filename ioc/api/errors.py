@@ -26,6 +26,7 @@ STATUS: dict[type[errors.IocError], int] = {
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.InvalidInput: 422,
+    errors.RateLimited: 429,
     errors.StoreUnavailable: 503,
     errors.ConfigError: 500,
 }
@@ -52,7 +53,7 @@ def to_store_unavailable(exc: Exception) -> errors.StoreUnavailable:
 
 def respond(exc: errors.IocError) -> JSONResponse:
     headers = {}
-    if isinstance(exc, errors.StoreUnavailable):
+    if isinstance(exc, errors.StoreUnavailable | errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from ioc.api.security import SocketGuard
 from ioc.auth import Principal
 from ioc.errors import IocError
 from ioc.live import Accept, Subscription
@@ -30,13 +31,14 @@ async def serve_feed(
     subscription = platform.hub.subscribe(accept)
     try:
         await socket.accept()
-        await stream(socket, subscription)
+        await stream(socket, subscription, SocketGuard.of(socket, platform.auth))
     finally:
         subscription.close()
 
 
-async def stream(socket: WebSocket, subscription: Subscription) -> None:
-    """Send a subscription's messages until the client leaves or the feed ends."""
+async def stream(socket: WebSocket, subscription: Subscription, guard: SocketGuard) -> None:
+    """Send a subscription's messages until the client leaves, the feed ends, or the client's
+    key or login ends (the guard closes the socket then)."""
 
     async def send() -> None:
         async for text in subscription:
@@ -44,7 +46,7 @@ async def stream(socket: WebSocket, subscription: Subscription) -> None:
 
     async def drain() -> None:
         # Clients only listen; reading is how a closed connection is noticed.
-        while (await socket.receive())["type"] != "websocket.disconnect":
+        while (await guard.receive())["type"] != "websocket.disconnect":
             pass
 
     sender = asyncio.create_task(send())
@@ -56,6 +58,7 @@ async def stream(socket: WebSocket, subscription: Subscription) -> None:
             task.cancel()
         # A send or receive that failed means the client went away: nothing to report.
         await asyncio.gather(sender, reader, return_exceptions=True)
+        guard.stop()
     if sender in done and sender.exception() is None:
         # The feed ended: the client fell too far behind, or the server is stopping.
         reason = "too slow: reconnect and reload" if subscription.dropped else "server stopping"

@@ -14,6 +14,7 @@ from psycopg_pool import PoolTimeout
 
 from ioc.api.body import read_limited
 from ioc.api.errors import error_body, respond, status_of, to_store_unavailable
+from ioc.api.security import SocketGuard
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
 from ioc.events import json_schemas
 from ioc.platform import Platform
@@ -133,10 +134,12 @@ def build_ingest_router(platform: Platform) -> APIRouter:
             await socket.close(code=1008, reason=exc.message[:120])
             return
         await socket.accept()
+        # Re-checks the key while the socket is open: a revoked key's socket is closed (1008).
+        guard = SocketGuard.of(socket, platform.auth)
         seq = 0
         try:
             while True:
-                message = await socket.receive()
+                message = await guard.receive()
                 if message["type"] == "websocket.disconnect":
                     return
                 data = message.get("bytes") or (message.get("text") or "").encode()
@@ -144,6 +147,8 @@ def build_ingest_router(platform: Platform) -> APIRouter:
                 await socket.send_bytes(msgspec.json.encode(await _ack(platform, who, seq, data)))
         except WebSocketDisconnect:
             return
+        finally:
+            guard.stop()
 
     return router
 

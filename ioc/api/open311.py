@@ -25,6 +25,7 @@ from ioc.auth import Principal, Role
 from ioc.errors import (
     InvalidInput,
     IocError,
+    RateLimited,
     StoreUnavailable,
     Unauthenticated,
     UnsupportedMediaType,
@@ -62,7 +63,7 @@ def _failure(request: Request, exc: IocError) -> Response:
     else:
         status = status_of(exc)
     headers = {}
-    if isinstance(exc, StoreUnavailable):
+    if isinstance(exc, StoreUnavailable | RateLimited):
         headers["Retry-After"] = str(exc.retry_after_s)
     fmt = "xml" if request.path_params.get("fmt") == "xml" else "json"
     return _render(fmt, "errors", open311.errors(status, exc.message), status, **headers)
@@ -97,7 +98,7 @@ def build_open311_router(platform: Platform) -> APIRouter:
                 token = token_of(request)
             except Unauthenticated:
                 raise Unauthenticated("api_key is required to post a service request") from None
-        who = await platform.verifier.verify(platform.pool.connection, token)
+        who = await platform.auth.verify_key(request, token)
         who.require(_WRITERS)
         return who
 

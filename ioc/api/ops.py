@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import html
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ioc import __version__
+from ioc.auth import Role
+from ioc.errors import Unauthenticated
 from ioc.platform import Platform
 from ioc.store import migrate
+
+_WATCHERS = frozenset({Role.OPERATOR, Role.ADMIN})
+_ERROR = {
+    "description": "error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
 
 
 def build_ops_router(platform: Platform) -> APIRouter:
@@ -48,12 +56,28 @@ def build_ops_router(platform: Platform) -> APIRouter:
             }
         )
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
+    async def watcher(request: Request) -> None:
+        """Counts and metrics need an operator or admin key, unless made public by setting."""
+        if not platform.settings.public_status:
+            (await platform.authenticate(request)).require(_WATCHERS)
+
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics (an operator or admin key, unless IOC_PUBLIC_STATUS)",
+        response_class=Response,
+        responses={code: _ERROR for code in (401, 403)},
+    )
+    async def metrics(request: Request) -> Response:
+        await watcher(request)
         return Response(platform.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @router.get("/", include_in_schema=False)
-    async def status_page() -> HTMLResponse:
+    async def status_page(request: Request) -> Response:
+        if not platform.settings.public_status:
+            try:
+                await watcher(request)
+            except Unauthenticated:
+                return RedirectResponse("/login?next=/", status_code=303)
         async with platform.pool.connection() as conn:
             cur = await conn.execute(
                 """SELECT 'Phản ánh hiện trường (field reports)', count(*), max(received_at) FROM field_reports

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, WebSocket
 from fastapi.responses import Response
 
 from ioc import queue
-from ioc.api.body import read_limited
+from ioc.api.body import read_json
 from ioc.api.feeds import serve_feed
 from ioc.platform import Platform
 from ioc.tickets import MOVES
@@ -112,13 +112,13 @@ def build_tickets_router(platform: Platform) -> APIRouter:
         },
         responses={
             200: {"description": "the updated ticket"},
-            **{code: _ERROR for code in (400, 401, 403, 404, 409, 413, 422, 503)},
+            **{code: _ERROR for code in (400, 401, 403, 404, 409, 413, 415, 422, 503)},
         },
     )
     async def post_action(request: Request, ticket_id: _TicketId) -> Response:
         who = await platform.authenticate(request)
         who.require(queue.ACTORS)
-        action = queue.decode_action(await read_limited(request, platform.settings.max_body_bytes))
+        action = queue.decode_action(await read_json(request, platform.settings.max_body_bytes))
         async with platform.pool.connection() as conn:
             ticket = await queue.act(
                 conn, who, ticket_id, action, platform.clock.now(), platform.book

@@ -14,6 +14,7 @@ from ioc.auth import NewKey, Principal, Role, check_new_key, make_key, secret_ma
 from ioc.errors import NotFound, Unauthenticated
 
 Conn = psycopg.AsyncConnection[Any]
+_CACHE_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -54,27 +55,64 @@ async def list_keys(conn: Conn, include_revoked: bool = False) -> list[KeyInfo]:
 
 
 async def revoke_key(conn: Conn, prefix: str) -> None:
+    """Revoke a key and end every page session logged in with it."""
     cur = await conn.execute(
-        "UPDATE api_keys SET revoked_at = now() WHERE prefix = %s AND revoked_at IS NULL",
+        "UPDATE api_keys SET revoked_at = now() WHERE prefix = %s AND revoked_at IS NULL "
+        "RETURNING id",
         (prefix,),
     )
-    if cur.rowcount != 1:
+    row = await cur.fetchone()
+    if row is None:
         raise NotFound(f"no active key with prefix {prefix!r} (see `ioc keys list`)")
+    await conn.execute(
+        "UPDATE sessions SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL",
+        (row[0],),
+    )
+
+
+class TrustCache:
+    """Credentials verified recently, trusted for ``cache_s`` seconds (the revocation lag)."""
+
+    def __init__(self, cache_s: float) -> None:
+        self.cache_s = cache_s
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, token: str, max_age: float | None = None) -> Principal | None:
+        """The principal ``token`` was verified as, if that was under ``max_age`` seconds ago
+        (default: the cache lifetime)."""
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        limit = self.cache_s if max_age is None else min(max_age, self.cache_s)
+        if time.monotonic() - entry[1] >= limit:
+            return None
+        return entry[0]
+
+    def put(self, token: str, principal: Principal) -> None:
+        if self.cache_s <= 0:
+            return
+        if len(self._entries) >= _CACHE_LIMIT:
+            now = time.monotonic()
+            stale = [t for t, (_, at) in self._entries.items() if now - at >= self.cache_s]
+            for old in stale or list(self._entries)[: _CACHE_LIMIT // 2]:
+                del self._entries[old]
+        self._entries[token] = (principal, time.monotonic())
+
+    def drop(self, token: str) -> None:
+        self._entries.pop(token, None)
 
 
 class KeyVerifier:
     """Checks tokens; a verified key is trusted for ``cache_s`` seconds (revocation lag)."""
 
     def __init__(self, cache_s: float) -> None:
-        self._cache_s = cache_s
-        self._cache: dict[str, tuple[Principal, float]] = {}
+        self.cache = TrustCache(cache_s)
 
-    async def verify(self, pool_conn: Any, token: str) -> Principal:
+    async def verify(self, pool_conn: Any, token: str, max_age: float | None = None) -> Principal:
         prefix, secret = split_token(token)
-        cached = self._cache.get(token)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        cached = self.cache.get(token, max_age)
+        if cached is not None:
+            return cached
         async with pool_conn() as conn:
             cur = await conn.execute(
                 """SELECT id, secret_hash, role, source, agency, label FROM api_keys
@@ -83,8 +121,8 @@ class KeyVerifier:
             )
             row = await cur.fetchone()
         if row is None or not secret_matches(secret, row[1]):
-            self._cache.pop(token, None)
+            self.cache.drop(token)
             raise Unauthenticated("the API key is unknown or revoked")
         principal = Principal(int(row[0]), prefix, Role(row[2]), row[3], row[4], row[5])
-        self._cache[token] = (principal, now + self._cache_s)
+        self.cache.put(token, principal)
         return principal

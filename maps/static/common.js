@@ -1,6 +1,7 @@
 /* Shared by the wall and the console: deadline states, time text, fetch and a reconnecting
-   WebSocket. The pages authenticate with the login cookie, which fetch() and WebSocket send
-   by themselves (same origin); no script ever sees the key. */
+   WebSocket. The pages authenticate with the session cookie, which fetch() and WebSocket send
+   by themselves (same origin); no script ever sees it. A request that changes something also
+   carries the session's CSRF token (from GET /session) in the X-CSRF-Token header. */
 "use strict";
 
 window.IocCommon = (function () {
@@ -81,18 +82,44 @@ window.IocCommon = (function () {
     window.location.assign("/login?next=" + encodeURIComponent(page));
   }
 
+  let csrf = null;  // a promise of the session's CSRF token, asked for once
+
+  function csrfToken(page) {
+    if (csrf === null) {
+      csrf = fetch("/session", { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then((response) => {
+          if (response.status === 401) { toLogin(page); throw new Error("cần đăng nhập lại"); }
+          if (!response.ok) throw new Error(response.statusText);
+          return response.json();
+        })
+        .then((body) => body.csrf_token)
+        .catch((problem) => { csrf = null; throw problem; });
+    }
+    return csrf;
+  }
+
   /* GET or POST JSON; a 401 sends the browser to the login page; other errors throw with the
-     API's message. */
-  async function request(url, page, options) {
-    const response = await fetch(url, Object.assign({
+     API's message. A request other than GET carries the CSRF token. */
+  async function request(url, page, options, retried) {
+    const settings = Object.assign({
       credentials: "same-origin", headers: { Accept: "application/json" },
-    }, options || {}));
+    }, options || {});
+    const method = (settings.method || "GET").toUpperCase();
+    if (method !== "GET" && method !== "HEAD") {
+      settings.headers = Object.assign({}, settings.headers, { "X-CSRF-Token": await csrfToken(page) });
+    }
+    const response = await fetch(url, settings);
     if (response.status === 401) {
       toLogin(page);
       throw new Error("cần đăng nhập lại");
     }
     let body = null;
     try { body = await response.json(); } catch (e) { body = null; }
+    if (response.status === 403 && body && body.error && body.error.code === "cross_site_request"
+        && !retried) {
+      csrf = null;  // logged in again in another tab: a new session, a new token
+      return request(url, page, options, true);
+    }
     if (!response.ok) {
       const error = new Error((body && body.error && body.error.message) || response.statusText);
       error.status = response.status;
