@@ -221,13 +221,10 @@ def build_pages_router(platform: Platform) -> APIRouter:
         )
         return response
 
-    @router.get(
-        SESSION_PATH,
-        tags=["pages"],
-        summary="The logged-in page's session: who, until when, and the CSRF token its "
-        "scripts send in X-CSRF-Token (session cookie only)",
-    )
+    @router.get(SESSION_PATH, include_in_schema=False)
     async def session_info(request: Request) -> Response:
+        """The logged-in page's CSRF token (sent back in X-CSRF-Token) and who it is: for the
+        pages' own scripts, with the session cookie; no other origin can read it."""
         session = platform.auth.session_of(request)
         if session is None:
             raise Unauthenticated("no page login: log in at /login")

@@ -409,6 +409,11 @@ def test_a_nul_in_a_key_is_refused_not_a_server_error(
     assert answer.status_code == 403, answer.text
     answer = client.get("/v1/tickets", headers={"X-API-Key": "ioc_\u00e9\u00e9_x".encode()})
     assert answer.status_code == 401
+    form = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    login = client.post("/login", data={"key": "ioc_ab\x00cd_x", "csrf_token": token.group(1)})
+    assert login.status_code == 401
 
 
 # --- failed authentication is limited per client address ------------------------------------
