@@ -496,3 +496,29 @@ def test_the_limiter_is_not_spent_by_a_missing_key(strict: RunningServer) -> Non
     with httpx.Client(base_url=strict.url) as client:
         for _ in range(5):
             assert client.get("/v1/tickets").status_code == 401
+
+
+def test_with_cookie_secure_the_session_cookie_is_secure_and_host_only(
+    settings: Settings,
+) -> None:
+    thread, running = start_server(settings.model_copy(update={"cookie_secure": True}))
+    try:
+        key = make_key(running, "operator")
+        with httpx.Client(base_url=running.url) as client:
+            form = client.get("/login")
+            assert "__Host-ioc_login=" in form.headers["set-cookie"]
+            assert "secure" in form.headers["set-cookie"].lower()
+            nonce = form.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+            answer = client.post(
+                "/login",
+                data={"key": key, "csrf_token": nonce},
+                headers={"Cookie": f"__Host-ioc_login={nonce}"},
+            )
+        assert answer.status_code == 303, answer.text
+        cookie = next(
+            c for c in answer.headers.get_list("set-cookie") if c.startswith("__Host-ioc_session=")
+        )
+        lowered = cookie.lower()
+        assert "secure" in lowered and "path=/" in lowered and "domain" not in lowered
+    finally:
+        stop_server(thread)
