@@ -64,12 +64,15 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     from ioc.api.app import create_app
+    from ioc.api.body import server_limits
 
     settings = _settings()
     host, port = host or settings.host, port or settings.port
     workers = workers or settings.workers
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_config=None, **server_limits(settings)
+        )
         return
     # Several processes share one database: resolve and migrate it once, here.
     with DatabaseLocation(settings) as location:
@@ -82,6 +85,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             port=port,
             workers=workers,
             log_config=None,
+            **server_limits(settings),
         )
 
 

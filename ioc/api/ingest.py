@@ -12,8 +12,8 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from ioc.api.body import read_limited
-from ioc.api.errors import error_body, respond, status_of, to_store_unavailable
+from ioc.api.body import read_buffer
+from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to_store_unavailable
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
 from ioc.events import json_schemas
 from ioc.platform import Platform
@@ -73,7 +73,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         who = await platform.authenticate(request)
         if media_type(request.headers.get("content-type")) not in JSON_TYPES:
             raise UnsupportedMediaType("send one event as application/json")
-        stored = await platform.intake.one(await read_limited(request, limit), who)
+        stored = await platform.intake.one(await read_buffer(request, limit), who)
         platform.metrics.ingest_seconds.labels("one").observe(time.perf_counter() - started)
         if stored:
             return JSONResponse({"status": "accepted"}, 201)
@@ -112,7 +112,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
                 f"content type {media_type(kind) or '(none)'!r} is not accepted for a batch; "
                 "use one of: " + ", ".join(BATCH_TYPES)
             )
-        result = await platform.intake.batch(await read_limited(request, limit), kind, who)
+        result = await platform.intake.batch(await read_buffer(request, limit), kind, who)
         platform.metrics.ingest_seconds.labels("batch").observe(time.perf_counter() - started)
         body = result.as_dict()
         if result.accepted == 0 and not result.duplicate_lines:
@@ -124,7 +124,11 @@ def build_ingest_router(platform: Platform) -> APIRouter:
 
     @router.websocket("/ws")
     async def gateway(socket: WebSocket) -> None:
-        """Each message is a batch (NDJSON, JSON array or one object); each gets an ack."""
+        """Each message is a batch (NDJSON, JSON array or one object); each gets an ack.
+
+        Every failure is answered with an error ack and the socket stays open. A message over
+        the body limit is closed by the server (1009, ``server_limits``) before it is read.
+        """
         try:
             who = await platform.authenticate(socket)
         except IocError as exc:
@@ -149,8 +153,30 @@ def build_ingest_router(platform: Platform) -> APIRouter:
 
 
 async def _ack(platform: Platform, who: Any, seq: int, data: bytes) -> dict[str, Any]:
-    if len(data) > platform.settings.max_body_bytes:
-        return {"seq": seq, **error_body("payload_too_large", "the message is too large")}
+    try:
+        return await _ingest(platform, who, seq, data)
+    except RecursionError:
+        failure = nested_too_deeply()
+        return {"seq": seq, "status": 400, **error_body(failure.code, failure.message)}
+    except Exception:
+        log.exception("websocket ingest failed")
+        return {
+            "seq": seq,
+            "status": 500,
+            **error_body("internal_error", "the message failed inside the platform; not stored"),
+        }
+
+
+async def _ingest(platform: Platform, who: Any, seq: int, data: bytes) -> dict[str, Any]:
+    limit = platform.settings.max_body_bytes
+    if len(data) > limit:
+        return {
+            "seq": seq,
+            "status": 413,
+            **error_body(
+                "payload_too_large", f"the message is over {limit} bytes, the most accepted"
+            ),
+        }
     stripped = data.lstrip()
     kind = "application/json" if stripped.startswith(b"[") else "application/x-ndjson"
     try:
