@@ -345,6 +345,15 @@ def bench_sla(tickets: int, small: int, batch: int) -> None:
     run_sla_benchmark(_settings(), tickets, small, batch)
 
 
+@bench.command("hostile")
+@click.option("--seconds", default=20.0, show_default=True, help="Length of each phase.")
+def bench_hostile(seconds: float) -> None:
+    """/healthz p99 and server RSS while the worst bodies the limits allow are processed."""
+    from ioc.bench.hostile import run_hostile_bench
+
+    run_hostile_bench(_settings(), seconds)
+
+
 @bench.command("live")
 @click.option("--clients", default=50, show_default=True, help="Websocket clients listening.")
 @click.option("--rate", default=1_000, show_default=True, help="Field reports per second.")

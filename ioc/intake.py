@@ -24,6 +24,7 @@ from ioc.store.reference import ReferenceData
 from ioc.store.writer import EventWriter, Written
 from ioc.ticketing import TicketDesk
 from ioc.validation import (
+    NUL_REASON,
     Decoded,
     EventRules,
     Problem,
@@ -162,7 +163,7 @@ class Intake:
         try:
             nul = nul_field(event)
             if nul is not None:
-                raise Problem(nul, "text cannot contain the NUL character (\\u0000)")
+                raise Problem(nul, NUL_REASON)
             event = self._rules.check(event, self._keyed_source(who))
         except Problem as problem:
             self._observe(_kind(event), self._source_of(event, who), "rejected", 1)

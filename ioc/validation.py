@@ -42,6 +42,10 @@ _MAX_OFFSET = timedelta(hours=16)
 # The smallest normal magnitude of a ``real`` (float4); PostgreSQL refuses what rounds to zero.
 _REAL_TINY = 1.1754943508222875e-38
 NESTED_TOO_DEEPLY = "the JSON is nested too deeply"
+NUL_REASON = "text cannot contain the NUL character (\\u0000)"
+
+# Checks one decoded event: the event to keep, or raises Problem.
+Check = Callable[[Event], Event]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,23 +151,34 @@ def check_batch(
     Pure CPU work with no shared state but the rules: callers may run it in a worker thread.
     """
     count_events(body, content_type, most)
-    return apply_rules(decode_batch(body, content_type), rules, source)
+    return _decode(body, content_type, lambda event: rules.check(event, source))
 
 
 def decode_batch(body: bytes | bytearray, content_type: str | None) -> Decoded:
     """Decode a batch body (NDJSON, or a JSON array) keeping each valid line."""
+    return _decode(body, content_type, _as_is)
+
+
+def _as_is(event: Event) -> Event:
+    return event
+
+
+def _decode(body: bytes | bytearray, content_type: str | None, check: Check) -> Decoded:
+    """Each event is checked as soon as it is decoded: a refused one is not kept in memory."""
     kind = media_type(content_type)
+    if _NUL_ESCAPE in body:
+        check = _nul_first(check)
     if kind in NDJSON_TYPES:
-        return _refuse_nul(_decode_lines(body), body)
+        return _decode_lines(body, check)
     if kind in JSON_TYPES:
-        return _refuse_nul(_decode_array(body), body)
+        return _decode_array(body, check)
     raise UnsupportedMediaType(
         f"content type {kind or '(none)'!r} is not accepted for a batch; use one of: "
         + ", ".join(BATCH_TYPES)
     )
 
 
-def _decode_lines(body: bytes | bytearray) -> Decoded:
+def _decode_lines(body: bytes | bytearray, check: Check) -> Decoded:
     out = Decoded()
     view = memoryview(body)  # lines are decoded in place, not copied out of the body
     number, at = 1, 0
@@ -171,15 +186,25 @@ def _decode_lines(body: bytes | bytearray) -> Decoded:
         number += body.count(b"\n", at, match.start())
         at = match.start()
         try:
-            out.keep(number, _decoder.decode(view[match.start(1) : match.end()]))
+            event = _decoder.decode(view[match.start(1) : match.end()])
         except msgspec.MsgspecError as exc:
             out.rejected.append(Rejection(number, *explain(exc)))
+            continue
         except RecursionError:
             out.rejected.append(Rejection(number, None, NESTED_TOO_DEEPLY))
+            continue
+        _keep_checked(out, number, event, check)
     return out
 
 
-def _decode_array(body: bytes | bytearray) -> Decoded:
+def _keep_checked(out: Decoded, number: int, event: Event, check: Check) -> None:
+    try:
+        out.keep(number, check(event))
+    except Problem as problem:
+        out.rejected.append(Rejection(number, problem.field, problem.reason))
+
+
+def _decode_array(body: bytes | bytearray, check: Check) -> Decoded:
     try:
         items = _raw_list.decode(body)
     except msgspec.ValidationError:
@@ -191,24 +216,25 @@ def _decode_array(body: bytes | bytearray) -> Decoded:
     out = Decoded()
     for number, raw in enumerate(items, start=1):
         try:
-            out.keep(number, _decoder.decode(raw))
+            event = _decoder.decode(raw)
         except msgspec.MsgspecError as exc:
             out.rejected.append(Rejection(number, *explain(exc)))
+            continue
+        _keep_checked(out, number, event, check)
     return out
 
 
-def _refuse_nul(decoded: Decoded, body: bytes | bytearray) -> Decoded:
-    """Move events holding a NUL character to the rejections (only looked for when escaped)."""
-    if _NUL_ESCAPE not in body:
-        return decoded
-    return reject_lines(
-        decoded,
-        (
-            (line, name, "text cannot contain the NUL character (\\u0000)")
-            for line, event in zip(decoded.lines, decoded.events, strict=True)
-            if (name := nul_field(event)) is not None
-        ),
-    )
+def _nul_first(check: Check) -> Check:
+    """``check``, after refusing an event with a NUL in its text (only looked for when the
+    body holds the escape, the one way a NUL can reach a decoded string)."""
+
+    def checked(event: Event) -> Event:
+        name = nul_field(event)
+        if name is not None:
+            raise Problem(name, NUL_REASON)
+        return check(event)
+
+    return checked
 
 
 def nul_field(value: object, prefix: str = "") -> str | None:

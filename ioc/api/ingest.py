@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -9,17 +10,21 @@ from typing import Any
 import msgspec
 import psycopg
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from psycopg_pool import PoolTimeout
 
 from ioc.api.body import read_buffer
 from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to_store_unavailable
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
 from ioc.events import json_schemas
+from ioc.intake import BatchResult
 from ioc.platform import Platform
 from ioc.validation import BATCH_TYPES, JSON_TYPES, NDJSON_TYPES, media_type
 
 log = logging.getLogger(__name__)
+
+# Answers reporting more lines than this are encoded in a worker thread.
+_INLINE_LINES = 1000
 
 _EVENT_SCHEMA, _ = json_schemas()
 _BATCH_RESULT = {
@@ -103,7 +108,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
             **{code: _ERROR for code in (400, 401, 403, 413, 415, 422, 503)},
         },
     )
-    async def post_batch(request: Request) -> JSONResponse:
+    async def post_batch(request: Request) -> Response:
         started = time.perf_counter()
         who = await platform.authenticate(request)
         kind = request.headers.get("content-type")
@@ -114,13 +119,14 @@ def build_ingest_router(platform: Platform) -> APIRouter:
             )
         result = await platform.intake.batch(await read_buffer(request, limit), kind, who)
         platform.metrics.ingest_seconds.labels("batch").observe(time.perf_counter() - started)
-        body = result.as_dict()
         if result.accepted == 0 and not result.duplicate_lines:
             reason = (
                 "no event in the batch was accepted" if result.rejected else "the batch is empty"
             )
-            raise InvalidInput(reason, body["errors"])
-        return JSONResponse(body, 200)
+            failure = InvalidInput(reason, result.rejected)
+            body = error_body(failure.code, failure.message, failure.details)
+            return await _json(body, status_of(failure), len(result.rejected))
+        return await _json(_result(result), 200, len(result.rejected))
 
     @router.websocket("/ws")
     async def gateway(socket: WebSocket) -> None:
@@ -145,11 +151,35 @@ def build_ingest_router(platform: Platform) -> APIRouter:
                     return
                 data = message.get("bytes") or (message.get("text") or "").encode()
                 seq += 1
-                await socket.send_bytes(msgspec.json.encode(await _ack(platform, who, seq, data)))
+                ack = await _ack(platform, who, seq, data)
+                del data, message  # the message may be as large as a body: free it now
+                await socket.send_bytes(await _encode(ack, len(ack.get("errors", ()))))
         except WebSocketDisconnect:
             return
 
     return router
+
+
+def _result(result: BatchResult) -> dict[str, Any]:
+    """A batch's answer; its errors stay dataclasses (encoded as objects, no dict per line)."""
+    return {
+        "accepted": result.accepted,
+        "duplicates": len(result.duplicate_lines),
+        "rejected": len(result.rejected),
+        "duplicate_lines": result.duplicate_lines,
+        "errors": result.rejected,
+    }
+
+
+async def _encode(body: dict[str, Any], lines: int) -> bytes:
+    """JSON of an answer; one that reports many lines is encoded off the event loop."""
+    if lines > _INLINE_LINES:
+        return await asyncio.to_thread(msgspec.json.encode, body)
+    return msgspec.json.encode(body)
+
+
+async def _json(body: dict[str, Any], status: int, lines: int) -> Response:
+    return Response(await _encode(body, lines), status, media_type="application/json")
 
 
 async def _ack(platform: Platform, who: Any, seq: int, data: bytes) -> dict[str, Any]:
@@ -198,4 +228,4 @@ async def _ingest(platform: Platform, who: Any, seq: int, data: bytes) -> dict[s
             **error_body(failure.code, failure.message),
         }
     nothing = result.accepted == 0 and not result.duplicate_lines
-    return {"seq": seq, "status": 422 if nothing else 200, **result.as_dict()}
+    return {"seq": seq, "status": 422 if nothing else 200, **_result(result)}
