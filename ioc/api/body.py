@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from typing import Any
 
 from starlette.requests import Request
 
 from ioc.errors import MalformedBody, PayloadTooLarge
 from ioc.settings import Settings
+
+# Bodies at least this large hand their memory back to the system once answered.
+LARGE_BODY_BYTES = 4 * 1024 * 1024
+
+_libc_name = ctypes.util.find_library("c")
+_malloc_trim = getattr(ctypes.CDLL(_libc_name), "malloc_trim", None) if _libc_name else None
+
+
+def release_memory() -> None:
+    """Return freed heap memory to the system (glibc keeps it otherwise, per thread arena).
+
+    After a large body is answered, its buffers are free but stay in the process: each worker
+    thread's arena keeps its high-water mark, and RSS would creep up with every large request.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def server_limits(settings: Settings) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from psycopg_pool import PoolTimeout
 
-from ioc.api.body import read_buffer
+from ioc.api.body import LARGE_BODY_BYTES, read_buffer, release_memory
 from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to_store_unavailable
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
 from ioc.events import json_schemas
@@ -78,7 +78,13 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         who = await platform.authenticate(request)
         if media_type(request.headers.get("content-type")) not in JSON_TYPES:
             raise UnsupportedMediaType("send one event as application/json")
-        stored = await platform.intake.one(await read_buffer(request, limit), who)
+        body = await read_buffer(request, limit)
+        try:
+            stored = await platform.intake.one(body, who)
+        finally:
+            if len(body) >= LARGE_BODY_BYTES:
+                del body
+                await asyncio.to_thread(release_memory)
         platform.metrics.ingest_seconds.labels("one").observe(time.perf_counter() - started)
         if stored:
             return JSONResponse({"status": "accepted"}, 201)
@@ -117,15 +123,21 @@ def build_ingest_router(platform: Platform) -> APIRouter:
                 f"content type {media_type(kind) or '(none)'!r} is not accepted for a batch; "
                 "use one of: " + ", ".join(BATCH_TYPES)
             )
-        result = await platform.intake.batch(await read_buffer(request, limit), kind, who)
+        body = await read_buffer(request, limit)
+        try:
+            result = await platform.intake.batch(body, kind, who)
+        finally:
+            if len(body) >= LARGE_BODY_BYTES:
+                del body
+                await asyncio.to_thread(release_memory)
         platform.metrics.ingest_seconds.labels("batch").observe(time.perf_counter() - started)
         if result.accepted == 0 and not result.duplicate_lines:
             reason = (
                 "no event in the batch was accepted" if result.rejected else "the batch is empty"
             )
             failure = InvalidInput(reason, result.rejected)
-            body = error_body(failure.code, failure.message, failure.details)
-            return await _json(body, status_of(failure), len(result.rejected))
+            answer = error_body(failure.code, failure.message, failure.details)
+            return await _json(answer, status_of(failure), len(result.rejected))
         return await _json(_result(result), 200, len(result.rejected))
 
     @router.websocket("/ws")
@@ -152,8 +164,11 @@ def build_ingest_router(platform: Platform) -> APIRouter:
                 data = message.get("bytes") or (message.get("text") or "").encode()
                 seq += 1
                 ack = await _ack(platform, who, seq, data)
+                large = len(data) >= LARGE_BODY_BYTES
                 del data, message  # the message may be as large as a body: free it now
                 await socket.send_bytes(await _encode(ack, len(ack.get("errors", ()))))
+                if large:
+                    await asyncio.to_thread(release_memory)
         except WebSocketDisconnect:
             return
 
