@@ -17,6 +17,7 @@ import psycopg
 import pytest
 import websockets
 
+from ioc.errors import PayloadTooLarge
 from ioc.jsonscan import scan_array
 from ioc.settings import Settings
 from ioc.validation import count_events
@@ -63,6 +64,20 @@ def test_sensor_reading_with_an_unstorable_real_is_refused(
     assert answer.status_code == 200, answer.text
     assert answer.json()["errors"][0]["field"] == "occupancy"
     assert count(server, "traffic_readings") == 1
+
+
+def test_lone_surrogate_is_a_malformed_line_and_the_rest_is_kept(
+    server: RunningServer, client: httpx.Client, source_key: str
+) -> None:
+    poisoned = json.dumps(report("SUR-2"), ensure_ascii=False).replace("Lê Lợi", "L\\ud800 Lợi")
+    body = ndjson(report("SUR-1"), poisoned, report("SUR-3"))
+    answer = client.post("/v1/events/batch", content=body, headers=auth(source_key) | NDJSON)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert (result["accepted"], result["rejected"]) == (2, 1)
+    assert result["errors"][0]["line"] == 2
+    assert "surrogate" in result["errors"][0]["reason"]
+    assert count(server, "field_reports") == 2
 
 
 def test_nul_in_a_json_array_batch_is_refused_by_line(
@@ -211,10 +226,10 @@ def test_websocket_isolates_lines_the_database_refuses(
 
 def test_event_cap_is_counted_on_the_raw_body() -> None:
     count_events(b"{}\n" * 10 + b"\n\n  \n", "application/x-ndjson", 10)
-    with pytest.raises(Exception, match="more than 10 events"):
+    with pytest.raises(PayloadTooLarge, match="more than 10 events"):
         count_events(b"{}\n" * 11, "application/x-ndjson", 10)
     count_events(b"[" + b"{},\n" * 9 + b"{}]", "application/json", 10)
-    with pytest.raises(Exception, match="more than 10 events"):
+    with pytest.raises(PayloadTooLarge, match="more than 10 events"):
         count_events(b"[" + b"{}," * 10 + b"{}]", "application/json", 10)
     # Commas inside strings and inner arrays are not elements.
     inner = json.dumps([{"a": [1, 2, 3], "b": 'x,"y",\\,'}] * 10).encode()
@@ -294,3 +309,20 @@ def test_websocket_message_limit_is_the_body_limit(roomy_server: RunningServer) 
     (ack,) = asyncio.run(_gateway(roomy_server, key, [big]))
     assert ack["accepted"] == 1
     assert count(roomy_server, "field_reports") == 1
+
+
+def test_websocket_answers_a_failing_database_with_an_ack_and_keeps_the_socket(
+    server: RunningServer, source_key: str, sensors: list[str]
+) -> None:
+    with psycopg.connect(server.db_url, autocommit=True) as conn:
+        conn.execute("""CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+                        $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$""")
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON field_reports"
+            " FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+    messages = [json.dumps(report("FIRE")), json.dumps(reading(sensors[0], 5))]
+    failed, stored = asyncio.run(_gateway(server, source_key, messages))
+    assert failed["status"] == 500 and failed["error"]["code"] == "internal_error"
+    assert (stored["seq"], stored["accepted"]) == (2, 1)
+    assert count(server, "traffic_readings") == 1
