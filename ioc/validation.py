@@ -121,14 +121,14 @@ def count_events(body: bytes | bytearray, content_type: str | None, most: int) -
     """
     kind = media_type(content_type)
     if kind in NDJSON_TYPES:
-        if body.count(b"\n") < most:
+        if _count(body, b"\n") < most:
             return
         total = 0
         for total, _ in enumerate(_EVENT_LINE.finditer(body), start=1):
             if total > most:
                 break
     elif kind in JSON_TYPES:
-        if body.count(b",") < most:
+        if _count(body, b",") < most:
             return
         total = scan_array(body, stop_after=most).elements
     else:
@@ -137,6 +137,22 @@ def count_events(body: bytes | bytearray, content_type: str | None, most: int) -
         raise PayloadTooLarge(
             f"the batch has more than {most} events; at most {most} are accepted per request"
         )
+
+
+# Scans of a whole body go by slices this large: the GIL changes hands between them, so a scan
+# in a worker thread never holds the event loop up for long.
+_SLICE = 1 << 20
+
+
+def _count(body: bytes | bytearray, needle: bytes) -> int:
+    return sum(body.count(needle, at, at + _SLICE) for at in range(0, len(body), _SLICE))
+
+
+def _holds(body: bytes | bytearray, needle: bytes) -> bool:
+    overlap = len(needle) - 1
+    return any(
+        body.find(needle, at, at + _SLICE + overlap) >= 0 for at in range(0, len(body), _SLICE)
+    )
 
 
 def check_batch(
@@ -166,7 +182,7 @@ def _as_is(event: Event) -> Event:
 def _decode(body: bytes | bytearray, content_type: str | None, check: Check) -> Decoded:
     """Each event is checked as soon as it is decoded: a refused one is not kept in memory."""
     kind = media_type(content_type)
-    if _NUL_ESCAPE in body:
+    if _holds(body, _NUL_ESCAPE):
         check = _nul_first(check)
     if kind in NDJSON_TYPES:
         return _decode_lines(body, check)

@@ -189,8 +189,27 @@ def _result(result: BatchResult) -> dict[str, Any]:
 async def _encode(body: dict[str, Any], lines: int) -> bytes:
     """JSON of an answer; one that reports many lines is encoded off the event loop."""
     if lines > _INLINE_LINES:
-        return await asyncio.to_thread(msgspec.json.encode, body)
+        return await asyncio.to_thread(_encode_in_slices, body)
     return msgspec.json.encode(body)
+
+
+_SLOT = "\x00lines"
+_SLOT_JSON = msgspec.json.encode(_SLOT)
+
+
+def _encode_in_slices(body: dict[str, Any]) -> bytes:
+    """The answer's JSON, its long list of lines encoded a slice at a time (the encoder holds
+    the GIL while it works, and the event loop needs it back now and then)."""
+    inner = body.get("error", body)
+    key = "details" if "error" in body else "errors"
+    lines = inner[key]
+    slices = [
+        msgspec.json.encode(lines[at : at + _INLINE_LINES])[1:-1]
+        for at in range(0, len(lines), _INLINE_LINES)
+    ]
+    nested = "error" in body
+    frame = {**body, "error": {**inner, key: _SLOT}} if nested else {**body, key: _SLOT}
+    return msgspec.json.encode(frame).replace(_SLOT_JSON, b"[" + b",".join(slices) + b"]", 1)
 
 
 async def _json(body: dict[str, Any], status: int, lines: int) -> Response:

@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,52 +71,92 @@ def hostile_bodies(max_bytes: int, max_events: int) -> list[tuple[str, str, str,
 
 
 def attack(
-    url: str, keys: tuple[str, str], max_bytes: int, max_events: int, stop: Any, sent: Any
+    url: str,
+    keys: tuple[str, str],
+    limits: tuple[int, int],
+    pid: int,
+    stop: Any,
+    rounds: Any,
+    peaks: Any,
 ) -> None:
-    """Process entry: send the hostile bodies in a loop, one at a time, until ``stop`` is set.
+    """Process entry: send the hostile bodies one at a time, round after round, until ``stop``.
 
-    ``sent`` (a shared counter) counts the bodies answered; -1 until the first is sent.
+    ``rounds`` (shared) counts the finished rounds, -1 while the bodies are being built;
+    ``peaks`` (a queue) gets each body's largest server RSS growth in MiB when done.
     """
-    asyncio.run(_attack(url, keys, max_bytes, max_events, stop, sent))
+    asyncio.run(_attack(url, keys, limits, pid, stop, rounds, peaks))
 
 
 async def _attack(
-    url: str, keys: tuple[str, str], max_bytes: int, max_events: int, stop: Any, counter: Any
+    url: str,
+    keys: tuple[str, str],
+    limits: tuple[int, int],
+    pid: int,
+    stop: Any,
+    rounds: Any,
+    peaks: Any,
 ) -> None:
     source, admin = keys
-    bodies = hostile_bodies(max_bytes, max_events)
-    sent = 0
-    counter.value = 0
+    bodies = hostile_bodies(*limits)
+    by_label = {label: (path, kind, body) for label, path, kind, body in bodies}
+    shots = [
+        "max-events",
+        "ws-max-events",
+        "empty-lines",
+        "empty-array",
+        "deep-batch",
+        "deep-single",
+        "deep-config",
+        "ws-deep-batch",
+    ]
+    growth: dict[str, float] = {}
+    now: dict[str, Any] = {"label": "", "start": 0.0}
 
+    def sample() -> None:
+        while not stop.is_set():
+            label = now["label"]
+            if label:
+                grown = _rss_mib(pid) - float(now["start"])
+                growth[str(label)] = max(growth.get(str(label), 0.0), grown)
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     timeout = aiohttp.ClientTimeout(total=600)
     ws_url = url.replace("http", "ws", 1) + "/v1/events/ws"
-    messages = [b for label, _, _, b in bodies if label in ("max-events", "deep-batch")]
+    rounds.value = 0
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
         session.ws_connect(
             ws_url, headers={"Authorization": f"Bearer {source}"}, max_msg_size=0
         ) as ws,
     ):
-        index = 0
         while not stop.is_set():
-            # One body at a time: the figures are those of one worst-case request.
-            label, path, kind, body = bodies[index % len(bodies)]
-            key = admin if "config" in label else source
-            headers = {"Authorization": f"Bearer {key}", "Content-Type": kind}
-            method = "PUT" if "config" in label else "POST"
-            async with session.request(method, f"{url}{path}", data=body, headers=headers) as r:
-                await r.read()
-                if r.status >= 500:
-                    raise RuntimeError(f"{label}: the server answered {r.status}")
-            if index % 3 == 2:
-                await ws.send_bytes(messages[index % len(messages)])
-                answer = await ws.receive()
-                if answer.type is not aiohttp.WSMsgType.BINARY:
-                    raise RuntimeError(f"the ingest socket answered {answer.type!r}")
-                sent += 1
-            sent += 1
-            counter.value = sent
-            index += 1
+            for shot in shots:
+                if stop.is_set():
+                    break
+                now["start"], now["label"] = _rss_mib(pid), shot
+                if shot.startswith("ws-"):
+                    await ws.send_bytes(by_label[shot.removeprefix("ws-")][2])
+                    answer = await ws.receive()
+                    if answer.type is not aiohttp.WSMsgType.BINARY:
+                        raise RuntimeError(f"the ingest socket answered {answer.type!r}")
+                else:
+                    path, kind, body = by_label[shot]
+                    key = admin if shot == "deep-config" else source
+                    headers = {"Authorization": f"Bearer {key}", "Content-Type": kind}
+                    method = "PUT" if shot == "deep-config" else "POST"
+                    async with session.request(
+                        method, f"{url}{path}", data=body, headers=headers
+                    ) as r:
+                        await r.read()
+                        if r.status >= 500:
+                            raise RuntimeError(f"{shot}: the server answered {r.status}")
+                now["label"] = ""
+            else:
+                rounds.value += 1
+    sampler.join()
+    peaks.put(growth)
 
 
 def _rss_mib(pid: int) -> float:
@@ -125,8 +166,10 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def _probe(url: str, pid: int, seconds: float) -> tuple[list[float], float, float]:
-    """(sorted /healthz latencies in s, first RSS, peak RSS) over ``seconds``."""
+def _probe(
+    url: str, pid: int, seconds: float, until: Callable[[], bool] = lambda: True
+) -> tuple[list[float], float, float]:
+    """(sorted /healthz latencies in s, first RSS, peak RSS) over ``seconds`` (and ``until``)."""
     latencies: list[float] = []
     first = _rss_mib(pid)
     peak = [first]
@@ -140,7 +183,7 @@ def _probe(url: str, pid: int, seconds: float) -> tuple[list[float], float, floa
     sampler.start()
     with httpx.Client(base_url=url, timeout=60) as client:
         ends = time.monotonic() + seconds
-        while time.monotonic() < ends:
+        while time.monotonic() < ends or not until():
             sent = time.perf_counter()
             client.get("/healthz").raise_for_status()
             latencies.append(time.perf_counter() - sent)
@@ -171,29 +214,28 @@ def run_hostile_bench(settings: Settings, seconds: float) -> dict[str, float | i
                 err=True,
             )
             context = multiprocessing.get_context("spawn")
-            stop = context.Event()
-            sent = context.Value("q", -1)
+            stop, rounds, peaks = context.Event(), context.Value("q", -1), context.Queue()
             attacker = context.Process(
                 target=attack,
-                args=(server.url, keys, max_bytes, max_events, stop, sent),
+                args=(server.url, keys, (max_bytes, max_events), pid, stop, rounds, peaks),
                 daemon=True,
             )
             attacker.start()
-            while sent.value < 0 and attacker.is_alive():  # the bodies are being built
+            while rounds.value < 0 and attacker.is_alive():  # the bodies are being built
                 time.sleep(0.1)
-            result: list[Any] = []
-            prober = threading.Thread(
-                target=lambda: result.append(_probe(server.url, pid, seconds))
+            # Probe for the time given, and at least until every body has been sent once.
+            storm, _, rss_peak = _probe(
+                server.url, pid, seconds, until=lambda: rounds.value >= 1 or not attacker.is_alive()
             )
-            prober.start()
-            prober.join()
+            done_rounds = int(rounds.value)
             stop.set()
-            attacker.join(120)
+            growth: dict[str, float] = {}
+            with contextlib.suppress(Exception):
+                growth = peaks.get(timeout=120)
+            attacker.join(60)
             with contextlib.suppress(Exception):
                 attacker.kill()
-            failed = attacker.exitcode not in (0, None)
-            storm, _, rss_peak = result[0]
-            answered = int(sent.value)
+            failed = attacker.exitcode not in (0, None) or not growth
     figures: dict[str, float | int | str] = {
         "healthz_p99_ms": percentile(storm, 0.99) * 1000,
         "healthz_max_ms": storm[-1] * 1000,
@@ -201,7 +243,12 @@ def run_hostile_bench(settings: Settings, seconds: float) -> dict[str, float | i
         "baseline_healthz_p99_ms": percentile(calm, 0.99) * 1000,
         "baseline_rss_mib": rss_calm,
         "probes": len(storm),
-        "hostile_bodies": answered,
+        "rounds": done_rounds,
+        "worst_body": max(growth, key=lambda k: growth[k]) if growth else "-",
+        "worst_body_rss_mib": max(growth.values(), default=float("nan")),
+        "worst_http_body_rss_mib": max(
+            (v for k, v in growth.items() if not k.startswith("ws-")), default=float("nan")
+        ),
         "max_body_bytes": max_bytes,
         "max_events": max_events,
         "attacker": "failed" if failed else "ok",
