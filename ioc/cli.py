@@ -64,12 +64,15 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     from ioc.api.app import create_app
+    from ioc.api.body import server_limits
 
     settings = _settings()
     host, port = host or settings.host, port or settings.port
     workers = workers or settings.workers
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_config=None, **server_limits(settings)
+        )
         return
     # Several processes share one database: resolve and migrate it once, here.
     with DatabaseLocation(settings) as location:
@@ -82,6 +85,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             port=port,
             workers=workers,
             log_config=None,
+            **server_limits(settings),
         )
 
 
@@ -339,6 +343,15 @@ def bench_sla(tickets: int, small: int, batch: int) -> None:
     if not 0 < small < tickets:
         raise click.BadParameter("--small must be between 0 and --tickets")
     run_sla_benchmark(_settings(), tickets, small, batch)
+
+
+@bench.command("hostile")
+@click.option("--seconds", default=20.0, show_default=True, help="Length of each phase.")
+def bench_hostile(seconds: float) -> None:
+    """/healthz p99 and server RSS while the worst bodies the limits allow are processed."""
+    from ioc.bench.hostile import run_hostile_bench
+
+    run_hostile_bench(_settings(), seconds)
 
 
 @bench.command("live")

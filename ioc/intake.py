@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -13,28 +14,35 @@ from psycopg_pool import AsyncConnectionPool
 
 from ioc.auth import INGEST_ROLES, Principal, Role
 from ioc.clock import Clock
-from ioc.coalesce import Coalescer
+from ioc.coalesce import Coalescer, isolate
 from ioc.deadlines import DeadlineBook
 from ioc.dossiers import refold
-from ioc.errors import InvalidInput, PayloadTooLarge
+from ioc.errors import InvalidInput
 from ioc.events import DossierEvent, Event, FieldReport, TrafficCount
+from ioc.refusal import as_invalid_input, column_and_reason, is_refusal
 from ioc.store.reference import ReferenceData
 from ioc.store.writer import EventWriter, Written
 from ioc.ticketing import TicketDesk
 from ioc.validation import (
+    NUL_REASON,
     Decoded,
     EventRules,
     Problem,
     Rejection,
-    apply_rules,
-    decode_batch,
+    check_batch,
     decode_one,
+    nul_field,
     reject_lines,
 )
 
 # Readings per live notice: a NOTIFY payload must stay under 8000 bytes.
 _READINGS_PER_NOTICE = 50
 READINGS = "ioc_readings"
+
+# Bodies larger than this are decoded and checked in a worker thread, off the event loop.
+_INLINE_BYTES = 256 * 1024
+# Rounds of taking out the events the database refuses before a batch write gives up.
+_ISOLATION_ROUNDS = 3
 
 # (kind, source, outcome, count) -> None; outcome is accepted, duplicate or rejected.
 Observer = Callable[[str, str, str, int], None]
@@ -88,34 +96,21 @@ class Intake:
         self._desk = desk
         self._book = book
         self._clock = clock
-        self._singles: Coalescer[Event, bool] = Coalescer(self._write_group)
+        self._singles: Coalescer[Event, bool] = Coalescer(self._write_group, isolable=is_refusal)
 
-    async def batch(self, body: bytes, content_type: str | None, who: Principal) -> BatchResult:
+    async def batch(
+        self, body: bytes | bytearray, content_type: str | None, who: Principal
+    ) -> BatchResult:
         """Store every valid event of a batch in one transaction; report each refused line."""
         who.require(INGEST_ROLES)
-        decoded = decode_batch(body, content_type)
-        total = len(decoded.events) + len(decoded.rejected)
-        if total > self._max_batch:
-            raise PayloadTooLarge(
-                f"the batch has {total} events; at most {self._max_batch} are accepted per request"
-            )
-        checked = apply_rules(decoded, self._rules, self._keyed_source(who))
+        args = (body, content_type, self._rules, self._keyed_source(who), self._max_batch)
+        if len(body) > _INLINE_BYTES:
+            checked = await asyncio.to_thread(check_batch, *args)
+        else:
+            checked = check_batch(*args)
         async with self._pool.connection() as conn:
             checked = await self._check_sensors(conn, checked)
-            groups: dict[type[Any], list[Event]] = defaultdict(list)
-            lines: dict[type[Any], list[int]] = defaultdict(list)
-            for line, event in zip(checked.lines, checked.events, strict=True):
-                groups[type(event)].append(event)
-                lines[type(event)].append(line)
-            await self._writer.prepare(conn, groups)
-            duplicates: list[int] = []
-            async with conn.transaction():
-                for kind, events in groups.items():
-                    written = await self._writer.write_batch(conn, kind, events, lines[kind])
-                    duplicates.extend(written.duplicate_lines)
-                    await self._open_tickets(conn, kind, events, lines[kind], written)
-                    await self._announce_readings(conn, kind, events, lines[kind], written)
-                    await self._fold_dossiers(conn, kind, events, lines[kind], written)
+            checked, duplicates = await self._store_batch(conn, checked)
         result = BatchResult(
             len(checked.events) - len(duplicates),
             tuple(sorted(duplicates)),
@@ -124,7 +119,41 @@ class Intake:
         self._count(checked, result, who)
         return result
 
-    async def one(self, body: bytes, who: Principal) -> bool:
+    async def _store_batch(self, conn: Any, checked: Decoded) -> tuple[Decoded, list[int]]:
+        """Write a batch's events in one transaction, leaving out any the database refuses."""
+        await self._prepare(conn, checked.events)
+        for _ in range(_ISOLATION_ROUNDS):
+            try:
+                return checked, await self._store(conn, checked.events, checked.lines)
+            except Exception as exc:
+                if not is_refusal(exc) or not checked.events:
+                    raise
+                checked = await self._refuse(conn, checked)
+        return checked, await self._store(conn, checked.events, checked.lines)
+
+    async def _refuse(self, conn: Any, checked: Decoded) -> Decoded:
+        """Find the events the database refuses, trying halves in transactions rolled back."""
+        pairs = list(zip(checked.lines, checked.events, strict=True))
+
+        async def attempt(part: Sequence[tuple[int, Event]]) -> list[None]:
+            async with conn.transaction(force_rollback=True):
+                await self._store(conn, [e for _, e in part], [line for line, _ in part])
+            return [None] * len(part)
+
+        outcomes = await isolate(pairs, attempt, is_refusal)
+        for outcome in outcomes:
+            if outcome is not None and not is_refusal(outcome):
+                raise outcome
+        return reject_lines(
+            checked,
+            (
+                (line, *column_and_reason(outcome))
+                for (line, _), outcome in zip(pairs, outcomes, strict=True)
+                if outcome is not None
+            ),
+        )
+
+    async def one(self, body: bytes | bytearray, who: Principal) -> bool:
         """Store one event; True if stored, False if it was a duplicate. Raises on bad input."""
         return await self.submit(decode_one(body), who)
 
@@ -132,6 +161,9 @@ class Intake:
         """Store one already-decoded event (from any adapter); True if stored, False if repeat."""
         who.require(INGEST_ROLES)
         try:
+            nul = nul_field(event)
+            if nul is not None:
+                raise Problem(nul, NUL_REASON)
             event = self._rules.check(event, self._keyed_source(who))
         except Problem as problem:
             self._observe(_kind(event), self._source_of(event, who), "rejected", 1)
@@ -147,7 +179,13 @@ class Intake:
                 raise InvalidInput(
                     f"sensor_id: {reason}", [{"field": "sensor_id", "reason": reason}]
                 )
-        stored = await self._singles.submit(event)
+        try:
+            stored = await self._singles.submit(event)
+        except Exception as exc:
+            if not is_refusal(exc):
+                raise
+            self._observe(_kind(event), self._source_of(event, who), "rejected", 1)
+            raise as_invalid_input(exc) from None
         self._observe(
             _kind(event), self._source_of(event, who), "accepted" if stored else "duplicate", 1
         )
@@ -155,22 +193,34 @@ class Intake:
 
     async def _write_group(self, events: Sequence[Event]) -> list[bool]:
         """Write concurrently submitted single events in one transaction; True where stored."""
+        async with self._pool.connection() as conn:
+            await self._prepare(conn, events)
+            duplicates = set(await self._store(conn, events, range(len(events))))
+        return [index not in duplicates for index in range(len(events))]
+
+    async def _prepare(self, conn: Any, events: Sequence[Event]) -> None:
+        """Create what the events' writes need (partitions), outside their transaction."""
+        groups: dict[type[Any], list[Event]] = defaultdict(list)
+        for event in events:
+            groups[type(event)].append(event)
+        await self._writer.prepare(conn, groups)
+
+    async def _store(self, conn: Any, events: Sequence[Event], numbers: Sequence[int]) -> list[int]:
+        """Write events (numbered by their lines) in one transaction; the duplicates' numbers."""
         groups: dict[type[Any], list[Event]] = defaultdict(list)
         lines: dict[type[Any], list[int]] = defaultdict(list)
-        for index, event in enumerate(events):
+        for line, event in zip(numbers, events, strict=True):
             groups[type(event)].append(event)
-            lines[type(event)].append(index)
-        duplicates: set[int] = set()
-        async with self._pool.connection() as conn:
-            await self._writer.prepare(conn, groups)
-            async with conn.transaction():
-                for kind, group in groups.items():
-                    written = await self._writer.write_batch(conn, kind, group, lines[kind])
-                    duplicates.update(written.duplicate_lines)
-                    await self._open_tickets(conn, kind, group, lines[kind], written)
-                    await self._announce_readings(conn, kind, group, lines[kind], written)
-                    await self._fold_dossiers(conn, kind, group, lines[kind], written)
-        return [index not in duplicates for index in range(len(events))]
+            lines[type(event)].append(line)
+        duplicates: list[int] = []
+        async with conn.transaction():
+            for kind, group in groups.items():
+                written = await self._writer.write_batch(conn, kind, group, lines[kind])
+                duplicates.extend(written.duplicate_lines)
+                await self._open_tickets(conn, kind, group, lines[kind], written)
+                await self._announce_readings(conn, kind, group, lines[kind], written)
+                await self._fold_dossiers(conn, kind, group, lines[kind], written)
+        return duplicates
 
     async def _open_tickets(
         self,

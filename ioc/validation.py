@@ -1,10 +1,15 @@
 """Turn request bodies into checked events, with a precise reason for each rejected line.
 
 A batch keeps every valid line: decoding and checking never stop at the first bad line.
+Every value that passes is one the database can store: no NUL character in text (PostgreSQL's
+text and jsonb cannot hold it), UTC offsets within PostgreSQL's ±15:59, and real numbers that a
+``real`` column can hold. The cap on events per request is checked on the raw body, before the
+events are decoded (``count_events``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,8 +18,9 @@ from datetime import datetime, timedelta, tzinfo
 import msgspec
 
 from ioc.clock import Clock
-from ioc.errors import InvalidInput, MalformedBody, UnsupportedMediaType
+from ioc.errors import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from ioc.events import ACCEPTED_VALUES, DossierEvent, Event, FieldReport, TrafficCount
+from ioc.jsonscan import scan_array
 
 NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
@@ -26,6 +32,20 @@ _decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _PATH = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _FIELD_IN_REASON = re.compile(r"field `([^`]+)`")
+# A NUL can only reach a decoded string through this escape (a raw NUL byte is malformed JSON).
+_NUL_ESCAPE = b"\\u0000"
+# A line that holds an event: something other than blanks before the next newline. Anchored
+# at line starts, so a long blank line costs one pass, not one per position.
+_EVENT_LINE = re.compile(rb"^[ \t\r\x0b\x0c]*([^ \t\r\n\x0b\x0c][^\n]*)", re.M)
+# PostgreSQL stores UTC offsets up to 15:59:59 either way.
+_MAX_OFFSET = timedelta(hours=16)
+# The smallest normal magnitude of a ``real`` (float4); PostgreSQL refuses what rounds to zero.
+_REAL_TINY = 1.1754943508222875e-38
+NESTED_TOO_DEEPLY = "the JSON is nested too deeply"
+NUL_REASON = "text cannot contain the NUL character (\\u0000)"
+
+# Checks one decoded event: the event to keep, or raises Problem.
+Check = Callable[[Event], Event]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +97,7 @@ def explain(exc: msgspec.MsgspecError) -> tuple[str | None, str]:
     return name, reason
 
 
-def decode_one(body: bytes) -> Event:
+def decode_one(body: bytes | bytearray) -> Event:
     """One event from a JSON object; raises MalformedBody or InvalidInput."""
     try:
         return _decoder.decode(body)
@@ -88,47 +108,176 @@ def decode_one(body: bytes) -> Event:
         ) from None
     except msgspec.DecodeError as exc:
         raise MalformedBody(explain(exc)[1]) from None
+    except RecursionError:
+        raise MalformedBody(NESTED_TOO_DEEPLY) from None
 
 
-def decode_batch(body: bytes, content_type: str | None) -> Decoded:
-    """Decode a batch body (NDJSON, or a JSON array) keeping each valid line."""
+def count_events(body: bytes | bytearray, content_type: str | None, most: int) -> None:
+    """Refuse (413) a batch of more than ``most`` events, before decoding any of them.
+
+    NDJSON counts its non-blank lines; a JSON array its top-level elements (``ioc.jsonscan``,
+    which walks the bytes in bounded chunks). Both only look further when a cheap upper bound
+    (newlines, commas) is already over the cap.
+    """
     kind = media_type(content_type)
     if kind in NDJSON_TYPES:
-        return _decode_lines(body)
+        if _count(body, b"\n") < most:
+            return
+        total = 0
+        for total, _ in enumerate(_EVENT_LINE.finditer(body), start=1):
+            if total > most:
+                break
+    elif kind in JSON_TYPES:
+        if _count(body, b",") < most:
+            return
+        total = scan_array(body, stop_after=most).elements
+    else:
+        return
+    if total > most:
+        raise PayloadTooLarge(
+            f"the batch has more than {most} events; at most {most} are accepted per request"
+        )
+
+
+# Scans of a whole body go by slices this large: the GIL changes hands between them, so a scan
+# in a worker thread never holds the event loop up for long.
+_SLICE = 1 << 20
+
+
+def _count(body: bytes | bytearray, needle: bytes) -> int:
+    return sum(body.count(needle, at, at + _SLICE) for at in range(0, len(body), _SLICE))
+
+
+def _holds(body: bytes | bytearray, needle: bytes) -> bool:
+    overlap = len(needle) - 1
+    return any(
+        body.find(needle, at, at + _SLICE + overlap) >= 0 for at in range(0, len(body), _SLICE)
+    )
+
+
+def check_batch(
+    body: bytes | bytearray,
+    content_type: str | None,
+    rules: EventRules,
+    source: str | None,
+    most: int,
+) -> Decoded:
+    """A batch body's checked events and refused lines; raises if the body as a whole is bad.
+
+    Pure CPU work with no shared state but the rules: callers may run it in a worker thread.
+    """
+    count_events(body, content_type, most)
+    return _decode(body, content_type, lambda event: rules.check(event, source))
+
+
+def decode_batch(body: bytes | bytearray, content_type: str | None) -> Decoded:
+    """Decode a batch body (NDJSON, or a JSON array) keeping each valid line."""
+    return _decode(body, content_type, _as_is)
+
+
+def _as_is(event: Event) -> Event:
+    return event
+
+
+def _decode(body: bytes | bytearray, content_type: str | None, check: Check) -> Decoded:
+    """Each event is checked as soon as it is decoded: a refused one is not kept in memory."""
+    kind = media_type(content_type)
+    if _holds(body, _NUL_ESCAPE):
+        check = _nul_first(check)
+    if kind in NDJSON_TYPES:
+        return _decode_lines(body, check)
     if kind in JSON_TYPES:
-        return _decode_array(body)
+        return _decode_array(body, check)
     raise UnsupportedMediaType(
         f"content type {kind or '(none)'!r} is not accepted for a batch; use one of: "
         + ", ".join(BATCH_TYPES)
     )
 
 
-def _decode_lines(body: bytes) -> Decoded:
+def _decode_lines(body: bytes | bytearray, check: Check) -> Decoded:
     out = Decoded()
-    for number, line in enumerate(body.split(b"\n"), start=1):
-        if not line.strip():
-            continue
+    view = memoryview(body)  # lines are decoded in place, not copied out of the body
+    number, at = 1, 0
+    for match in _EVENT_LINE.finditer(body):
+        number += body.count(b"\n", at, match.start())
+        at = match.start()
         try:
-            out.keep(number, _decoder.decode(line))
+            event = _decoder.decode(view[match.start(1) : match.end()])
         except msgspec.MsgspecError as exc:
             out.rejected.append(Rejection(number, *explain(exc)))
+            continue
+        except RecursionError:
+            out.rejected.append(Rejection(number, None, NESTED_TOO_DEEPLY))
+            continue
+        _keep_checked(out, number, event, check)
     return out
 
 
-def _decode_array(body: bytes) -> Decoded:
+def _keep_checked(out: Decoded, number: int, event: Event, check: Check) -> None:
+    try:
+        out.keep(number, check(event))
+    except Problem as problem:
+        out.rejected.append(Rejection(number, problem.field, problem.reason))
+
+
+def _decode_array(body: bytes | bytearray, check: Check) -> Decoded:
     try:
         items = _raw_list.decode(body)
     except msgspec.ValidationError:
         raise InvalidInput("a JSON batch must be an array of event objects") from None
     except msgspec.DecodeError as exc:
         raise MalformedBody(explain(exc)[1]) from None
+    except RecursionError:
+        raise MalformedBody(NESTED_TOO_DEEPLY) from None
     out = Decoded()
     for number, raw in enumerate(items, start=1):
         try:
-            out.keep(number, _decoder.decode(raw))
+            event = _decoder.decode(raw)
         except msgspec.MsgspecError as exc:
             out.rejected.append(Rejection(number, *explain(exc)))
+            continue
+        _keep_checked(out, number, event, check)
     return out
+
+
+def _nul_first(check: Check) -> Check:
+    """``check``, after refusing an event with a NUL in its text (only looked for when the
+    body holds the escape, the one way a NUL can reach a decoded string)."""
+
+    def checked(event: Event) -> Event:
+        name = nul_field(event)
+        if name is not None:
+            raise Problem(name, NUL_REASON)
+        return check(event)
+
+    return checked
+
+
+def nul_field(value: object, prefix: str = "") -> str | None:
+    """The first field (dotted path) whose text, or a key, holds a NUL character; else None."""
+    if isinstance(value, str):
+        return prefix or "(value)" if "\x00" in value else None
+    if isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            found = nul_field(getattr(value, name), f"{prefix}.{name}" if prefix else name)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return path
+            found = nul_field(item, path)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = nul_field(item, f"{prefix}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 class Problem(Exception):
@@ -154,6 +303,8 @@ class EventRules:
         """The event with zones applied and its source filled in; raises Problem."""
         latest = self.clock.now() + timedelta(seconds=self.max_future_s)
         if isinstance(event, TrafficCount):
+            _real("avg_speed_kmh", event.avg_speed_kmh)
+            _real("occupancy", event.occupancy)
             observed = self._moment("observed_at", event.observed_at, latest)
             if observed is not event.observed_at:
                 event = msgspec.structs.replace(event, observed_at=observed)
@@ -176,6 +327,8 @@ class EventRules:
         appointment = event.appointment_at
         if appointment is not None and appointment.tzinfo is None:
             appointment = appointment.replace(tzinfo=self.zone)
+        if appointment is not None:
+            _offset("appointment_at", appointment)
         if event.channel == "online" and event.online_level is None:
             raise Problem(
                 "online_level",
@@ -198,6 +351,7 @@ class EventRules:
     def _moment(self, name: str, value: datetime, latest: datetime) -> datetime:
         if value.tzinfo is None:
             value = value.replace(tzinfo=self.zone)
+        _offset(name, value)
         if value > latest:
             raise Problem(
                 name, f"{value.isoformat()} is in the future (now {self.clock.now().isoformat()})"
@@ -215,6 +369,25 @@ class EventRules:
         if given is not None and given != keyed:
             raise Problem("source", f"source {given!r} does not match this key's source {keyed!r}")
         return keyed
+
+
+def _offset(name: str, value: datetime) -> None:
+    offset = value.utcoffset()
+    if offset is not None and abs(offset) >= _MAX_OFFSET:
+        raise Problem(
+            name,
+            f"the UTC offset of {value.isoformat()} is out of range; offsets run from "
+            "-15:59 to +15:59",
+        )
+
+
+def _real(name: str, value: float | None) -> None:
+    if value is not None and (
+        not math.isfinite(value) or (value != 0.0 and abs(value) < _REAL_TINY)
+    ):
+        raise Problem(
+            name, f"{value!r} cannot be stored as a real number; send 0 or a larger value"
+        )
 
 
 def apply_rules(decoded: Decoded, rules: EventRules, source: str | None) -> Decoded:

@@ -24,6 +24,7 @@ import pytest
 import uvicorn
 
 from ioc.api.app import create_app
+from ioc.api.body import server_limits
 from ioc.settings import Settings
 from ioc.store import migrate
 from ioc.store.database import create_database, drop_database, with_dbname
@@ -90,8 +91,11 @@ class RunningServer:
 class _ServerThread(threading.Thread):
     def __init__(self, app: Any, port: int) -> None:
         super().__init__(daemon=True)
+        limits = server_limits(app.state.platform.settings)
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_config=None, lifespan="on", **limits
+            )
         )
         self.loop: asyncio.AbstractEventLoop | None = None
 

@@ -1,29 +1,59 @@
-"""Reading request bodies within the configured size limit."""
+"""Reading request bodies within the configured size limit, and the server's own limits."""
 
 from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from typing import Any
 
 from starlette.requests import Request
 
 from ioc.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
+from ioc.settings import Settings
 from ioc.validation import JSON_TYPES, media_type
+
+# Bodies at least this large hand their memory back to the system once answered.
+LARGE_BODY_BYTES = 4 * 1024 * 1024
+
+_libc_name = ctypes.util.find_library("c")
+_malloc_trim = getattr(ctypes.CDLL(_libc_name), "malloc_trim", None) if _libc_name else None
+
+
+def release_memory() -> None:
+    """Return freed heap memory to the system (glibc keeps it otherwise, per thread arena).
+
+    After a large body is answered, its buffers are free but stay in the process: each worker
+    thread's arena keeps its high-water mark, and RSS would creep up with every large request.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def server_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn options that hold WebSocket messages to the documented body limit."""
+    return {"ws_max_size": settings.max_body_bytes}
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
     """The whole body, refusing early (413) when it is larger than ``limit`` bytes."""
+    return bytes(await read_buffer(request, limit))
+
+
+async def read_buffer(request: Request, limit: int) -> bytearray:
+    """The whole body in one buffer (no second copy), refusing early (413) above ``limit``."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise MalformedBody(f"Content-Length {declared!r} is not a number")
         if int(declared) > limit:
             raise PayloadTooLarge(f"the body is {declared} bytes; at most {limit} are accepted")
-    chunks: list[bytes] = []
-    size = 0
+    # One growing buffer: a list of chunks joined at the end would hold the body twice.
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise PayloadTooLarge(f"the body is over {limit} bytes, the most accepted")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 async def read_json(request: Request, limit: int) -> bytes:

@@ -45,6 +45,10 @@ def status_of(exc: errors.IocError) -> int:
     return 500
 
 
+def nested_too_deeply() -> errors.MalformedBody:
+    return errors.MalformedBody("the JSON is nested too deeply")
+
+
 def to_store_unavailable(exc: Exception) -> errors.StoreUnavailable:
     return errors.StoreUnavailable(
         f"the database is unavailable ({type(exc).__name__}); retry later"
@@ -81,6 +85,11 @@ def install(app: FastAPI) -> None:
             500,
         )
 
+    async def recursion(request: Request, exc: Exception) -> JSONResponse:
+        # Decoders give up on deeply nested input this way; nothing else here recurses deeply.
+        log.info("too deeply nested input in %s %s", request.method, request.url.path)
+        return respond(nested_too_deeply())
+
     async def validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         details = [
@@ -98,5 +107,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.OperationalError, unavailable)
     app.add_exception_handler(PoolTimeout, unavailable)
     app.add_exception_handler(psycopg.Error, database)
+    app.add_exception_handler(RecursionError, recursion)
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(HTTPException, http)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -9,18 +10,22 @@ from typing import Any
 import msgspec
 import psycopg
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from psycopg_pool import PoolTimeout
 
-from ioc.api.body import read_limited
-from ioc.api.errors import error_body, respond, status_of, to_store_unavailable
+from ioc.api.body import LARGE_BODY_BYTES, read_buffer, release_memory
+from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to_store_unavailable
 from ioc.api.security import SocketGuard
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
 from ioc.events import json_schemas
+from ioc.intake import BatchResult
 from ioc.platform import Platform
 from ioc.validation import BATCH_TYPES, JSON_TYPES, NDJSON_TYPES, media_type
 
 log = logging.getLogger(__name__)
+
+# Answers reporting more lines than this are encoded in a worker thread.
+_INLINE_LINES = 1000
 
 _EVENT_SCHEMA, _ = json_schemas()
 _BATCH_RESULT = {
@@ -74,7 +79,13 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         who = await platform.authenticate(request)
         if media_type(request.headers.get("content-type")) not in JSON_TYPES:
             raise UnsupportedMediaType("send one event as application/json")
-        stored = await platform.intake.one(await read_limited(request, limit), who)
+        body = await read_buffer(request, limit)
+        try:
+            stored = await platform.intake.one(body, who)
+        finally:
+            if len(body) >= LARGE_BODY_BYTES:
+                del body
+                await asyncio.to_thread(release_memory)
         platform.metrics.ingest_seconds.labels("one").observe(time.perf_counter() - started)
         if stored:
             return JSONResponse({"status": "accepted"}, 201)
@@ -104,7 +115,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
             **{code: _ERROR for code in (400, 401, 403, 413, 415, 422, 503)},
         },
     )
-    async def post_batch(request: Request) -> JSONResponse:
+    async def post_batch(request: Request) -> Response:
         started = time.perf_counter()
         who = await platform.authenticate(request)
         kind = request.headers.get("content-type")
@@ -113,19 +124,30 @@ def build_ingest_router(platform: Platform) -> APIRouter:
                 f"content type {media_type(kind) or '(none)'!r} is not accepted for a batch; "
                 "use one of: " + ", ".join(BATCH_TYPES)
             )
-        result = await platform.intake.batch(await read_limited(request, limit), kind, who)
+        body = await read_buffer(request, limit)
+        try:
+            result = await platform.intake.batch(body, kind, who)
+        finally:
+            if len(body) >= LARGE_BODY_BYTES:
+                del body
+                await asyncio.to_thread(release_memory)
         platform.metrics.ingest_seconds.labels("batch").observe(time.perf_counter() - started)
-        body = result.as_dict()
         if result.accepted == 0 and not result.duplicate_lines:
             reason = (
                 "no event in the batch was accepted" if result.rejected else "the batch is empty"
             )
-            raise InvalidInput(reason, body["errors"])
-        return JSONResponse(body, 200)
+            failure = InvalidInput(reason, result.rejected)
+            answer = error_body(failure.code, failure.message, failure.details)
+            return await _json(answer, status_of(failure), len(result.rejected))
+        return await _json(_result(result), 200, len(result.rejected))
 
     @router.websocket("/ws")
     async def gateway(socket: WebSocket) -> None:
-        """Each message is a batch (NDJSON, JSON array or one object); each gets an ack."""
+        """Each message is a batch (NDJSON, JSON array or one object); each gets an ack.
+
+        Every failure is answered with an error ack and the socket stays open. A message over
+        the body limit is closed by the server (1009, ``server_limits``) before it is read.
+        """
         try:
             who = await platform.authenticate(socket)
         except IocError as exc:
@@ -144,7 +166,12 @@ def build_ingest_router(platform: Platform) -> APIRouter:
                     return
                 data = message.get("bytes") or (message.get("text") or "").encode()
                 seq += 1
-                await socket.send_bytes(msgspec.json.encode(await _ack(platform, who, seq, data)))
+                ack = await _ack(platform, who, seq, data)
+                large = len(data) >= LARGE_BODY_BYTES
+                del data, message  # the message may be as large as a body: free it now
+                await socket.send_bytes(await _encode(ack, len(ack.get("errors", ()))))
+                if large:
+                    await asyncio.to_thread(release_memory)
         except WebSocketDisconnect:
             return
         finally:
@@ -153,9 +180,72 @@ def build_ingest_router(platform: Platform) -> APIRouter:
     return router
 
 
+def _result(result: BatchResult) -> dict[str, Any]:
+    """A batch's answer; its errors stay dataclasses (encoded as objects, no dict per line)."""
+    return {
+        "accepted": result.accepted,
+        "duplicates": len(result.duplicate_lines),
+        "rejected": len(result.rejected),
+        "duplicate_lines": result.duplicate_lines,
+        "errors": result.rejected,
+    }
+
+
+async def _encode(body: dict[str, Any], lines: int) -> bytes:
+    """JSON of an answer; one that reports many lines is encoded off the event loop."""
+    if lines > _INLINE_LINES:
+        return await asyncio.to_thread(_encode_in_slices, body)
+    return msgspec.json.encode(body)
+
+
+_SLOT = "\x00lines"
+_SLOT_JSON = msgspec.json.encode(_SLOT)
+
+
+def _encode_in_slices(body: dict[str, Any]) -> bytes:
+    """The answer's JSON, its long list of lines encoded a slice at a time (the encoder holds
+    the GIL while it works, and the event loop needs it back now and then)."""
+    inner = body.get("error", body)
+    key = "details" if "error" in body else "errors"
+    lines = inner[key]
+    slices = [
+        msgspec.json.encode(lines[at : at + _INLINE_LINES])[1:-1]
+        for at in range(0, len(lines), _INLINE_LINES)
+    ]
+    nested = "error" in body
+    frame = {**body, "error": {**inner, key: _SLOT}} if nested else {**body, key: _SLOT}
+    return msgspec.json.encode(frame).replace(_SLOT_JSON, b"[" + b",".join(slices) + b"]", 1)
+
+
+async def _json(body: dict[str, Any], status: int, lines: int) -> Response:
+    return Response(await _encode(body, lines), status, media_type="application/json")
+
+
 async def _ack(platform: Platform, who: Any, seq: int, data: bytes) -> dict[str, Any]:
-    if len(data) > platform.settings.max_body_bytes:
-        return {"seq": seq, **error_body("payload_too_large", "the message is too large")}
+    try:
+        return await _ingest(platform, who, seq, data)
+    except RecursionError:
+        failure = nested_too_deeply()
+        return {"seq": seq, "status": 400, **error_body(failure.code, failure.message)}
+    except Exception:
+        log.exception("websocket ingest failed")
+        return {
+            "seq": seq,
+            "status": 500,
+            **error_body("internal_error", "the message failed inside the platform; not stored"),
+        }
+
+
+async def _ingest(platform: Platform, who: Any, seq: int, data: bytes) -> dict[str, Any]:
+    limit = platform.settings.max_body_bytes
+    if len(data) > limit:
+        return {
+            "seq": seq,
+            "status": 413,
+            **error_body(
+                "payload_too_large", f"the message is over {limit} bytes, the most accepted"
+            ),
+        }
     stripped = data.lstrip()
     kind = "application/json" if stripped.startswith(b"[") else "application/x-ndjson"
     try:
@@ -177,4 +267,4 @@ async def _ack(platform: Platform, who: Any, seq: int, data: bytes) -> dict[str,
             **error_body(failure.code, failure.message),
         }
     nothing = result.accepted == 0 and not result.duplicate_lines
-    return {"seq": seq, "status": 422 if nothing else 200, **result.as_dict()}
+    return {"seq": seq, "status": 422 if nothing else 200, **_result(result)}
