@@ -13,6 +13,10 @@ The reader knows the layout of Open Baltimore's "311 Customer Service Requests" 
 prefix (``SW-`` solid waste → moi_truong, …); the city's agencies are kept as they are, as
 agencies of their own (``bmore-solid-waste``, …).
 
+Coordinates that are no real place (missing, placeholders on whole degrees such as 39, −77,
+or far from the city) are treated alike: the ticket is placed at City Hall and its routing
+says ``"location": "default"``.
+
 Which calendar counts office time is the importer's choice, not the platform's: a US city's
 history is counted on a US calendar (``us_calendar``: Monday to Friday 08:30–16:30 in
 America/New_York, without the federal holidays), so its office-hour figures mean what they
@@ -22,6 +26,7 @@ would have meant there.
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +49,9 @@ BALTIMORE_ZONE: Final = "America/New_York"
 BALTIMORE_SOURCE: Final = "baltimore-311"
 # Baltimore City Hall: where requests without coordinates are placed (and said to be).
 BALTIMORE_CENTRE: Final = (-76.6106, 39.2909)
+# A point farther than this from the centre is not a place of the city's 311 service (the
+# export's real points, some in the county around the city, are all within about 45 km).
+BALTIMORE_REACH_KM: Final = 50.0
 _TIME_FORMAT: Final = "%m/%d/%Y %I:%M:%S %p"
 _REQUIRED: Final = ("ServiceRequestNum", "SRType", "CreatedDate", "SRStatus", "Agency")
 
@@ -96,6 +104,7 @@ class HistoricRequest:
 class ReadResult:
     requests: list[HistoricRequest] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # "line N: why", rows left out
+    placeholders: int = 0  # rows with coordinates that are no real place (kept, as unplaced)
 
 
 def agency_code(name: str, prefix: str = "bmore-") -> str:
@@ -123,6 +132,38 @@ def _coordinate(text: str | None, low: float, high: float) -> float | None:
     return value if value is not None and low <= value <= high else None
 
 
+def _km_between(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance between two (lon, lat) points."""
+    lon1, lat1, lon2, lat2 = (math.radians(v) for v in (*a, *b))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
+def place_of(
+    lon_text: str | None,
+    lat_text: str | None,
+    centre: tuple[float, float] = BALTIMORE_CENTRE,
+    reach_km: float = BALTIMORE_REACH_KM,
+) -> tuple[float, float] | None:
+    """A request's (lon, lat), or None when the export gives no usable place.
+
+    Not usable: a missing or unreadable coordinate (either one), a placeholder (both on whole
+    degrees, such as 39, −77 or 0, 0: no real address in the city lies on one), or a point
+    farther than ``reach_km`` from ``centre``.
+    """
+    lon, lat = _coordinate(lon_text, -180, 180), _coordinate(lat_text, -90, 90)
+    if lon is None or lat is None:
+        return None
+    if lon.is_integer() and lat.is_integer():
+        return None
+    if _km_between((lon, lat), centre) > reach_km:
+        return None
+    return lon, lat
+
+
 def read_baltimore_csv(path: Path, zone: str = BALTIMORE_ZONE) -> ReadResult:
     """Requests of an Open Baltimore 311 export; unusable rows are named in ``problems``."""
     local = ZoneInfo(zone)
@@ -146,6 +187,9 @@ def read_baltimore_csv(path: Path, zone: str = BALTIMORE_ZONE) -> ReadResult:
                     raise ValueError("CreatedDate is empty")
                 agency_name = (row["Agency"] or "").strip() or "Unknown"
                 request_type = (row["SRType"] or "").strip()
+                place = place_of(row.get("Longitude"), row.get("Latitude"))
+                if place is None and (row.get("Longitude") or "").strip():
+                    out.placeholders += 1
                 out.requests.append(
                     HistoricRequest(
                         external_id=row["ServiceRequestNum"].strip(),
@@ -157,8 +201,8 @@ def read_baltimore_csv(path: Path, zone: str = BALTIMORE_ZONE) -> ReadResult:
                         created=created,
                         due=_when(row.get("DueDate"), local),
                         closed=_when(row.get("CloseDate"), local),
-                        lon=_coordinate(row.get("Longitude"), -180, 180),
-                        lat=_coordinate(row.get("Latitude"), -90, 90),
+                        lon=None if place is None else place[0],
+                        lat=None if place is None else place[1],
                         address=(row.get("Address") or "").strip() or None,
                         area=(row.get("Neighborhood") or "").strip() or None,
                     )

@@ -22,12 +22,16 @@ from ioc.store.database import DatabaseLocation, with_timezone
 T = TypeVar("T")
 
 
-def _settings() -> Settings:
+def _settings(quiet: str = "WARNING") -> Settings:
+    """The settings, with logging set up: ``quiet`` unless -v or IOC_LOG_LEVEL asks for more."""
     try:
         settings = load_settings()
     except IocError as exc:
         raise click.ClickException(exc.message) from None
-    logs.configure(settings.log_format, settings.log_level)
+    context = click.get_current_context(silent=True)
+    verbose = int(context.find_root().params.get("verbose") or 0) if context else 0
+    explicit = settings.log_level if "log_level" in settings.model_fields_set else None
+    logs.configure(settings.log_format, *logs.levels(verbose, explicit, quiet))
     return settings
 
 
@@ -51,7 +55,14 @@ def _with_database(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ioc-platform")
-def main() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More log lines: -v for INFO (the embedded database's too), -vv for DEBUG. "
+    "Without it, commands log warnings only (serve and demo: INFO), unless IOC_LOG_LEVEL is set.",
+)
+def main(verbose: int) -> None:
     """IOC event platform: field reports, traffic counters and dossier events."""
 
 
@@ -66,7 +77,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from ioc.api.app import create_app
     from ioc.api.body import server_limits
 
-    settings = _settings()
+    settings = _settings(quiet="INFO")
     host, port = host or settings.host, port or settings.port
     workers = workers or settings.workers
     if workers == 1:
@@ -247,13 +258,13 @@ def demo(port: int | None, seed: int) -> None:
     """Run the platform with a simulator streaming a plausible province."""
     from ingest.demo import run_demo
 
-    settings = _settings()
+    settings = _settings(quiet="INFO")
     run_demo(settings, port or settings.port, seed)
 
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Server URL.")
+@click.option("--url", help="Server URL (default: http://IOC_HOST:IOC_PORT).")
 @click.option("--key", envvar="IOC_API_KEY", required=True, help="API key (or IOC_API_KEY).")
 @click.option("--rate", type=float, help="Events per second (default: as fast as possible).")
 @click.option(
@@ -267,37 +278,95 @@ def demo(port: int | None, seed: int) -> None:
     type=click.Choice(["field_report", "traffic_count", "dossier_event"]),
     help="For CSV files: the kind of every row (when there is no 'kind' column).",
 )
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="For CSV files: send COLUMN as the event field FIELD (repeatable). Columns neither "
+    "renamed nor named after a field are left out.",
+)
+@click.option(
+    "--set",
+    "constants",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="For CSV files: give every event this field (repeatable), e.g. interval_s=300.",
+)
+@click.option(
+    "--timezone",
+    help="Zone of timestamps without an offset, e.g. Europe/Copenhagen "
+    "(default: the server reads them in its IOC_TIMEZONE).",
+)
+@click.option(
+    "--retries",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Retries of a batch the server could not take (5xx, busy, unreachable), with backoff.",
+)
 def replay(
     file: Path,
-    url: str,
+    url: str | None,
     key: str,
     rate: float | None,
     speed: float | None,
     batch_size: int,
     kind: str | None,
+    columns: tuple[str, ...],
+    constants: tuple[str, ...],
+    timezone: str | None,
+    retries: int,
 ) -> None:
-    """Stream an NDJSON or CSV file to a running server, with a progress bar."""
+    """Stream an NDJSON or CSV file to a running server, with a progress bar.
+
+    Exits non-zero when a batch could not be stored after its retries.
+    """
     from ingest.replay import ReplayOptions, replay_file
 
-    _settings()
+    settings = _settings()
+    if url is None:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        url = f"http://{host}:{settings.port}"
+    renames: dict[str, str] = {}
+    for column, field in _pairs(columns, "--column", "COLUMN=FIELD").items():
+        if field in renames:
+            raise click.BadParameter(
+                f"{renames[field]!r} and {column!r} are both sent as {field!r}",
+                param_hint="--column",
+            )
+        renames[field] = column
     try:
         summary = replay_file(
             file,
             ReplayOptions(
-                url=url, key=key, rate=rate, speed=speed, batch_size=batch_size, kind=kind
+                url=url,
+                key=key,
+                rate=rate,
+                speed=speed,
+                batch_size=batch_size,
+                kind=kind,
+                columns=renames,
+                constants=_pairs(constants, "--set"),
+                zone=settings.timezone,
+                timezone=timezone,
+                retries=retries,
             ),
         )
     except IocError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(summary)
+    if not summary.complete:
+        click.echo("replay incomplete: the server could not store every batch", err=True)
+        raise click.exceptions.Exit(1)
 
 
-def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+def _pairs(items: tuple[str, ...], option: str, form: str = "FIELD=VALUE") -> dict[str, str]:
     pairs = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{item!r} is not of the form FIELD=VALUE", param_hint=option)
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{item!r} is not of the form {form}", param_hint=option)
         pairs[name.strip()] = value.strip()
     return pairs
 

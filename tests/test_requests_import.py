@@ -22,17 +22,20 @@ import psycopg
 import pytest
 
 from ingest.requests311 import (
+    BALTIMORE_CENTRE,
     BALTIMORE_ZONE,
     agency_code,
     category_of,
+    place_of,
     read_baltimore_csv,
     us_calendar,
 )
 from ioc.settings import Settings
 from tests.conftest import RunningServer, auth, make_key, start_server, stop_server
+from tests.test_replay import shared_data
 
 REPO = Path(__file__).resolve().parent.parent
-REAL = REPO.parent / "shared" / "data" / "requests" / "baltimore_311_sample.csv"
+REAL = (shared_data("requests") or REPO / "absent") / "baltimore_311_sample.csv"
 NEW_YORK = ZoneInfo(BALTIMORE_ZONE)
 FORMAT = "%m/%d/%Y %I:%M:%S %p"
 COLUMNS = [
@@ -203,6 +206,45 @@ def test_a_file_that_is_not_a_311_export_is_refused(tmp_path: Path, db_url: str)
     assert "ServiceRequestNum" in done.stderr
 
 
+def test_placeholder_coordinates_are_treated_as_missing(tmp_path: Path, db_url: str) -> None:
+    rows = generated_rows(10)  # rows 2 and 9 have no coordinates
+    placeholders = {
+        0: ("39", "-77"),  # the export's usual placeholder
+        1: ("39.000000", "-76.000000"),
+        3: ("0", "0"),
+        4: ("40.712800", "-74.006000"),  # New York: no place of Baltimore's 311
+    }
+    for n, (lat, lon) in placeholders.items():
+        rows[n] |= {"Latitude": lat, "Longitude": lon}
+    rows[5] |= {"Latitude": "39.433000", "Longitude": ""}  # half a place is no place
+    path = write(tmp_path / "requests.csv", rows)
+    read = read_baltimore_csv(path)
+    unplaced = sorted(int(r.external_id[3:]) for r in read.requests if r.lon is None)
+    assert unplaced == [0, 1, 2, 3, 4, 5, 9] and read.placeholders == 4
+    assert all(r.lat is None for r in read.requests if r.lon is None)
+    done = ioc("import", "requests", str(path), db_url=db_url)
+    assert done.returncode == 0, done.stderr
+    assert "7 had no usable location and were placed at the default" in done.stdout
+    with psycopg.connect(db_url) as conn:
+        placed = dict(
+            conn.execute(
+                "SELECT f.external_id, (t.lon, t.lat, t.routing->>'location') FROM tickets t"
+                " JOIN field_reports f ON f.id = t.report_id"
+            ).fetchall()
+        )
+    centre = (str(BALTIMORE_CENTRE[0]), str(BALTIMORE_CENTRE[1]), "default")
+    for n in unplaced:
+        assert placed[f"18-{n:08d}"] == centre
+    assert placed["18-00000006"] == ("-76.616", "39.296", "given")
+
+
+def test_real_points_near_the_city_are_kept() -> None:
+    assert place_of("-76.610600", "39.290900") == (-76.6106, 39.2909)
+    assert place_of("-76.824982", "39.657851") is not None  # in the county, 45 km out
+    assert place_of("-77", "39") is None and place_of("-76.61", "") is None
+    assert place_of("abc", "39.29") is None
+
+
 def test_types_and_agencies_map_to_codes() -> None:
     assert category_of("SW-Rat Rubout Proactive") == "moi_truong"
     assert category_of("TRM-Pothole Repair") == "ha_tang"
@@ -223,6 +265,8 @@ def test_the_real_baltimore_sample_reviews_as_the_file_says(
     done = ioc("import", "requests", str(REAL), db_url=db_url)
     assert done.returncode == 0, done.stderr
     assert "10000 tickets imported (9792 closed)" in done.stdout
+    # 590 without coordinates and 892 with placeholders (39, −77 and the like).
+    assert "1482 had no usable location" in done.stdout
     total = check_review(baltimore, REAL, "2014-01", "2019-02")
     assert total["received"] == 10_000
     assert total["on_time_rate"] == 0.836  # 7,988 of the 9,555 closed requests with a due date

@@ -18,11 +18,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import numpy
 import psycopg
 import pytest
 
 from ioc.clock import ManualClock
 from ioc.settings import Settings
+from maps import review as review_module
 from maps.review import ReviewQuery, parse_query
 from maps.review_page import shown, table_csv
 from tests.conftest import RunningServer, auth, log_in, make_key, start_server, stop_server
@@ -232,6 +234,77 @@ def test_ticket_figures_match_a_direct_computation(
     assert agencies["so-tnmt"]["response_median_h"] == pytest.approx(1.0, rel=0.02)
     categories = rows_by(review["tables"]["categories"], "category")
     assert categories["moi_truong"]["received"] == 6 and categories["giao_thong"]["received"] == 3
+
+
+def test_small_rows_have_exact_percentiles_as_numpy_computes_them(
+    client: httpx.Client, server: RunningServer, keys: dict[str, str], history: dict[int, int]
+) -> None:
+    review = review_json(client, keys["leader"])
+    with psycopg.connect(server.db_url) as conn:
+        tickets = conn.execute(
+            """SELECT agency, category, response_working_s, resolution_working_s FROM tickets
+               WHERE opened_at >= '2025-06-01 00:00+07' AND opened_at < '2025-07-01 00:00+07'"""
+        ).fetchall()
+    for table, by, index in (("agencies", "agency", 0), ("categories", "category", 1)):
+        for code, row in rows_by(review["tables"][table], by).items():
+            mine = [t for t in tickets if code is None or t[index] == code]
+            assert row["percentiles"] == "exact"
+            for column, measure in (("response", 2), ("resolution", 3)):
+                values = [t[measure] for t in mine if t[measure] is not None]
+                median, p90 = numpy.percentile(values, [50, 90])
+                assert row[f"{column}_median_h"] == round(median / 3600, 2), (code, column)
+                assert row[f"{column}_p90_h"] == round(p90 / 3600, 2), (code, column)
+    sheet = client.get("/review/agencies.csv", params=JUNE, headers=auth(keys["leader"]))
+    assert sheet.text.splitlines()[0].endswith(",overdue_now,percentiles")
+    page = client.get("/review", params=JUNE, headers=auth(keys["leader"]))
+    assert "chính xác" in page.text and "≈" not in page.text.split('id="definitions"')[0]
+
+
+def test_rows_over_the_exact_limit_say_their_percentiles_are_approximate(
+    client: httpx.Client,
+    keys: dict[str, str],
+    history: dict[int, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(review_module, "EXACT_GROUP_MAX", 3)  # ca-tp has 3 tickets, so-tnmt 6
+    agencies = rows_by(review_json(client, keys["leader"])["tables"]["agencies"], "agency")
+    assert agencies["ca-tp"]["percentiles"] == "exact"
+    assert agencies["so-tnmt"]["percentiles"] == "approximate"
+    assert agencies[None]["percentiles"] == "approximate"
+    sheet = client.get("/review/agencies.csv", params=JUNE, headers=auth(keys["leader"]))
+    flags = {
+        r["agency"]: r["percentiles"]
+        for r in csv.DictReader(io.StringIO(sheet.content.decode("utf-8-sig")))
+    }
+    assert flags == {"": "approximate", "so-tnmt": "approximate", "ca-tp": "exact"}
+    page = client.get("/review", params=JUNE, headers=auth(keys["leader"]))
+    assert "≈ gần đúng (±2 %)" in page.text and '<td class="num">≈ ' in page.text
+
+
+def test_an_empty_default_period_moves_to_the_latest_months_with_data(
+    client: httpx.Client, clock: HeldClock, keys: dict[str, str], history: dict[int, int]
+) -> None:
+    clock.set(datetime(2026, 1, 15, 9, 0, tzinfo=HCM))  # Nov 2025 – Jan 2026: nothing
+    answer = client.get("/v1/review", headers=auth(keys["leader"]))
+    assert answer.status_code == 200, answer.text
+    period = answer.json()["period"]
+    assert (period["since"], period["until"]) == ("2025-05", "2025-07")
+    assert "11/2025 – 01/2026" in period["note"] and "05/2025 – 07/2025" in period["note"]
+    assert rows_by(answer.json()["tables"]["agencies"], "agency")[None]["received"] == 10
+    page = client.get("/review", headers=auth(keys["leader"]))
+    assert 'role="status"' in page.text and "05/2025 – 07/2025" in page.text
+    assert 'value="2025-05"' in page.text
+    # A period asked for stays as asked, empty or not.
+    asked = review_json(client, keys["leader"], since="2025-11", until="2026-01")
+    assert asked["period"]["note"] is None and asked["tables"]["agencies"]["rows"] == []
+
+
+def test_with_no_data_at_all_the_default_period_says_so(
+    client: httpx.Client, keys: dict[str, str]
+) -> None:
+    period = client.get("/v1/review", headers=auth(keys["leader"])).json()["period"]
+    assert period["since"] == "2025-04" and period["until"] == "2025-06"
+    assert period["note"].startswith("Chưa có số liệu")
 
 
 def test_weeks_cover_the_period_and_sum_to_the_total(
