@@ -55,26 +55,36 @@ CONGESTION: Final = "congestion"
 DEFAULT_INTERVAL_S: Final = 300
 BUCKET_S: Final = 300  # traffic_5min
 
+# What was known at %(now)s: readings observed by then, sensors registered by then or with a
+# reading by then (history replayed for a sensor registered later still counts from its data).
+# With no reading in the look-back, a sensor registered after %(now)s is silent only if it has
+# an older reading; its silence then started before the look-back, past any threshold.
 _SILENT = """
 SELECT s.sensor_id, s.name, s.lon, s.lat, s.registered_at,
        r.observed_at AS last_at, r.interval_s
 FROM sensors s
 LEFT JOIN LATERAL (
     SELECT t.observed_at, t.interval_s FROM traffic_readings t
-    WHERE t.sensor_id = s.sensor_id AND t.observed_at > %(lookback)s
+    WHERE t.sensor_id = s.sensor_id
+      AND t.observed_at > %(lookback)s AND t.observed_at <= %(now)s
     ORDER BY t.observed_at DESC LIMIT 1
 ) r ON true
-WHERE coalesce(r.observed_at, s.registered_at)
+WHERE (r.observed_at IS NOT NULL OR s.registered_at <= %(now)s OR EXISTS (
+          SELECT 1 FROM traffic_readings t
+          WHERE t.sensor_id = s.sensor_id AND t.observed_at <= %(lookback)s))
+  AND coalesce(r.observed_at, CASE WHEN s.registered_at <= %(now)s THEN s.registered_at
+                                   ELSE %(lookback)s END)
       <= %(now)s - make_interval(secs => %(intervals)s * coalesce(r.interval_s, %(default_s)s))
 """
 
-# The latest reading of sensors with none within the look-back (for the text of a new alert).
+# The latest reading by %(now)s of sensors with none within the look-back (for an alert's text).
 _LAST_EVER = """
 SELECT k.sensor_id, r.observed_at, r.interval_s
-FROM unnest(%s::text[]) AS k(sensor_id)
+FROM unnest(%(sensors)s::text[]) AS k(sensor_id)
 CROSS JOIN LATERAL (
     SELECT t.observed_at, t.interval_s FROM traffic_readings t
-    WHERE t.sensor_id = k.sensor_id ORDER BY t.observed_at DESC LIMIT 1
+    WHERE t.sensor_id = k.sensor_id AND t.observed_at <= %(now)s
+    ORDER BY t.observed_at DESC LIMIT 1
 ) r
 """
 
@@ -228,7 +238,7 @@ class TrafficWatch:
                 if r["last_at"] is None and r["sensor_id"] not in active
             ]
             if unknown:
-                await cur.execute(_LAST_EVER, (unknown,))
+                await cur.execute(_LAST_EVER, {"sensors": unknown, "now": now})
                 older = {r["sensor_id"]: r for r in await cur.fetchall()}
                 for r in rows:
                     if r["sensor_id"] in older:
