@@ -456,18 +456,62 @@ def test_night_speeds_at_rush_hour_are_not_congestion_the_other_way_round_is(
     assert [k for k in active(history) if k[1] == "congestion"] == [("HUE-TS-002", "congestion")]
 
 
-@pytest.mark.parametrize("days", [0, 8])
-def test_too_little_history_raises_nothing(
-    server: RunningServer, client: httpx.Client, admin_key: str, source_key: str, days: int
+def test_no_history_raises_nothing(
+    server: RunningServer, client: httpx.Client, admin_key: str, source_key: str
 ) -> None:
     register(client, admin_key, ("HUE-TS-001", IN_WEST))
-    if days:  # one week back: 3 samples, fewer than congestion_min_samples (6)
-        write_history(server, ("HUE-TS-001",), MONDAY_8AM - timedelta(minutes=15), days)
     post_readings(client, source_key, "HUE-TS-001", recent(MONDAY_8AM), speed=5.0, factor=4.0)
     assert check(server, MONDAY_8AM).congested == 0
-    assert check(server, MONDAY_8AM, watch_of(server, congestion_min_samples=3)).congested == (
-        1 if days else 0
+    assert check(server, MONDAY_8AM, watch_of(server, congestion_min_samples=2)).congested == 0
+
+
+def test_one_week_of_history_judges_against_earlier_working_days(
+    server: RunningServer, client: httpx.Client, admin_key: str, source_key: str
+) -> None:
+    """One Monday back gives 3 buckets, too few: the five working days before are the baseline."""
+    register(client, admin_key, ("HUE-TS-001", IN_WEST))
+    write_history(server, ("HUE-TS-001",), MONDAY_8AM - timedelta(minutes=15), 8)
+    post_readings(client, source_key, "HUE-TS-001", recent(MONDAY_8AM), speed=5.0)
+    assert check(server, MONDAY_8AM).congested == 1
+    alert = active(server)[("HUE-TS-001", "congestion")]
+    baseline = alert["details"]["baseline"]
+    assert (baseline["kind"], baseline["days"], baseline["samples"]) == ("same_day_type", 5, 15)
+    assert alert["title"].endswith(
+        "so với cùng giờ 5 ngày làm việc (thứ Hai–thứ Sáu) trước đó (chưa đủ số liệu cùng thứ)"
     )
+    # With four weeks, the same weekday is the baseline, and the alert says so.
+    write_history(server, ("HUE-TS-002",), MONDAY_8AM - timedelta(minutes=15), 29)
+    register(client, admin_key, ("HUE-TS-002", IN_WEST))
+    post_readings(client, source_key, "HUE-TS-002", recent(MONDAY_8AM), speed=5.0)
+    check(server, MONDAY_8AM)
+    weekly = active(server)[("HUE-TS-002", "congestion")]
+    assert weekly["details"]["baseline"]["kind"] == "same_weekday"
+    assert weekly["title"].endswith("so với cùng giờ thứ Hai của 4 tuần trước")
+
+
+def test_a_weekend_is_not_judged_against_working_days(
+    server: RunningServer, client: httpx.Client, admin_key: str, source_key: str
+) -> None:
+    register(client, admin_key, ("HUE-TS-001", IN_WEST))
+    saturday = MONDAY_8AM + timedelta(days=5)
+    write_history(server, ("HUE-TS-001",), saturday - timedelta(days=1), 4)  # Monday–Friday
+    post_readings(client, source_key, "HUE-TS-001", recent(saturday), speed=5.0, factor=4.0)
+    assert check(server, saturday).congested == 0
+    # The weekend before, Saturday 8:00 to Sunday 8:00: 1 + 3 buckets at the time of the check.
+    write_history(server, ("HUE-TS-001",), saturday - timedelta(days=6), 1)
+    assert check(server, saturday, watch_of(server, congestion_min_samples=4)).congested == 1
+    baseline = active(server)[("HUE-TS-001", "congestion")]["details"]["baseline"]
+    assert (baseline["kind"], baseline["days"], baseline["samples"]) == ("same_day_type", 2, 4)
+
+
+def test_a_speed_without_vehicles_does_not_count(
+    history: RunningServer, client: httpx.Client, source_key: str
+) -> None:
+    """Counters report a speed with no vehicle passing: that is no sign of congestion."""
+    post_readings(client, source_key, "HUE-TS-001", recent(MONDAY_8AM), speed=5.0, factor=0.0)
+    post_readings(client, source_key, "HUE-TS-002", recent(MONDAY_8AM), speed=5.0, factor=0.02)
+    assert check(history, MONDAY_8AM).congested == 0
+    assert check(history, MONDAY_8AM, watch_of(history, congestion_min_vehicles=0)).congested == 2
 
 
 # -- once and only once --------------------------------------------------------------------
