@@ -8,8 +8,10 @@ mid-tick rolls the batch back whole; a second engine skips the rows the first ho
 unique index on active alerts makes a repeat harmless. So no alert is lost or doubled.
 
 Delivery runs in the same loop: alerts whose ``notify_at`` has come are sent to the webhook
-outbox, at once for overdue and escalated, in one digest per agency for the others, unless
-a silence matches them; unacknowledged overdue and escalated alerts repeat.
+outbox of each agency they are addressed to (the responsible one; for escalated alerts the
+parent too), at once for overdue and escalated, in one digest per agency for the others;
+unacknowledged overdue and escalated alerts repeat. A silence holds a delivery back until it
+ends; a silence that names agencies holds back only the deliveries addressed to them.
 """
 
 from __future__ import annotations
@@ -346,27 +348,38 @@ class SlaEngine:
             updates: list[tuple[int, datetime | None, int]] = []
             for row in rows:
                 alert = _as_message(row)
-                until = _silenced_until(alert, silences)
-                if until is not None:
-                    updates.append((row[0], until, row[13]))
-                    continue
-                targets = [a for a in (row[6], row[7]) if a and a in hooks]
+                round_ = row[13]
+                # Each delivery is held or sent on its own: a silence that names agencies holds
+                # back only what is addressed to them (an agency's silence never holds back its
+                # escalation to the parent agency).
+                audience = list(dict.fromkeys(a for a in (row[6], row[7]) if a)) or [None]
+                held = {
+                    target: until
+                    for target in audience
+                    if (until := _silenced_until(alert, silences, target)) is not None
+                }
+                sending = [t for t in audience if t is not None and t not in held and t in hooks]
                 if row[12]:  # digest
-                    for target in targets:
+                    for target in sending:
                         digests[(target, row[16])].append(alert)
                 else:
-                    for target in dict.fromkeys(targets):
-                        key = f"alert:{row[0]}:{row[13]}:{target}"
+                    for target in sending:
+                        # The key names the round: a target already sent this round (before
+                        # another's silence ended) is not sent it twice.
+                        key = f"alert:{row[0]}:{round_}:{target}"
                         message = {"type": "alert", "agency": target, "alert": alert}
                         if await enqueue(conn, target, "alert", key, message, now) is not None:
                             result.queued += 1
+                if held:  # the round ends when the first held delivery is released
+                    updates.append((row[0], min(held.values()), round_))
+                    continue
                 repeat = self._settings.alert_repeat_s
                 again = (
                     now + timedelta(seconds=repeat)
                     if repeat > 0 and not row[12] and row[14] is None and row[15] is None
                     else None
                 )
-                updates.append((row[0], again, row[13] + 1))
+                updates.append((row[0], again, round_ + 1))
                 result.notified += 1
             for (agency, at), alerts in digests.items():
                 key = f"digest:{agency}:{at.isoformat()}"
@@ -429,12 +442,20 @@ async def _silences(conn: Conn, now: datetime) -> list[tuple[dict[str, Any], dat
 
 
 def _silenced_until(
-    alert: Mapping[str, Any], silences: Sequence[tuple[dict[str, Any], datetime]]
+    alert: Mapping[str, Any],
+    silences: Sequence[tuple[dict[str, Any], datetime]],
+    target: str | None,
 ) -> datetime | None:
-    """The end of the longest silence whose matchers all hold for the alert, if any."""
-    ends = [
-        end
-        for matchers, end in silences
-        if all(str(alert.get(key)) == str(value) for key, value in matchers.items())
-    ]
+    """The end of the longest silence that holds back the delivery of ``alert`` to ``target``.
+
+    A silence holds it back when all its matchers hold for the alert and, if it names agencies
+    (``agency``, ``escalated_to``), ``target`` is one of them.
+    """
+    ends = []
+    for matchers, end in silences:
+        if not all(str(alert.get(key)) == str(value) for key, value in matchers.items()):
+            continue
+        named = {str(matchers[k]) for k in ("agency", "escalated_to") if k in matchers}
+        if not named or target in named:
+            ends.append(end)
     return max(ends) if ends else None

@@ -523,6 +523,78 @@ def test_immediate_digest_silence_ack_and_repeat(
     assert len([k for _, k, _ in outbox(server) if k == "alert"]) == 3
 
 
+def test_an_agency_silence_holds_back_only_deliveries_to_that_agency(
+    client: httpx.Client, server: RunningServer, configured: dict[str, str]
+) -> None:
+    config = json.loads(json.dumps(CONFIG))
+    config["agencies"][0] |= {
+        "webhook_url": "http://127.0.0.1:9/parent",
+        "webhook_secret": "p" * 20,
+    }
+    answer = client.put("/v1/admin/config", json=config, headers=auth(configured["admin"]))
+    assert answer.status_code == 200, answer.text
+    opened = datetime.now(HCM).replace(microsecond=0) - timedelta(hours=1)
+    post_reports(client, configured["source"], [report(1, opened)])
+    deadline = opened + timedelta(hours=10)
+    silence = client.post(
+        "/v1/silences",
+        json={
+            "matchers": {"agency": "so-tnmt"},
+            "ends_at": (deadline + timedelta(hours=2)).isoformat(),
+        },
+        headers=auth(configured["agency"]),
+    )
+    assert silence.status_code == 201, silence.text
+    engine = engine_for(server, sla_escalate_after_s=3600)
+    tick(server, engine, deadline + timedelta(seconds=1))  # overdue: for so-tnmt, held
+    assert outbox(server) == []
+    # Escalated: the parent agency is told at once; the silenced agency is not.
+    tick(server, engine, deadline + timedelta(hours=1, seconds=1))
+    escalated = alerts(server, "level = 'escalated'")
+    assert [row[3:5] for row in escalated] == [("so-tnmt", "ubnd-tp")]
+    assert [(agency, kind) for agency, kind, _ in outbox(server)] == [("ubnd-tp", "alert")]
+    # When the silence ends, so-tnmt gets both alerts, and the parent nothing twice.
+    tick(server, engine, deadline + timedelta(hours=2, seconds=1))
+    assert [(agency, kind) for agency, kind, _ in outbox(server)] == [
+        ("ubnd-tp", "alert"),
+        ("so-tnmt", "alert"),
+        ("so-tnmt", "alert"),
+    ]
+    # An agency cannot hold back the escalations of its alerts to another agency.
+    refused = client.post(
+        "/v1/silences",
+        json={
+            "matchers": {"agency": "so-tnmt", "escalated_to": "ubnd-tp"},
+            "ends_at": (deadline + timedelta(hours=2)).isoformat(),
+        },
+        headers=auth(configured["agency"]),
+    )
+    assert refused.status_code == 403, refused.text
+
+
+def test_ending_a_silence_early_releases_what_it_held(
+    client: httpx.Client, server: RunningServer, configured: dict[str, str]
+) -> None:
+    opened = datetime.now(HCM).replace(microsecond=0) - timedelta(hours=1)
+    post_reports(client, configured["source"], [report(1, opened)])
+    deadline = opened + timedelta(hours=10)
+    silence = client.post(
+        "/v1/silences",
+        json={
+            "matchers": {"agency": "so-tnmt"},
+            "ends_at": (deadline + timedelta(days=2)).isoformat(),
+        },
+        headers=auth(configured["agency"]),
+    ).json()
+    engine = engine_for(server)
+    tick(server, engine, deadline + timedelta(seconds=1))
+    assert outbox(server) == []
+    ended = client.delete(f"/v1/silences/{silence['id']}", headers=auth(configured["agency"]))
+    assert ended.status_code == 200, ended.text
+    tick(server, engine, deadline + timedelta(minutes=1))
+    assert [(agency, kind) for agency, kind, _ in outbox(server)] == [("so-tnmt", "alert")]
+
+
 def test_alert_api_validation_and_scoping(
     client: httpx.Client, server: RunningServer, configured: dict[str, str]
 ) -> None:
