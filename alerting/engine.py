@@ -7,6 +7,12 @@ batch in one transaction: raise the alerts, write the outbox, move the clocks on
 mid-tick rolls the batch back whole; a second engine skips the rows the first holds; the
 unique index on active alerts makes a repeat harmless. So no alert is lost or doubled.
 
+Imported history pages nobody: an alert is raised only if its moment (due soon, the deadline,
+the escalation) came after the record arrived (the ticket's first report was received, the
+dossier's first event), less ``sla_backfill_grace_s``. Earlier moments pass quietly: the clock
+moves on, and a late dossier gets no apology letter for a deadline that was history when it
+arrived. Its result (late) is recorded all the same.
+
 Delivery runs in the same loop: alerts whose ``notify_at`` has come are sent to the webhook
 outbox of each agency they are addressed to (the responsible one; for escalated alerts the
 parent too), at once for overdue and escalated, in one digest per agency for the others;
@@ -60,6 +66,7 @@ class TickResult:
     apologies: int = 0
     notified: int = 0
     queued: int = 0
+    backfilled: int = 0  # alerts not raised: their moment passed before the record arrived
 
 
 @dataclass
@@ -77,6 +84,7 @@ class _Due:
     lon: float | None
     lat: float | None
     appointment: datetime | None = None
+    arrived: datetime | None = None  # when the record reached the platform
     counting: str = "working"
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +95,7 @@ class _Step:
     suppress: list[str] = field(default_factory=list)  # subjects whose due-soon alert goes
     moves: list[tuple[str, str | None, datetime | None]] = field(default_factory=list)
     late: list[_Due] = field(default_factory=list)
+    backfilled: int = 0
 
 
 class SlaEngine:
@@ -157,6 +166,7 @@ class SlaEngine:
             if step.late:
                 result.apologies += await self._apologise(conn, step.late, now)
             result.raised += len(raised)
+            result.backfilled += step.backfilled
             if kind == "ticket":
                 result.tickets += len(due)
             else:
@@ -166,11 +176,11 @@ class SlaEngine:
     async def _due_tickets(self, conn: Conn, now: datetime) -> list[_Due]:
         cur = await conn.execute(
             """SELECT t.id, t.sla_stage, t.agency, t.category, t.deadline_at, t.due_soon_at,
-                      t.last_acted_at, t.lon, t.lat, t.state, t.sla_unit
-               FROM tickets t
+                      t.last_acted_at, t.lon, t.lat, t.state, t.sla_unit, f.received_at
+               FROM tickets t LEFT JOIN field_reports f ON f.id = t.report_id
                WHERE t.next_check_at <= %s
                ORDER BY t.next_check_at LIMIT %s
-               FOR UPDATE SKIP LOCKED""",
+               FOR UPDATE OF t SKIP LOCKED""",
             (now, self._settings.sla_batch),
         )
         return [
@@ -186,6 +196,7 @@ class SlaEngine:
                 r[7],
                 r[8],
                 counting=r[10] or "calendar",
+                arrived=r[11],
                 details={"state": r[9], "deadline_at": r[4].isoformat()},
             )
             for r in await cur.fetchall()
@@ -196,7 +207,11 @@ class SlaEngine:
         cur = await conn.execute(
             """SELECT d.dossier_id, d.sla_stage, coalesce(a.code, %s), d.procedure_code,
                       d.deadline_at, d.due_soon_at, d.last_acted_at, d.lon, d.lat,
-                      d.appointment_at, d.agency, d.state
+                      d.appointment_at, d.agency, d.state,
+                      (SELECT min(e.received_at) FROM dossier_events e
+                       WHERE e.dossier_id = d.dossier_id
+                         AND e.at >= coalesce(d.registered_at, '-infinity')
+                         AND e.at <= d.last_event_at)
                FROM dossiers d LEFT JOIN agencies a ON a.code = d.agency
                WHERE d.next_check_at <= %s
                ORDER BY d.next_check_at LIMIT %s
@@ -216,6 +231,7 @@ class SlaEngine:
                 r[7],
                 r[8],
                 appointment=r[9],
+                arrived=r[12],
                 details={
                     "procedure_code": r[3],
                     "dossier_agency": r[10],
@@ -231,10 +247,20 @@ class SlaEngine:
         self, due: _Due, now: datetime, parents: Mapping[str, str | None], step: _Step
     ) -> None:
         """Raise what is due for one clock and decide its next check (stages only move on)."""
+        grace = timedelta(seconds=self._settings.sla_backfill_grace_s)
+
+        def pages(moment: datetime) -> bool:
+            # A moment that passed before the record arrived is history, not work to chase.
+            if due.arrived is None or moment >= due.arrived - grace:
+                return True
+            step.backfilled += 1
+            return False
+
         stage = due.stage
         if stage == "due_soon":
             if now < due.deadline:
-                step.alerts.append(self._alert(due, "due_soon", parents))
+                if pages(due.due_soon or now):
+                    step.alerts.append(self._alert(due, "due_soon", parents))
                 step.moves.append((due.id, "overdue", due.deadline))
                 return
             stage = "overdue"
@@ -242,10 +268,11 @@ class SlaEngine:
             if now < due.deadline:
                 step.moves.append((due.id, "overdue", due.deadline))
                 return
-            step.alerts.append(self._alert(due, "overdue", parents))
             step.suppress.append(due.id)
-            if due.kind == "dossier":
-                step.late.append(due)
+            if pages(due.deadline):
+                step.alerts.append(self._alert(due, "overdue", parents))
+                if due.kind == "dossier":
+                    step.late.append(due)
             stage = "escalated"
         if stage == "escalated":
             quiet_since = max(due.deadline, due.last_acted or due.deadline)
@@ -258,7 +285,8 @@ class SlaEngine:
             if now < escalate_at:
                 step.moves.append((due.id, "escalated", escalate_at))
                 return
-            step.alerts.append(self._alert(due, "escalated", parents))
+            if pages(escalate_at):
+                step.alerts.append(self._alert(due, "escalated", parents))
         step.moves.append((due.id, None, None))
 
     @staticmethod

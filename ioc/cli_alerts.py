@@ -49,6 +49,11 @@ async def _alerting(at: datetime | None, forever: bool) -> None:
         f"checked {sla.tickets} tickets and {sla.dossiers} dossiers: "
         f"{sla.raised} alerts raised, {sla.apologies} apology letters, "
         f"{sla.queued} deliveries queued"
+        + (
+            f"; {sla.backfilled} passed quietly (due before the record arrived)"
+            if sla.backfilled
+            else ""
+        )
     )
     if traffic.skipped:
         click.echo("traffic: skipped, another process is checking the sensors")

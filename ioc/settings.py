@@ -127,6 +127,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Escalate to the parent agency and the leaders when a subject is overdue and nobody has acted on it for this long (seconds; office time when the deadline is in working time).",
     )
+    sla_backfill_grace_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="A ticket or dossier raises no alert for a moment (due soon, deadline, escalation) that passed more than this long before the record arrived: imported history pages nobody (seconds).",
+    )
     apology_extension_days: int = Field(
         default=5,
         ge=1,
