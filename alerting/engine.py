@@ -176,11 +176,12 @@ class SlaEngine:
     async def _due_tickets(self, conn: Conn, now: datetime) -> list[_Due]:
         cur = await conn.execute(
             """SELECT t.id, t.sla_stage, t.agency, t.category, t.deadline_at, t.due_soon_at,
-                      t.last_acted_at, t.lon, t.lat, t.state, t.sla_unit, f.received_at
-               FROM tickets t LEFT JOIN field_reports f ON f.id = t.report_id
+                      t.last_acted_at, t.lon, t.lat, t.state, t.sla_unit,
+                      (SELECT f.received_at FROM field_reports f WHERE f.id = t.report_id)
+               FROM tickets t
                WHERE t.next_check_at <= %s
                ORDER BY t.next_check_at LIMIT %s
-               FOR UPDATE OF t SKIP LOCKED""",
+               FOR UPDATE SKIP LOCKED""",
             (now, self._settings.sla_batch),
         )
         return [
