@@ -7,9 +7,17 @@ batch in one transaction: raise the alerts, write the outbox, move the clocks on
 mid-tick rolls the batch back whole; a second engine skips the rows the first holds; the
 unique index on active alerts makes a repeat harmless. So no alert is lost or doubled.
 
+Imported history pages nobody: an alert is raised only if its moment (due soon, the deadline,
+the escalation) came after the record arrived (the ticket's first report was received, the
+dossier's first event), less ``sla_backfill_grace_s``. Earlier moments pass quietly: the clock
+moves on, and a late dossier gets no apology letter for a deadline that was history when it
+arrived. Its result (late) is recorded all the same.
+
 Delivery runs in the same loop: alerts whose ``notify_at`` has come are sent to the webhook
-outbox, at once for overdue and escalated, in one digest per agency for the others, unless
-a silence matches them; unacknowledged overdue and escalated alerts repeat.
+outbox of each agency they are addressed to (the responsible one; for escalated alerts the
+parent too), at once for overdue and escalated, in one digest per agency for the others;
+unacknowledged overdue and escalated alerts repeat. A silence holds a delivery back until it
+ends; a silence that names agencies holds back only the deliveries addressed to them.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ class TickResult:
     apologies: int = 0
     notified: int = 0
     queued: int = 0
+    backfilled: int = 0  # alerts not raised: their moment passed before the record arrived
 
 
 @dataclass
@@ -75,6 +84,7 @@ class _Due:
     lon: float | None
     lat: float | None
     appointment: datetime | None = None
+    arrived: datetime | None = None  # when the record reached the platform
     counting: str = "working"
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -85,6 +95,7 @@ class _Step:
     suppress: list[str] = field(default_factory=list)  # subjects whose due-soon alert goes
     moves: list[tuple[str, str | None, datetime | None]] = field(default_factory=list)
     late: list[_Due] = field(default_factory=list)
+    backfilled: int = 0
 
 
 class SlaEngine:
@@ -155,6 +166,7 @@ class SlaEngine:
             if step.late:
                 result.apologies += await self._apologise(conn, step.late, now)
             result.raised += len(raised)
+            result.backfilled += step.backfilled
             if kind == "ticket":
                 result.tickets += len(due)
             else:
@@ -164,7 +176,8 @@ class SlaEngine:
     async def _due_tickets(self, conn: Conn, now: datetime) -> list[_Due]:
         cur = await conn.execute(
             """SELECT t.id, t.sla_stage, t.agency, t.category, t.deadline_at, t.due_soon_at,
-                      t.last_acted_at, t.lon, t.lat, t.state, t.sla_unit
+                      t.last_acted_at, t.lon, t.lat, t.state, t.sla_unit,
+                      (SELECT f.received_at FROM field_reports f WHERE f.id = t.report_id)
                FROM tickets t
                WHERE t.next_check_at <= %s
                ORDER BY t.next_check_at LIMIT %s
@@ -184,6 +197,7 @@ class SlaEngine:
                 r[7],
                 r[8],
                 counting=r[10] or "calendar",
+                arrived=r[11],
                 details={"state": r[9], "deadline_at": r[4].isoformat()},
             )
             for r in await cur.fetchall()
@@ -194,7 +208,11 @@ class SlaEngine:
         cur = await conn.execute(
             """SELECT d.dossier_id, d.sla_stage, coalesce(a.code, %s), d.procedure_code,
                       d.deadline_at, d.due_soon_at, d.last_acted_at, d.lon, d.lat,
-                      d.appointment_at, d.agency, d.state
+                      d.appointment_at, d.agency, d.state,
+                      (SELECT min(e.received_at) FROM dossier_events e
+                       WHERE e.dossier_id = d.dossier_id
+                         AND e.at >= coalesce(d.registered_at, '-infinity')
+                         AND e.at <= d.last_event_at)
                FROM dossiers d LEFT JOIN agencies a ON a.code = d.agency
                WHERE d.next_check_at <= %s
                ORDER BY d.next_check_at LIMIT %s
@@ -214,6 +232,7 @@ class SlaEngine:
                 r[7],
                 r[8],
                 appointment=r[9],
+                arrived=r[12],
                 details={
                     "procedure_code": r[3],
                     "dossier_agency": r[10],
@@ -229,10 +248,20 @@ class SlaEngine:
         self, due: _Due, now: datetime, parents: Mapping[str, str | None], step: _Step
     ) -> None:
         """Raise what is due for one clock and decide its next check (stages only move on)."""
+        grace = timedelta(seconds=self._settings.sla_backfill_grace_s)
+
+        def pages(moment: datetime) -> bool:
+            # A moment that passed before the record arrived is history, not work to chase.
+            if due.arrived is None or moment >= due.arrived - grace:
+                return True
+            step.backfilled += 1
+            return False
+
         stage = due.stage
         if stage == "due_soon":
             if now < due.deadline:
-                step.alerts.append(self._alert(due, "due_soon", parents))
+                if pages(due.due_soon or now):
+                    step.alerts.append(self._alert(due, "due_soon", parents))
                 step.moves.append((due.id, "overdue", due.deadline))
                 return
             stage = "overdue"
@@ -240,10 +269,11 @@ class SlaEngine:
             if now < due.deadline:
                 step.moves.append((due.id, "overdue", due.deadline))
                 return
-            step.alerts.append(self._alert(due, "overdue", parents))
             step.suppress.append(due.id)
-            if due.kind == "dossier":
-                step.late.append(due)
+            if pages(due.deadline):
+                step.alerts.append(self._alert(due, "overdue", parents))
+                if due.kind == "dossier":
+                    step.late.append(due)
             stage = "escalated"
         if stage == "escalated":
             quiet_since = max(due.deadline, due.last_acted or due.deadline)
@@ -256,7 +286,8 @@ class SlaEngine:
             if now < escalate_at:
                 step.moves.append((due.id, "escalated", escalate_at))
                 return
-            step.alerts.append(self._alert(due, "escalated", parents))
+            if pages(escalate_at):
+                step.alerts.append(self._alert(due, "escalated", parents))
         step.moves.append((due.id, None, None))
 
     @staticmethod
@@ -346,27 +377,38 @@ class SlaEngine:
             updates: list[tuple[int, datetime | None, int]] = []
             for row in rows:
                 alert = _as_message(row)
-                until = _silenced_until(alert, silences)
-                if until is not None:
-                    updates.append((row[0], until, row[13]))
-                    continue
-                targets = [a for a in (row[6], row[7]) if a and a in hooks]
+                round_ = row[13]
+                # Each delivery is held or sent on its own: a silence that names agencies holds
+                # back only what is addressed to them (an agency's silence never holds back its
+                # escalation to the parent agency).
+                audience = list(dict.fromkeys(a for a in (row[6], row[7]) if a)) or [None]
+                held = {
+                    target: until
+                    for target in audience
+                    if (until := _silenced_until(alert, silences, target)) is not None
+                }
+                sending = [t for t in audience if t is not None and t not in held and t in hooks]
                 if row[12]:  # digest
-                    for target in targets:
+                    for target in sending:
                         digests[(target, row[16])].append(alert)
                 else:
-                    for target in dict.fromkeys(targets):
-                        key = f"alert:{row[0]}:{row[13]}:{target}"
+                    for target in sending:
+                        # The key names the round: a target already sent this round (before
+                        # another's silence ended) is not sent it twice.
+                        key = f"alert:{row[0]}:{round_}:{target}"
                         message = {"type": "alert", "agency": target, "alert": alert}
                         if await enqueue(conn, target, "alert", key, message, now) is not None:
                             result.queued += 1
+                if held:  # the round ends when the first held delivery is released
+                    updates.append((row[0], min(held.values()), round_))
+                    continue
                 repeat = self._settings.alert_repeat_s
                 again = (
                     now + timedelta(seconds=repeat)
                     if repeat > 0 and not row[12] and row[14] is None and row[15] is None
                     else None
                 )
-                updates.append((row[0], again, row[13] + 1))
+                updates.append((row[0], again, round_ + 1))
                 result.notified += 1
             for (agency, at), alerts in digests.items():
                 key = f"digest:{agency}:{at.isoformat()}"
@@ -429,12 +471,20 @@ async def _silences(conn: Conn, now: datetime) -> list[tuple[dict[str, Any], dat
 
 
 def _silenced_until(
-    alert: Mapping[str, Any], silences: Sequence[tuple[dict[str, Any], datetime]]
+    alert: Mapping[str, Any],
+    silences: Sequence[tuple[dict[str, Any], datetime]],
+    target: str | None,
 ) -> datetime | None:
-    """The end of the longest silence whose matchers all hold for the alert, if any."""
-    ends = [
-        end
-        for matchers, end in silences
-        if all(str(alert.get(key)) == str(value) for key, value in matchers.items())
-    ]
+    """The end of the longest silence that holds back the delivery of ``alert`` to ``target``.
+
+    A silence holds it back when all its matchers hold for the alert and, if it names agencies
+    (``agency``, ``escalated_to``), ``target`` is one of them.
+    """
+    ends = []
+    for matchers, end in silences:
+        if not all(str(alert.get(key)) == str(value) for key, value in matchers.items()):
+            continue
+        named = {str(matchers[k]) for k in ("agency", "escalated_to") if k in matchers}
+        if not named or target in named:
+            ends.append(end)
     return max(ends) if ends else None

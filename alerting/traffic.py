@@ -1,16 +1,26 @@
 """Traffic alerts: congested and silent sensors, raised and cleared by one periodic check.
 
-**Silent.** A registered sensor is silent when its latest reading is older than
-``silent_intervals`` of its own reporting interval (the ``interval_s`` of that reading). A sensor
-that has never reported counts from its registration, with a 5-minute interval.
+A check at instant ``now`` sees only what was known then: readings observed by ``now``, and
+sensors registered by ``now`` or with a reading by then (a sensor registered later, whose
+history was replayed, counts from its data). So checking stored history at past instants
+raises what checking it while it streamed in did.
+
+**Silent.** A sensor is silent when its latest reading is older than ``silent_intervals`` of
+its own reporting interval (the ``interval_s`` of that reading). A sensor that has never
+reported counts from its registration, with a 5-minute interval.
 
 **Congested.** The sensor's last ``congestion_window_s`` of readings (read from
 ``traffic_readings``, so it is fresh) is compared with its baseline: the 5-minute buckets of
 ``traffic_5min`` in the same stretch of the same weekday and time of day (local time) in each
-week of the last ``congestion_baseline_days``. Both sides are put in the same units: mean speed,
-and vehicles per 5 minutes (a bucket's count per reading, scaled by the sensor's current
-interval, so a bucket with missing readings does not look like a quiet one). With ``z`` =
-``congestion_z``, a sensor is congested when
+week of the last ``congestion_baseline_days``. With fewer than ``congestion_min_samples`` such
+buckets (a short history: one week of data gives none), the baseline is the same time of day
+on every earlier day of the same type (working days Monday–Friday, or the weekend) within
+those days; the alert names the baseline it used. Both sides are put in the same units: mean
+speed, and vehicles per 5 minutes (a bucket's count per reading, scaled by the sensor's
+current interval, so a bucket with missing readings does not look like a quiet one). A speed
+counts only from a reading or bucket with at least ``congestion_min_vehicles`` vehicles per
+5 minutes: counters report a speed with no vehicles at all, which says nothing about the road.
+With ``z`` = ``congestion_z``, a sensor is congested when
 
     speed ≤ mean speed − z·σ_speed    or    vehicles ≥ mean vehicles + z·σ_vehicles
 
@@ -55,69 +65,120 @@ CONGESTION: Final = "congestion"
 DEFAULT_INTERVAL_S: Final = 300
 BUCKET_S: Final = 300  # traffic_5min
 
+# What was known at %(now)s: readings observed by then, sensors registered by then or with a
+# reading by then (history replayed for a sensor registered later still counts from its data).
+# With no reading in the look-back, a sensor registered after %(now)s is silent only if it has
+# an older reading; its silence then started before the look-back, past any threshold.
 _SILENT = """
 SELECT s.sensor_id, s.name, s.lon, s.lat, s.registered_at,
        r.observed_at AS last_at, r.interval_s
 FROM sensors s
 LEFT JOIN LATERAL (
     SELECT t.observed_at, t.interval_s FROM traffic_readings t
-    WHERE t.sensor_id = s.sensor_id AND t.observed_at > %(lookback)s
+    WHERE t.sensor_id = s.sensor_id
+      AND t.observed_at > %(lookback)s AND t.observed_at <= %(now)s
     ORDER BY t.observed_at DESC LIMIT 1
 ) r ON true
-WHERE coalesce(r.observed_at, s.registered_at)
+WHERE (r.observed_at IS NOT NULL OR s.registered_at <= %(now)s OR EXISTS (
+          SELECT 1 FROM traffic_readings t
+          WHERE t.sensor_id = s.sensor_id AND t.observed_at <= %(lookback)s))
+  AND coalesce(r.observed_at, CASE WHEN s.registered_at <= %(now)s THEN s.registered_at
+                                   ELSE %(lookback)s END)
       <= %(now)s - make_interval(secs => %(intervals)s * coalesce(r.interval_s, %(default_s)s))
 """
 
-# The latest reading of sensors with none within the look-back (for the text of a new alert).
+# The latest reading by %(now)s of sensors with none within the look-back (for an alert's text).
 _LAST_EVER = """
 SELECT k.sensor_id, r.observed_at, r.interval_s
-FROM unnest(%s::text[]) AS k(sensor_id)
+FROM unnest(%(sensors)s::text[]) AS k(sensor_id)
 CROSS JOIN LATERAL (
     SELECT t.observed_at, t.interval_s FROM traffic_readings t
-    WHERE t.sensor_id = k.sensor_id ORDER BY t.observed_at DESC LIMIT 1
+    WHERE t.sensor_id = k.sensor_id AND t.observed_at <= %(now)s
+    ORDER BY t.observed_at DESC LIMIT 1
 ) r
 """
 
-_CONGESTION = """
+# One baseline's figures over the buckets ``b`` of the days ``p`` (a fragment of _CONGESTION).
+_FIGURES = """
+           count(*) AS samples,
+           count(DISTINCT p.k) AS days,
+           count(b.avg_speed_kmh) FILTER (WHERE b.volume >= %(min_vehicles)s) AS speed_samples,
+           avg(b.avg_speed_kmh) FILTER (WHERE b.volume >= %(min_vehicles)s)::float8 AS speed_mean,
+           stddev_samp(b.avg_speed_kmh) FILTER (WHERE b.volume >= %(min_vehicles)s)::float8
+               AS speed_sd,
+           avg(b.volume) AS vehicles_mean,
+           stddev_samp(b.volume) AS vehicles_sd
+"""
+
+# The buckets of sensor ``r`` in the window that ended at ``p.end_at``. OFFSET 0 keeps this one
+# index probe per sensor and day; flattened, the planner may range-scan the buckets of every
+# sensor instead (cheap only with PostgreSQL 18's skip scan).
+_BUCKETS = """
+    CROSS JOIN LATERAL (
+        SELECT a.avg_speed_kmh,
+               a.vehicles::float8 / a.readings * %(bucket_s)s / r.interval_s AS volume
+        FROM traffic_5min a
+        WHERE a.sensor_id = r.sensor_id
+          AND a.bucket > p.end_at - %(window)s AND a.bucket <= p.end_at
+        OFFSET 0
+    ) b
+"""
+
+_CONGESTION = (
+    """
 WITH recent AS (
     SELECT t.sensor_id,
            count(*) AS readings,
-           avg(t.avg_speed_kmh)::float8 AS speed,
+           avg(t.avg_speed_kmh) FILTER (
+               WHERE t.vehicle_count * %(bucket_s)s >= %(min_vehicles)s * t.interval_s
+           )::float8 AS speed,
            sum(t.vehicle_count)::float8 * %(bucket_s)s / sum(t.interval_s) AS vehicles,
            avg(t.interval_s)::float8 AS interval_s
     FROM traffic_readings t
     WHERE t.observed_at > %(now)s - %(window)s AND t.observed_at <= %(now)s
     GROUP BY t.sensor_id
 ),
-past AS (  -- where the window ended 1, 2, … weeks ago, by the local clock
-    SELECT ((%(now)s AT TIME ZONE %(tz)s) - make_interval(weeks => k)) AT TIME ZONE %(tz)s
+local_now AS (SELECT %(now)s AT TIME ZONE %(tz)s AS at),
+past AS (  -- where the window ended 1, 2, … days ago, by the local clock, on days of today's type
+    SELECT k, k %% 7 = 0 AS same_weekday, (n.at - make_interval(days => k)) AT TIME ZONE %(tz)s
            AS end_at
-    FROM generate_series(1, %(weeks)s) AS k
+    FROM local_now n CROSS JOIN generate_series(1, %(days)s) AS k
+    WHERE (extract(isodow FROM n.at - make_interval(days => k)) >= 6)
+          = (extract(isodow FROM n.at) >= 6)
 ),
-baseline AS (
-    SELECT r.sensor_id,
-           count(*) AS samples,
-           count(b.avg_speed_kmh) AS speed_samples,
-           avg(b.avg_speed_kmh)::float8 AS speed_mean,
-           stddev_samp(b.avg_speed_kmh)::float8 AS speed_sd,
-           avg(b.vehicles::float8 / b.readings * %(bucket_s)s / r.interval_s) AS vehicles_mean,
-           stddev_samp(b.vehicles::float8 / b.readings * %(bucket_s)s / r.interval_s)
-               AS vehicles_sd
+weekly AS (
+    SELECT r.sensor_id, 'same_weekday' AS kind,"""
+    + _FIGURES
+    + """
     FROM recent r
-    CROSS JOIN past p
-    -- OFFSET 0 keeps this one index probe per sensor and week; flattened, the planner may
-    -- range-scan the buckets of every sensor instead (cheap only with PostgreSQL 18's skip scan).
-    CROSS JOIN LATERAL (
-        SELECT a.avg_speed_kmh, a.vehicles, a.readings FROM traffic_5min a
-        WHERE a.sensor_id = r.sensor_id
-          AND a.bucket > p.end_at - %(window)s AND a.bucket <= p.end_at
-        OFFSET 0
-    ) b
+    CROSS JOIN past p"""
+    + _BUCKETS
+    + """
+    WHERE p.same_weekday
     GROUP BY r.sensor_id
 ),
+short AS (  -- too few weeks of history: the same time on earlier days of the same type
+    SELECT r.* FROM recent r LEFT JOIN weekly w USING (sensor_id)
+    WHERE coalesce(w.samples, 0) < %(min_samples)s
+),
+daily AS (
+    SELECT r.sensor_id, 'same_day_type' AS kind,"""
+    + _FIGURES
+    + """
+    FROM short r
+    CROSS JOIN past p"""
+    + _BUCKETS
+    + """
+    GROUP BY r.sensor_id
+),
+baseline AS (
+    SELECT * FROM weekly WHERE samples >= %(min_samples)s
+    UNION ALL
+    SELECT * FROM daily
+),
 judged AS (
-    SELECT r.sensor_id, r.readings, r.speed, r.vehicles, b.samples, b.speed_samples,
-           b.speed_mean, b.speed_sd, b.vehicles_mean, b.vehicles_sd,
+    SELECT r.sensor_id, r.readings, r.speed, r.vehicles, b.kind, b.days, b.samples,
+           b.speed_samples, b.speed_mean, b.speed_sd, b.vehicles_mean, b.vehicles_sd,
            CASE WHEN r.speed IS NOT NULL AND b.speed_samples >= %(min_samples)s
                 THEN (b.speed_mean - r.speed)
                      / greatest(b.speed_sd, 0.05 * b.speed_mean, 1.0) END AS z_speed,
@@ -126,11 +187,12 @@ judged AS (
                      / greatest(b.vehicles_sd, sqrt(b.vehicles_mean), 1.0) END AS z_vehicles
     FROM recent r JOIN baseline b USING (sensor_id)
 )
-SELECT j.*, s.name, s.lon, s.lat
-FROM judged j JOIN sensors s USING (sensor_id)
+SELECT j.*, s.name, s.lon, s.lat, extract(isodow FROM n.at)::int AS weekday
+FROM judged j JOIN sensors s USING (sensor_id) CROSS JOIN local_now n
 WHERE greatest(j.z_speed, j.z_vehicles)
       >= CASE WHEN j.sensor_id = ANY(%(active)s) THEN %(clear_z)s ELSE %(z)s END
 """
+)
 
 
 @dataclass(frozen=True)
@@ -228,7 +290,7 @@ class TrafficWatch:
                 if r["last_at"] is None and r["sensor_id"] not in active
             ]
             if unknown:
-                await cur.execute(_LAST_EVER, (unknown,))
+                await cur.execute(_LAST_EVER, {"sensors": unknown, "now": now})
                 older = {r["sensor_id"]: r for r in await cur.fetchall()}
                 for r in rows:
                     if r["sensor_id"] in older:
@@ -248,9 +310,10 @@ class TrafficWatch:
                     "now": now,
                     "window": timedelta(seconds=s.congestion_window_s),
                     "tz": s.timezone,
-                    "weeks": s.congestion_baseline_days // 7,
+                    "days": s.congestion_baseline_days,
                     "bucket_s": BUCKET_S,
                     "min_samples": s.congestion_min_samples,
+                    "min_vehicles": s.congestion_min_vehicles,
                     "z": s.congestion_z,
                     "clear_z": s.congestion_z / 2,
                     "active": list(active),
@@ -259,6 +322,7 @@ class TrafficWatch:
             rows = await cur.fetchall()
         for r in rows:
             r["weeks"] = s.congestion_baseline_days // 7
+            r["min_vehicles"] = s.congestion_min_vehicles
             r["window_s"] = s.congestion_window_s
             r["z"] = s.congestion_z
         return rows
@@ -337,6 +401,18 @@ def _silent_alert(row: dict[str, Any], settings: Settings, routed: Decision) -> 
     )
 
 
+_WEEKDAYS: Final = ("", "thứ Hai", "thứ Ba", "thứ Tư", "thứ Năm", "thứ Sáu", "thứ Bảy", "Chủ nhật")
+
+
+def _baseline_text(row: dict[str, Any]) -> str:
+    """Which baseline judged the sensor, in the words of the alert."""
+    weekday = int(row["weekday"])
+    if row["kind"] == "same_weekday":
+        return f"cùng giờ {_WEEKDAYS[weekday]} của {row['days']} tuần trước"
+    kind = "cuối tuần" if weekday >= 6 else "làm việc (thứ Hai–thứ Sáu)"
+    return f"cùng giờ {row['days']} ngày {kind} trước đó (chưa đủ số liệu cùng thứ)"
+
+
 def _congestion_alert(row: dict[str, Any], settings: Settings, routed: Decision) -> NewAlert:
     z = float(row["z"])
     slow = row["z_speed"] is not None and row["z_speed"] >= z
@@ -347,12 +423,13 @@ def _congestion_alert(row: dict[str, Any], settings: Settings, routed: Decision)
         else ""
     )
     volume = f"{row['vehicles']:.0f} xe/5 phút (thường {row['vehicles_mean']:.0f})"
+    against = _baseline_text(row)
     if slow and busy:
-        title = f"Ùn tắc tại {_where(row)}: {speed}, {volume}"
+        title = f"Ùn tắc tại {_where(row)}: {speed}, {volume}; so với {against}"
     elif slow:
-        title = f"Ùn tắc tại {_where(row)}: {speed}"
+        title = f"Ùn tắc tại {_where(row)}: {speed}; so với {against}"
     else:
-        title = f"Lưu lượng tăng bất thường tại {_where(row)}: {volume}"
+        title = f"Lưu lượng tăng bất thường tại {_where(row)}: {volume}; so với {against}"
     details = {
         "sensor": row["name"] or row["sensor_id"],
         "trigger": [side for side, hit in (("speed", slow), ("vehicles", busy)) if hit],
@@ -363,8 +440,13 @@ def _congestion_alert(row: dict[str, Any], settings: Settings, routed: Decision)
             "vehicles_per_5min": _round(row["vehicles"]),
         },
         "baseline": {
+            "kind": row["kind"],
+            "description": against,
             "weeks": row["weeks"],
+            "days": row["days"],
             "samples": row["samples"],
+            "speed_samples": row["speed_samples"],
+            "min_vehicles_per_5min": row["min_vehicles"],
             "speed_kmh_mean": _round(row["speed_mean"]),
             "speed_kmh_sd": _round(row["speed_sd"]),
             "vehicles_per_5min_mean": _round(row["vehicles_mean"]),

@@ -2,7 +2,8 @@
 
 An agency sees the alerts it is responsible for and those escalated to it; operators, leaders
 and administrators see all. Acknowledging stops an alert's repeats. A silence holds back the
-delivery (not the recording) of the alerts its matchers select, for a time window.
+delivery (not the recording) of the alerts its matchers select, for a time window; one that
+names agencies holds back only the deliveries addressed to them.
 """
 
 from __future__ import annotations
@@ -244,6 +245,11 @@ async def create_silence(
     mine = _scope(who)
     if mine is not None and silence.matchers.get("agency") != mine:
         raise Forbidden(f"an agency key may silence only its own alerts: add agency={mine!r}")
+    if mine is not None and silence.matchers.get("escalated_to", mine) != mine:
+        raise Forbidden(
+            "an agency key may hold back only deliveries to itself, not escalations to "
+            f"{silence.matchers['escalated_to']!r}"
+        )
     cur = await conn.execute(
         """INSERT INTO alert_silences (matchers, starts_at, ends_at, created_by, comment)
            VALUES (%s, %s, %s, %s, %s)
@@ -294,13 +300,20 @@ async def expire_silence(conn: Conn, who: Principal, silence_id: int, now: datet
         raise NotFound(f"no silence {silence_id}")
     if row[3] <= now:
         raise Conflict(f"silence {silence_id} is already over")
-    cur = await conn.execute(
-        "UPDATE alert_silences SET ends_at = greatest(%s, starts_at + interval '1 microsecond')"
-        " WHERE id = %s RETURNING id, matchers, starts_at, ends_at, created_by, comment",
-        (now, silence_id),
-    )
-    updated = await cur.fetchone()
-    assert updated is not None
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE alert_silences SET ends_at = greatest(%s, starts_at + interval '1 microsecond')"
+            " WHERE id = %s RETURNING id, matchers, starts_at, ends_at, created_by, comment",
+            (now, silence_id),
+        )
+        updated = await cur.fetchone()
+        assert updated is not None
+        # What this silence held back waits for its old end: release it now (the engine holds
+        # it again if another silence still applies).
+        await conn.execute(
+            "UPDATE alerts SET notify_at = %s WHERE notify_at = %s AND resolved_at IS NULL",
+            (now, row[3]),
+        )
     return _silence(updated, now)
 
 

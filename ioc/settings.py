@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Escalate to the parent agency and the leaders when a subject is overdue and nobody has acted on it for this long (seconds; office time when the deadline is in working time).",
     )
+    sla_backfill_grace_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="A ticket or dossier raises no alert for a moment (due soon, deadline, escalation) that passed more than this long before the record arrived: imported history pages nobody (seconds).",
+    )
     apology_extension_days: int = Field(
         default=5,
         ge=1,
@@ -188,12 +193,17 @@ class Settings(BaseSettings):
     congestion_baseline_days: int = Field(
         default=28,
         ge=7,
-        description="Congestion: days of history the baseline (same weekday and time) is taken from.",
+        description="Congestion: days of history the baseline (same weekday and time; with too few of those, the same day type) is taken from.",
     )
     congestion_min_samples: int = Field(
         default=6,
         ge=2,
         description="Congestion: fewest baseline samples before a sensor is judged.",
+    )
+    congestion_min_vehicles: float = Field(
+        default=3.0,
+        ge=0,
+        description="Congestion: a speed counts only from a reading (or baseline bucket) with at least this many vehicles per 5 minutes.",
     )
     webhook_timeout_s: float = Field(
         default=10.0, gt=0, description="Webhook delivery: wait this long for the endpoint."

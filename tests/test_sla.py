@@ -244,7 +244,8 @@ def test_acting_on_an_overdue_ticket_defers_escalation(
     opened = datetime.now(HCM).replace(microsecond=0) - timedelta(hours=11)
     post_reports(client, configured["source"], [report(1, opened)])
     ticket = ticket_of(server, 1)
-    engine = engine_for(server, sla_escalate_after_s=4 * 3600)
+    # It arrives an hour after its deadline: a day's grace keeps such late reports paging.
+    engine = engine_for(server, sla_escalate_after_s=4 * 3600, sla_backfill_grace_s=86400)
     now = datetime.now(HCM)
     assert tick(server, engine, now).raised == 1  # straight to overdue: no due-soon first
     assert [a[2] for a in alerts(server)] == ["overdue"]
@@ -353,7 +354,8 @@ def test_appointment_date_is_the_deadline_and_a_late_dossier_gets_an_apology(
     )
     state = dossier(client, configured["operator"], "HS-2")
     assert datetime.fromisoformat(state["deadline_at"]) == at("2026-03-04T17:00")
-    engine = engine_for(server, apology_extension_days=5)
+    # Sent now, about March: history, which pages nobody unless a grace covers it.
+    engine = engine_for(server, apology_extension_days=5, sla_backfill_grace_s=3650 * 86400)
     result = tick(server, engine, at("2026-03-05T08:00"))
     assert (result.raised, result.apologies) == (1, 1)
     assert tick(server, engine, at("2026-03-05T09:00")).apologies == 0  # one letter only
@@ -375,6 +377,78 @@ def test_appointment_date_is_the_deadline_and_a_late_dossier_gets_an_apology(
     assert alerts(server, "subject_kind = 'dossier'") == [
         ("dossier", "HS-2", "overdue", "so-tnmt", None, False, "subject_closed")
     ]
+
+
+# --- imported history -------------------------------------------------------------------------
+
+
+def test_imported_tickets_page_nobody_for_deadlines_before_they_arrived(
+    client: httpx.Client, server: RunningServer, configured: dict[str, str]
+) -> None:
+    now = datetime.now(HCM).replace(microsecond=0)
+    old = [report(n, now - timedelta(days=30, hours=n)) for n in range(20)]
+    post_reports(client, configured["source"], [*old, report(99, now - timedelta(hours=1))])
+    engine = engine_for(server)
+    result = tick(server, engine, now + timedelta(hours=12))
+    # Only the live report's deadline came after it arrived; each old one passed its deadline
+    # and its escalation before it arrived.
+    assert (result.tickets, result.raised, result.backfilled) == (21, 1, 40)
+    assert alerts(server) == [
+        ("ticket", str(ticket_of(server, 99)), "overdue", "so-tnmt", None, True, None)
+    ]
+    assert [kind for _, kind, _ in outbox(server)] == ["alert"]
+    with psycopg.connect(server.db_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM tickets WHERE next_check_at IS NOT NULL AND id <> %s",
+            (ticket_of(server, 99),),
+        ).fetchone()
+    assert row == (0,)  # the old clocks moved on quietly: later ticks do not look at them
+    assert tick(server, engine, now + timedelta(days=3)).backfilled == 0
+
+
+def test_a_report_arriving_after_its_deadline_still_escalates_later(
+    client: httpx.Client, server: RunningServer, configured: dict[str, str]
+) -> None:
+    opened = datetime.now(HCM).replace(microsecond=0) - timedelta(hours=11)
+    post_reports(client, configured["source"], [report(1, opened)])
+    engine = engine_for(server, sla_escalate_after_s=4 * 3600)
+    # Due an hour before it arrived: no overdue alert; its escalation comes after it arrived.
+    assert tick(server, engine, opened + timedelta(hours=11, minutes=30)).raised == 0
+    assert tick(server, engine, opened + timedelta(hours=14, minutes=1)).raised == 1
+    assert [a[2:5] for a in alerts(server)] == [("escalated", "so-tnmt", "ubnd-tp")]
+
+
+def test_imported_dossiers_page_nobody_and_get_no_apology(
+    client: httpx.Client, server: RunningServer, configured: dict[str, str]
+) -> None:
+    soon = datetime.now(HCM).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
+    events = [
+        dossier_event(  # history: due in March, sent now
+            "HS-OLD",
+            1,
+            "accepted",
+            "2026-03-02T08:00:00+07:00",
+            procedure_code="P-OTHER",
+            appointment_at="2026-03-04T17:00:00+07:00",
+        ),
+        dossier_event(  # live: due tomorrow
+            "HS-NEW",
+            1,
+            "accepted",
+            (soon - timedelta(days=1, hours=2)).isoformat(),
+            procedure_code="P-OTHER",
+            appointment_at=soon.isoformat(),
+        ),
+    ]
+    post_reports(client, configured["source"], events)
+    engine = engine_for(server)
+    replayed = tick(server, engine, at("2026-03-05T08:00"))  # as of then, as a replay would
+    assert (replayed.dossiers, replayed.raised, replayed.apologies) == (1, 0, 0)
+    result = tick(server, engine, soon + timedelta(hours=1))
+    assert (result.raised, result.apologies) == (1, 1)
+    assert alerts(server) == [("dossier", "HS-NEW", "overdue", "so-tnmt", None, True, None)]
+    assert dossier(client, configured["operator"], "HS-OLD")["apologies"] == []
+    assert len(dossier(client, configured["operator"], "HS-NEW")["apologies"]) == 1
 
 
 # --- many engines, crashes -------------------------------------------------------------------
@@ -523,6 +597,78 @@ def test_immediate_digest_silence_ack_and_repeat(
     assert len([k for _, k, _ in outbox(server) if k == "alert"]) == 3
 
 
+def test_an_agency_silence_holds_back_only_deliveries_to_that_agency(
+    client: httpx.Client, server: RunningServer, configured: dict[str, str]
+) -> None:
+    config = json.loads(json.dumps(CONFIG))
+    config["agencies"][0] |= {
+        "webhook_url": "http://127.0.0.1:9/parent",
+        "webhook_secret": "p" * 20,
+    }
+    answer = client.put("/v1/admin/config", json=config, headers=auth(configured["admin"]))
+    assert answer.status_code == 200, answer.text
+    opened = datetime.now(HCM).replace(microsecond=0) - timedelta(hours=1)
+    post_reports(client, configured["source"], [report(1, opened)])
+    deadline = opened + timedelta(hours=10)
+    silence = client.post(
+        "/v1/silences",
+        json={
+            "matchers": {"agency": "so-tnmt"},
+            "ends_at": (deadline + timedelta(hours=2)).isoformat(),
+        },
+        headers=auth(configured["agency"]),
+    )
+    assert silence.status_code == 201, silence.text
+    engine = engine_for(server, sla_escalate_after_s=3600)
+    tick(server, engine, deadline + timedelta(seconds=1))  # overdue: for so-tnmt, held
+    assert outbox(server) == []
+    # Escalated: the parent agency is told at once; the silenced agency is not.
+    tick(server, engine, deadline + timedelta(hours=1, seconds=1))
+    escalated = alerts(server, "level = 'escalated'")
+    assert [row[3:5] for row in escalated] == [("so-tnmt", "ubnd-tp")]
+    assert [(agency, kind) for agency, kind, _ in outbox(server)] == [("ubnd-tp", "alert")]
+    # When the silence ends, so-tnmt gets both alerts, and the parent nothing twice.
+    tick(server, engine, deadline + timedelta(hours=2, seconds=1))
+    assert [(agency, kind) for agency, kind, _ in outbox(server)] == [
+        ("ubnd-tp", "alert"),
+        ("so-tnmt", "alert"),
+        ("so-tnmt", "alert"),
+    ]
+    # An agency cannot hold back the escalations of its alerts to another agency.
+    refused = client.post(
+        "/v1/silences",
+        json={
+            "matchers": {"agency": "so-tnmt", "escalated_to": "ubnd-tp"},
+            "ends_at": (deadline + timedelta(hours=2)).isoformat(),
+        },
+        headers=auth(configured["agency"]),
+    )
+    assert refused.status_code == 403, refused.text
+
+
+def test_ending_a_silence_early_releases_what_it_held(
+    client: httpx.Client, server: RunningServer, configured: dict[str, str]
+) -> None:
+    opened = datetime.now(HCM).replace(microsecond=0) - timedelta(hours=1)
+    post_reports(client, configured["source"], [report(1, opened)])
+    deadline = opened + timedelta(hours=10)
+    silence = client.post(
+        "/v1/silences",
+        json={
+            "matchers": {"agency": "so-tnmt"},
+            "ends_at": (deadline + timedelta(days=2)).isoformat(),
+        },
+        headers=auth(configured["agency"]),
+    ).json()
+    engine = engine_for(server)
+    tick(server, engine, deadline + timedelta(seconds=1))
+    assert outbox(server) == []
+    ended = client.delete(f"/v1/silences/{silence['id']}", headers=auth(configured["agency"]))
+    assert ended.status_code == 200, ended.text
+    tick(server, engine, deadline + timedelta(minutes=1))
+    assert [(agency, kind) for agency, kind, _ in outbox(server)] == [("so-tnmt", "alert")]
+
+
 def test_alert_api_validation_and_scoping(
     client: httpx.Client, server: RunningServer, configured: dict[str, str]
 ) -> None:
@@ -594,7 +740,9 @@ def test_alerts_reach_the_live_feed(
 @pytest.fixture
 def engine_server(settings: Settings) -> Iterator[RunningServer]:
     thread, running = start_server(
-        settings.model_copy(update={"sla_engine": True, "sla_tick_s": 0.2})
+        settings.model_copy(
+            update={"sla_engine": True, "sla_tick_s": 0.2, "sla_backfill_grace_s": 3 * 86400}
+        )
     )
     yield running
     stop_server(thread)

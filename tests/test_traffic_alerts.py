@@ -261,6 +261,108 @@ def test_a_sensor_quiet_for_longer_than_the_look_back_still_names_its_last_readi
     assert alert["title"].endswith(f"không có số liệu từ {last:%H:%M %d/%m/%Y}")
 
 
+# -- at any instant ------------------------------------------------------------------------
+
+WEEK = datetime(2025, 8, 4, 0, 0, tzinfo=HCM)  # Monday 00:00, a week of history from here
+TWO_HOURS = timedelta(hours=2)
+
+
+def week_of_readings() -> list[tuple[str, datetime]]:
+    """A week of 5-minute readings: HUE-TS-001 goes quiet three times for two hours,
+    HUE-TS-002 never does, HUE-TS-003 starts on the second day and goes quiet once."""
+    quiet = {
+        "HUE-TS-001": [WEEK + timedelta(days=d, hours=h) for d, h in ((0, 9), (2, 15), (5, 2))],
+        "HUE-TS-002": [],
+        "HUE-TS-003": [WEEK + timedelta(days=3, hours=20)],
+    }
+    first = {"HUE-TS-003": WEEK + timedelta(days=1, hours=6)}
+    rows = []
+    for sensor, gaps in quiet.items():
+        at = first.get(sensor, WEEK)
+        while at < WEEK + timedelta(days=7):
+            if not any(start <= at < start + TWO_HOURS for start in gaps):
+                rows.append((sensor, at))
+            at += FIVE_MIN
+    return sorted(rows, key=lambda r: r[1])
+
+
+def copy_readings(conn: psycopg.Connection[Any], rows: Iterable[tuple[str, datetime]]) -> None:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY traffic_readings (sensor_id, observed_at, interval_s, vehicle_count, avg_speed_kmh)"
+            " FROM STDIN"
+        ) as copy,
+    ):
+        for sensor, at in rows:
+            copy.write_row((sensor, at, 300, 30, 45.0))
+
+
+def test_a_check_at_a_past_instant_sees_only_what_was_known_then(
+    server: RunningServer, client: httpx.Client, admin_key: str
+) -> None:
+    """Checked after a week is stored, every instant gives what a check while streaming gave."""
+    register(client, admin_key, *((f"HUE-TS-00{n}", IN_WEST) for n in (1, 2, 3)))
+    readings = week_of_readings()
+    ticks = [WEEK + timedelta(minutes=30 * k) for k in range(1, 7 * 48)]
+
+    async def partitions() -> None:
+        async with await psycopg.AsyncConnection.connect(server.db_url, autocommit=True) as conn:
+            manager = PartitionManager(enabled=server.platform.backend == "plain")
+            await manager.load(conn)
+            await manager.ensure(conn, "traffic_readings", WEEK, WEEK + timedelta(days=7))
+
+    server.run(partitions())
+    watch = watch_of(server)
+
+    def silent_alerts(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+        return conn.execute(
+            "SELECT subject_id, raised_at, resolved_at FROM alerts WHERE rule = 'silent'"
+            " ORDER BY subject_id, raised_at"
+        ).fetchall()
+
+    async def run(streaming: bool) -> list[int]:
+        found = []
+        async with await psycopg.AsyncConnection.connect(server.db_url, autocommit=True) as conn:
+            with psycopg.connect(server.db_url, autocommit=True) as writer:
+                sent = 0
+                for now in ticks:
+                    if streaming:  # the readings arrive as they are observed
+                        due = [r for r in readings[sent:] if r[1] <= now]
+                        copy_readings(writer, due)
+                        sent += len(due)
+                    found.append((await watch.check(conn, now)).silent)
+        return found
+
+    with psycopg.connect(server.db_url, autocommit=True) as conn:
+        # A sensor registered on the Thursday, which never reports.
+        conn.execute(
+            "INSERT INTO sensors (sensor_id, name, lon, lat, registered_at)"
+            " VALUES ('HUE-TS-004', 'Nút giao 4', %s, %s, %s)",
+            (*IN_WEST, WEEK + timedelta(days=3, hours=1)),
+        )
+        streamed = asyncio.run(run(streaming=True))
+        raised_while_streaming = silent_alerts(conn)
+        conn.execute("DELETE FROM alerts")
+        stored = asyncio.run(run(streaming=False))
+        raised_afterwards = silent_alerts(conn)
+    assert stored == streamed
+    assert raised_afterwards == raised_while_streaming
+    by_sensor: dict[str, list[tuple[datetime, datetime | None]]] = {}
+    for sensor, raised, resolved in raised_afterwards:
+        by_sensor.setdefault(sensor, []).append((raised, resolved))
+    # Three silences, one silence, none; HUE-TS-003 was not checked before its first reading,
+    # HUE-TS-004 not before its registration (then at the first tick 15 minutes on, for good).
+    assert [len(by_sensor.get(f"HUE-TS-00{n}", [])) for n in (1, 2, 3, 4)] == [3, 0, 1, 1]
+    assert by_sensor["HUE-TS-001"][0] == (
+        WEEK + timedelta(hours=9, minutes=30),
+        WEEK + timedelta(hours=11),
+    )
+    assert by_sensor["HUE-TS-004"] == [(WEEK + timedelta(days=3, hours=1, minutes=30), None)]
+    # Each two-hour silence is seen at the ticks from 15 minutes in until its end.
+    assert sum(stored) == 4 * 3 + sum(1 for t in ticks if t >= by_sensor["HUE-TS-004"][0][0])
+
+
 # -- congestion ----------------------------------------------------------------------------
 
 
@@ -354,18 +456,62 @@ def test_night_speeds_at_rush_hour_are_not_congestion_the_other_way_round_is(
     assert [k for k in active(history) if k[1] == "congestion"] == [("HUE-TS-002", "congestion")]
 
 
-@pytest.mark.parametrize("days", [0, 8])
-def test_too_little_history_raises_nothing(
-    server: RunningServer, client: httpx.Client, admin_key: str, source_key: str, days: int
+def test_no_history_raises_nothing(
+    server: RunningServer, client: httpx.Client, admin_key: str, source_key: str
 ) -> None:
     register(client, admin_key, ("HUE-TS-001", IN_WEST))
-    if days:  # one week back: 3 samples, fewer than congestion_min_samples (6)
-        write_history(server, ("HUE-TS-001",), MONDAY_8AM - timedelta(minutes=15), days)
     post_readings(client, source_key, "HUE-TS-001", recent(MONDAY_8AM), speed=5.0, factor=4.0)
     assert check(server, MONDAY_8AM).congested == 0
-    assert check(server, MONDAY_8AM, watch_of(server, congestion_min_samples=3)).congested == (
-        1 if days else 0
+    assert check(server, MONDAY_8AM, watch_of(server, congestion_min_samples=2)).congested == 0
+
+
+def test_one_week_of_history_judges_against_earlier_working_days(
+    server: RunningServer, client: httpx.Client, admin_key: str, source_key: str
+) -> None:
+    """One Monday back gives 3 buckets, too few: the five working days before are the baseline."""
+    register(client, admin_key, ("HUE-TS-001", IN_WEST))
+    write_history(server, ("HUE-TS-001",), MONDAY_8AM - timedelta(minutes=15), 8)
+    post_readings(client, source_key, "HUE-TS-001", recent(MONDAY_8AM), speed=5.0)
+    assert check(server, MONDAY_8AM).congested == 1
+    alert = active(server)[("HUE-TS-001", "congestion")]
+    baseline = alert["details"]["baseline"]
+    assert (baseline["kind"], baseline["days"], baseline["samples"]) == ("same_day_type", 5, 15)
+    assert alert["title"].endswith(
+        "so với cùng giờ 5 ngày làm việc (thứ Hai–thứ Sáu) trước đó (chưa đủ số liệu cùng thứ)"
     )
+    # With four weeks, the same weekday is the baseline, and the alert says so.
+    write_history(server, ("HUE-TS-002",), MONDAY_8AM - timedelta(minutes=15), 29)
+    register(client, admin_key, ("HUE-TS-002", IN_WEST))
+    post_readings(client, source_key, "HUE-TS-002", recent(MONDAY_8AM), speed=5.0)
+    check(server, MONDAY_8AM)
+    weekly = active(server)[("HUE-TS-002", "congestion")]
+    assert weekly["details"]["baseline"]["kind"] == "same_weekday"
+    assert weekly["title"].endswith("so với cùng giờ thứ Hai của 4 tuần trước")
+
+
+def test_a_weekend_is_not_judged_against_working_days(
+    server: RunningServer, client: httpx.Client, admin_key: str, source_key: str
+) -> None:
+    register(client, admin_key, ("HUE-TS-001", IN_WEST))
+    saturday = MONDAY_8AM + timedelta(days=5)
+    write_history(server, ("HUE-TS-001",), saturday - timedelta(days=1), 4)  # Monday–Friday
+    post_readings(client, source_key, "HUE-TS-001", recent(saturday), speed=5.0, factor=4.0)
+    assert check(server, saturday).congested == 0
+    # The weekend before, Saturday 8:00 to Sunday 8:00: 1 + 3 buckets at the time of the check.
+    write_history(server, ("HUE-TS-001",), saturday - timedelta(days=6), 1)
+    assert check(server, saturday, watch_of(server, congestion_min_samples=4)).congested == 1
+    baseline = active(server)[("HUE-TS-001", "congestion")]["details"]["baseline"]
+    assert (baseline["kind"], baseline["days"], baseline["samples"]) == ("same_day_type", 2, 4)
+
+
+def test_a_speed_without_vehicles_does_not_count(
+    history: RunningServer, client: httpx.Client, source_key: str
+) -> None:
+    """Counters report a speed with no vehicle passing: that is no sign of congestion."""
+    post_readings(client, source_key, "HUE-TS-001", recent(MONDAY_8AM), speed=5.0, factor=0.0)
+    post_readings(client, source_key, "HUE-TS-002", recent(MONDAY_8AM), speed=5.0, factor=0.02)
+    assert check(history, MONDAY_8AM).congested == 0
+    assert check(history, MONDAY_8AM, watch_of(history, congestion_min_vehicles=0)).congested == 2
 
 
 # -- once and only once --------------------------------------------------------------------

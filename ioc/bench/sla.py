@@ -44,7 +44,8 @@ def _fill(url: str, start: int, count: int, now: datetime, due: int) -> None:
             """INSERT INTO field_reports (source, external_id, category, description, lon, lat,
                                          occurred_at, received_at)
                SELECT 'bench', 'B-' || n, 'moi_truong', 'bench', 107.5 + (n %% 1000) * 1e-4,
-                      16.4 + (n / 1000 %% 1000) * 1e-4, %(now)s - interval '1 hour', %(now)s
+                      16.4 + (n / 1000 %% 1000) * 1e-4, %(now)s - interval '1 hour',
+                      %(now)s - interval '1 hour'  -- received before it fell due: it pages
                FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS n""",
             {"now": now, "lo": start, "hi": start + count - 1},
         )
