@@ -22,6 +22,7 @@ from ioc.metrics import Metrics, pool_stats
 from ioc.settings import Settings
 from ioc.store import migrate
 from ioc.store.database import DatabaseLocation, make_pool, with_timezone
+from ioc.store.health import DatabaseGate, DatabaseWatch
 from ioc.store.keys import KeyVerifier
 from ioc.store.partitions import PartitionManager
 from ioc.store.policies import apply_timescale_policies
@@ -47,6 +48,7 @@ class Platform:
         self.location = DatabaseLocation(settings)
         self.verifier = KeyVerifier(settings.key_cache_s)
         self.backend: str = "unknown"
+        self.gate = DatabaseGate()
         self._pool: AsyncConnectionPool[Any] | None = None
         self._intake: Intake | None = None
         self._hub: LiveHub | None = None
@@ -82,8 +84,12 @@ class Platform:
             applied = await asyncio.to_thread(migrate.upgrade, url, self.settings.timescale)
             for migration in applied:
                 log.info("migrated: %04d_%s", migration.version, migration.name)
-        self._pool = make_pool(url, self.settings)
+        self._pool = make_pool(url, self.settings, self.gate)
         await self._pool.open(wait=True, timeout=30)
+        # Shuts the gate while the database is away (requests get 503 at once), restarts the
+        # embedded server if it died, and opens the gate again when connections work.
+        watch = DatabaseWatch(self._pool, self.location.server)
+        self._tasks.append(asyncio.create_task(watch.run(), name="database-watch"))
         self.metrics.watch_pool(pool_stats(self._pool))
         async with self._pool.connection() as conn:
             state = await migrate.status(conn)
