@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
@@ -33,6 +34,8 @@ class DatabaseLocation(AbstractContextManager["DatabaseLocation"]):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._embedded: EmbeddedPostgres | None = None
+        self._watch: threading.Thread | None = None
+        self._stop_watch = threading.Event()
         self.url = ""
 
     def open(self) -> str:
@@ -45,6 +48,10 @@ class DatabaseLocation(AbstractContextManager["DatabaseLocation"]):
         return self.url
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._stop_watch.set()
+            self._watch.join()
+            self._watch = None
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None
@@ -57,6 +64,19 @@ class DatabaseLocation(AbstractContextManager["DatabaseLocation"]):
     def server(self) -> EmbeddedPostgres | None:
         """The embedded server this process started or joined, if any."""
         return self._embedded
+
+    def supervise(self) -> None:
+        """Until ``close``, a thread starts the embedded server again if it dies (for a process
+        whose workers use the database without owning it). Nothing to do for a configured URL."""
+        if self._embedded is None or self._watch is not None:
+            return
+        self._watch = threading.Thread(
+            target=self._embedded.keep_running,
+            args=(self._stop_watch,),
+            name="embedded-watch",
+            daemon=True,
+        )
+        self._watch.start()
 
     def __enter__(self) -> DatabaseLocation:
         self.open()

@@ -62,9 +62,27 @@ class EmbeddedPostgres:
             if self._server is None:
                 raise RuntimeError("the embedded server was not started by this process")
             with _package_lock():
+                if not postmaster_alive(self.pgdata):
+                    clear_dead_lock_files(self.pgdata)
                 self._server.ensure_postgres_running()
             url: str = self._server.get_uri(DATABASE)
         return url
+
+    def keep_running(self, stop: threading.Event, every_s: float = 1.0) -> None:
+        """Start the server again whenever it dies, until ``stop`` is set (run in a thread, by a
+        process that serves the database to others without a platform of its own)."""
+        while not stop.wait(every_s):
+            if self.alive():
+                continue
+            log.warning(
+                "the embedded PostgreSQL server in %s is gone; starting it again", self.pgdata
+            )
+            try:
+                self.restart()
+            except Exception as exc:
+                log.error("starting the embedded PostgreSQL server failed (%s); will retry", exc)
+            else:
+                log.warning("the embedded PostgreSQL server was started again")
 
     def stop(self) -> None:
         """Stop the server unless another live process of ours is still using it."""
@@ -97,6 +115,27 @@ def postmaster_alive(pgdata: Path) -> bool:
         return started is None or abs(process.create_time() - started) < 5
     except (psutil.Error, ValueError):
         return False
+
+
+def clear_dead_lock_files(pgdata: Path) -> None:
+    """Remove the lock files of a postmaster that is not running (``postmaster_alive`` said so).
+
+    A killed postmaster may linger as a zombie until its parent reaps it, and PostgreSQL takes
+    lock files naming a live pid as a running server. It still refuses to start while any of
+    the old server's children hold its shared memory, so this is safe; retry until they exit.
+    """
+    lock_file = pgdata / "postmaster.pid"
+    try:
+        lines = lock_file.read_text().splitlines()
+    except OSError:
+        return
+    if len(lines) > 4 and lines[4].strip():
+        socket_lock = Path(lines[4].strip()) / f".s.PGSQL.{lines[3].strip()}.lock"
+        with contextlib.suppress(OSError):
+            if socket_lock.read_text().split()[0] == lines[0].strip():
+                socket_lock.unlink()
+    log.info("embedded PostgreSQL: removing the lock files of the dead server (pid %s)", lines[0])
+    lock_file.unlink(missing_ok=True)
 
 
 def prune_handles(pgdata: Path) -> list[int]:
