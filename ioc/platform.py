@@ -22,7 +22,7 @@ from ioc.metrics import Metrics, pool_stats
 from ioc.settings import Settings
 from ioc.store import migrate
 from ioc.store.database import DatabaseLocation, make_pool, with_timezone
-from ioc.store.health import DatabaseGate, DatabaseWatch
+from ioc.store.health import DatabaseGate, DatabaseWatch, wait_for_database
 from ioc.store.keys import KeyVerifier
 from ioc.store.partitions import PartitionManager
 from ioc.store.policies import apply_timescale_policies
@@ -33,6 +33,9 @@ from ioc.ticketing import TicketDesk
 from ioc.validation import EventRules
 
 log = logging.getLogger(__name__)
+
+# How long start-up waits for a configured database that does not accept connections yet.
+DATABASE_WAIT_S = 60.0
 
 
 class Platform:
@@ -80,6 +83,8 @@ class Platform:
 
     async def start(self) -> None:
         url = await asyncio.to_thread(self.location.open)
+        if not self.location.embedded:
+            await wait_for_database(url, DATABASE_WAIT_S)
         if self.settings.migrate_on_start:
             applied = await asyncio.to_thread(migrate.upgrade, url, self.settings.timescale)
             for migration in applied:

@@ -9,6 +9,7 @@ last clean stop.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,35 +33,46 @@ REPO = Path(__file__).resolve().parent.parent
 PATIENCE_S = 120  # generous: the machine may be busy; nothing here measures speed
 
 
-@pytest.fixture
+@dataclass
+class Serving:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+@pytest.fixture(scope="module")
 def home() -> Iterator[Path]:
+    """One data directory for the module: the embedded server is set up once, then each test
+    starts and stops it through the platform."""
     # Not under pytest's tmp tree: as root, the embedded server runs as its own system user,
     # which must be able to reach its data directory.
     path = Path(tempfile.mkdtemp(prefix="ioc-test-lifecycle-"))
     path.chmod(0o755)
     yield path
-    _kill_postmaster(path)  # only if a failed test left one behind
-    subprocess.run(["rm", "-rf", str(path)], check=False)
+    _kill_postmaster(path / "pgdata")  # only if a failed test left one behind
+    _kill_postmaster(path / "db" / "pgdata")
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager
-def serving(home: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def serving(home: Path, **env: str) -> Iterator[Serving]:
     """`ioc serve` on its own port, ready; stopped with SIGTERM (if still alive) afterwards."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if k != "IOC_DATABASE_URL"}
     environment |= {"IOC_DATA_DIR": str(home), "IOC_KEY_CACHE_S": "0", **env}
-    with (home / f"serve-{port}.log").open("wb") as log:
+    log = home / f"serve-{port}.log"
+    with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "ioc.cli", "serve", "--port", str(port)],
             env=environment,
             cwd=REPO,
-            stdout=log,
+            stdout=output,
             stderr=subprocess.STDOUT,
         )
-        url = f"http://127.0.0.1:{port}"
+        running = Serving(process, f"http://127.0.0.1:{port}", log)
         try:
-            wait_ready(url, process)
-            yield process, url
+            wait_ready(running.url, process)
+            yield running
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -87,8 +100,7 @@ def postmaster_pid(pgdata: Path) -> int:
     return int((pgdata / "postmaster.pid").read_text().split()[0])
 
 
-def _kill_postmaster(home: Path) -> None:
-    pgdata = home / "pgdata"
+def _kill_postmaster(pgdata: Path) -> None:
     if postmaster_alive(pgdata):
         os.kill(postmaster_pid(pgdata), signal.SIGKILL)
 
@@ -141,12 +153,12 @@ def create_key(env: dict[str, str]) -> str:
 def test_killed_embedded_postmaster_is_started_again(home: Path, workers: str) -> None:
     """One process: its platform restarts the server. Several: the parent process does."""
     pgdata = home / "pgdata"
-    with serving(home, IOC_WORKERS=workers) as (process, url):
+    with serving(home, IOC_WORKERS=workers) as api:
         first = postmaster_pid(pgdata)
         os.kill(first, signal.SIGKILL)
         wait_gone(first)
 
-        answers = wait_ready(url, process)
+        answers = wait_ready(api.url, api.process)
 
         # Until it was back, readiness said so in the usual way.
         for answer in answers[:-1]:
@@ -157,21 +169,22 @@ def test_killed_embedded_postmaster_is_started_again(home: Path, workers: str) -
         assert postmaster_pid(pgdata) != first
         # Data requests work again too, on every worker.
         for _ in range(4):
-            assert httpx.get(f"{url}/", timeout=10).status_code == 200
-    log = next(home.glob("serve-*.log")).read_text()
+            assert httpx.get(f"{api.url}/", timeout=10).status_code == 200
+    log = api.log.read_text()
     assert log.count("the embedded PostgreSQL server was started again") == 1
     assert not (pgdata / "postmaster.pid").exists(), "PostgreSQL was left running"
 
 
 def test_requests_during_an_outage_get_503_at_once_and_work_after(home: Path) -> None:
     """The server's database is one it does not own: it cannot restart it, only wait for it."""
+    (home / "db").mkdir(exist_ok=True)
     database = EmbeddedPostgres(home / "db")
-    (home / "db").mkdir()
     url = database.start()
     try:
         env = {"IOC_DATABASE_URL": url}
         # The pool's own timeout is long: answers within the client's 10 s come from the gate.
-        with serving(home, **env, IOC_POOL_TIMEOUT_S="60") as (process, api):
+        with serving(home, **env, IOC_POOL_TIMEOUT_S="60") as running:
+            api = running.url
             key = create_key(env)
             headers = {"Authorization": f"Bearer {key}"}
             accepted = httpx.post(
@@ -198,7 +211,7 @@ def test_requests_during_an_outage_get_503_at_once_and_work_after(home: Path) ->
             assert during[-1].json()["error"]["code"] == "store_unavailable"
 
             assert database.restart() == url
-            wait_ready(api, process)
+            wait_ready(api, running.process)
             again = post(300)
             assert again.status_code == 201, again.text
     finally:
@@ -208,17 +221,18 @@ def test_requests_during_an_outage_get_503_at_once_and_work_after(home: Path) ->
 
 def test_clean_stop_after_a_killed_server_stops_the_postmaster(home: Path) -> None:
     pgdata = home / "pgdata"
-    with serving(home) as (killed, _):
+    with serving(home) as first:
+        killed = first.process
         postmaster = postmaster_pid(pgdata)
         assert killed.pid in _handles(pgdata)
         killed.send_signal(signal.SIGKILL)
         killed.wait(30)
     assert postmaster_alive(pgdata), "the postmaster outlives a server killed outright"
 
-    with serving(home) as (process, _):
+    with serving(home) as second:
         assert postmaster_pid(pgdata) == postmaster  # joined the running one
         assert killed.pid not in _handles(pgdata)
-    assert process.returncode in (0, -signal.SIGTERM)
+    assert second.process.returncode in (0, -signal.SIGTERM)
 
     wait_gone(postmaster)
     assert not (pgdata / "postmaster.pid").exists(), "PostgreSQL was left running"

@@ -128,24 +128,11 @@ class DatabaseWatch:
             log.warning("the embedded PostgreSQL server was started again")
         if self.gate.up and not suspected:
             return
-        problem = await self._probe()
+        problem = await probe(self.pool.url, self.probe_timeout_s)
         if problem is not None:
             self.gate.shut(problem)
         elif not self.gate.up:
             await self._reopen()
-
-    async def _probe(self) -> str | None:
-        """Connect afresh: None if the server accepts connections, else what went wrong."""
-        try:
-            async with asyncio.timeout(self.probe_timeout_s):
-                conn = await psycopg.AsyncConnection.connect(
-                    self.pool.url, autocommit=True, connect_timeout=2
-                )
-                async with conn:
-                    await conn.execute("SELECT 1")
-        except (psycopg.Error, OSError, TimeoutError) as exc:
-            return f"{type(exc).__name__}: {str(exc).strip() or 'no answer'}"
-        return None
 
     async def _reopen(self) -> None:
         """The server is back: drop the pool's dead connections, then open the gate once the
@@ -157,3 +144,38 @@ class DatabaseWatch:
             log.info("database accepts connections, the pool not yet (%s)", exc)
             return
         self.gate.open()
+
+
+async def probe(url: str, timeout_s: float = 3.0) -> str | None:
+    """Connect afresh: None if the server accepts connections, else what went wrong."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            conn = await psycopg.AsyncConnection.connect(
+                url, autocommit=True, connect_timeout=max(2, int(timeout_s))
+            )
+            async with conn:
+                await conn.execute("SELECT 1")
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {str(exc).strip() or 'no answer'}"
+    return None
+
+
+async def wait_for_database(url: str, within_s: float, every_s: float = 0.5) -> None:
+    """Return once the server accepts connections; give up after ``within_s`` seconds.
+
+    A process starting while its database is briefly away (restarting, or a worker replaced
+    during an outage) waits for it rather than failing its start-up.
+    """
+    deadline = time.monotonic() + within_s
+    waiting = False
+    while (problem := await probe(url)) is not None:
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"the database did not accept connections within {within_s:.0f} s ({problem})"
+            )
+        if not waiting:
+            log.warning("waiting for the database to accept connections (%s)", problem)
+            waiting = True
+        await asyncio.sleep(every_s)
+    if waiting:
+        log.warning("the database accepts connections")
