@@ -133,6 +133,9 @@ class DatabaseWatch:
             self.gate.shut(problem)
         elif not self.gate.up:
             await self._reopen()
+        else:
+            # Up, yet something broke: a quick restart leaves dead connections in the pool.
+            await self.pool.check()
 
     async def _reopen(self) -> None:
         """The server is back: drop the pool's dead connections, then open the gate once the
