@@ -89,6 +89,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     with DatabaseLocation(settings) as location:
         migrate.upgrade(location.url, settings.timescale)
         os.environ["IOC_DATABASE_URL"] = location.url
+        location.supervise()  # the embedded server is started again here if it dies
         uvicorn.run(
             "ioc.api.app:create_app_from_env",
             factory=True,

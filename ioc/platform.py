@@ -22,6 +22,7 @@ from ioc.metrics import Metrics, pool_stats
 from ioc.settings import Settings
 from ioc.store import migrate
 from ioc.store.database import DatabaseLocation, make_pool, with_timezone
+from ioc.store.health import DatabaseGate, DatabaseWatch, wait_for_database
 from ioc.store.partitions import PartitionManager
 from ioc.store.policies import apply_timescale_policies
 from ioc.store.reference import ReferenceData
@@ -31,6 +32,9 @@ from ioc.ticketing import TicketDesk
 from ioc.validation import EventRules
 
 log = logging.getLogger(__name__)
+
+# How long start-up waits for a configured database that does not accept connections yet.
+DATABASE_WAIT_S = 60.0
 
 
 class Platform:
@@ -47,6 +51,7 @@ class Platform:
         self.auth = Authenticator(settings, lambda: self.pool.connection(), self.clock)
         self.verifier = self.auth.keys
         self.backend: str = "unknown"
+        self.gate = DatabaseGate()
         self._pool: AsyncConnectionPool[Any] | None = None
         self._intake: Intake | None = None
         self._hub: LiveHub | None = None
@@ -78,12 +83,18 @@ class Platform:
 
     async def start(self) -> None:
         url = await asyncio.to_thread(self.location.open)
+        if not self.location.embedded:
+            await wait_for_database(url, DATABASE_WAIT_S)
         if self.settings.migrate_on_start:
             applied = await asyncio.to_thread(migrate.upgrade, url, self.settings.timescale)
             for migration in applied:
                 log.info("migrated: %04d_%s", migration.version, migration.name)
-        self._pool = make_pool(url, self.settings)
+        self._pool = make_pool(url, self.settings, self.gate)
         await self._pool.open(wait=True, timeout=30)
+        # Shuts the gate while the database is away (requests get 503 at once), restarts the
+        # embedded server if it died, and opens the gate again when connections work.
+        watch = DatabaseWatch(self._pool, self.location.server)
+        self._tasks.append(asyncio.create_task(watch.run(), name="database-watch"))
         self.metrics.watch_pool(pool_stats(self._pool))
         async with self._pool.connection() as conn:
             state = await migrate.status(conn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -141,10 +142,11 @@ def test_unreachable_database_answers_503_and_loses_nothing(
             assert c.get("/readyz").status_code == 503
         finally:
             _set_connections(db_url, True)
-        # The client retries what was refused; the pool reconnects by itself.
-        for _ in range(50):
+        # The client retries what was refused, after a pause; the pool reconnects by itself.
+        for _ in range(100):
             again = c.post("/v1/events", json=report("DURING"), headers=auth(key))
             if again.status_code != 503:
                 break
+            time.sleep(0.1)
         assert again.status_code == 201
     assert count(fragile_server, "field_reports") == 2
