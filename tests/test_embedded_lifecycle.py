@@ -59,7 +59,13 @@ def serving(home: Path, **env: str) -> Iterator[Serving]:
     """`ioc serve` on its own port, ready; stopped with SIGTERM (if still alive) afterwards."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if k != "IOC_DATABASE_URL"}
-    environment |= {"IOC_DATA_DIR": str(home), "IOC_KEY_CACHE_S": "0", **env}
+    # The status page `/` is the data request these tests make without a key.
+    environment |= {
+        "IOC_DATA_DIR": str(home),
+        "IOC_KEY_CACHE_S": "0",
+        "IOC_PUBLIC_STATUS": "true",
+        **env,
+    }
     log = home / f"serve-{port}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
