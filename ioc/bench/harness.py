@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import httpx
@@ -103,6 +103,8 @@ class Posted:
     stored: int
     elapsed_s: float
     latencies_s: list[float]
+    # (seconds since the start, events stored) per request, in the order they completed
+    done: list[tuple[float, int]] = field(default_factory=list)
 
     @property
     def per_s(self) -> float:
@@ -123,6 +125,7 @@ async def post_all(
     headers = {"Authorization": f"Bearer {key}", "Content-Type": content_type}
     queue = list(reversed(bodies))
     latencies: list[float] = []
+    done: list[tuple[float, int]] = []
     stored = 0
 
     async def worker(session: aiohttp.ClientSession) -> None:
@@ -135,11 +138,30 @@ async def post_all(
                 if resp.status not in ok or answer.get("rejected"):
                     raise RuntimeError(f"refused: {resp.status} {str(answer)[:300]}")
                 stored += int(answer.get("accepted", 1))
-            latencies.append(time.perf_counter() - sent)
+            finished = time.perf_counter()
+            latencies.append(finished - sent)
+            done.append((finished - started, int(answer.get("accepted", 1))))
 
     connector = aiohttp.TCPConnector(limit=parallel)
     async with aiohttp.ClientSession(connector=connector) as session:
         started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(parallel)))
         elapsed = time.perf_counter() - started
-    return Posted(stored, elapsed, sorted(latencies))
+    return Posted(stored, elapsed, sorted(latencies), done)
+
+
+def rate_between(posted: Posted, first: float, last: float) -> float:
+    """Events per second over the requests that carried the events from one share to another.
+
+    The span is widened to whole requests: from the completion of the request before the
+    first share's event to the completion of the one that carried the last share's event.
+    """
+    total = sum(n for _, n in posted.done)
+    seen, start_t, start_n = 0, 0.0, 0
+    for at, n in posted.done:
+        if seen + n <= first * total:
+            start_t, start_n = at, seen + n
+        seen += n
+        if seen >= last * total:
+            return (seen - start_n) / max(at - start_t, 1e-9)
+    return float("nan")
