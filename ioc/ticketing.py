@@ -56,6 +56,7 @@ class TicketDesk:
     ) -> None:
         self.router = router
         self.book = book
+        book.warm(datetime.now(book.office.tz))
         self._dedupe_m = dedupe_m
         self._window = timedelta(seconds=dedupe_s)
 

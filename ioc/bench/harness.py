@@ -103,8 +103,8 @@ class Posted:
     stored: int
     elapsed_s: float
     latencies_s: list[float]
-    # (seconds since the start, events stored) per request, in the order they completed
-    done: list[tuple[float, int]] = field(default_factory=list)
+    # (seconds since the start, events stored, latency) per request, in order of completion
+    done: list[tuple[float, int, float]] = field(default_factory=list)
 
     @property
     def per_s(self) -> float:
@@ -125,7 +125,7 @@ async def post_all(
     headers = {"Authorization": f"Bearer {key}", "Content-Type": content_type}
     queue = list(reversed(bodies))
     latencies: list[float] = []
-    done: list[tuple[float, int]] = []
+    done: list[tuple[float, int, float]] = []
     stored = 0
 
     async def worker(session: aiohttp.ClientSession) -> None:
@@ -140,7 +140,7 @@ async def post_all(
                 stored += int(answer.get("accepted", 1))
             finished = time.perf_counter()
             latencies.append(finished - sent)
-            done.append((finished - started, int(answer.get("accepted", 1))))
+            done.append((finished - started, int(answer.get("accepted", 1)), finished - sent))
 
     connector = aiohttp.TCPConnector(limit=parallel)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -150,18 +150,12 @@ async def post_all(
     return Posted(stored, elapsed, sorted(latencies), done)
 
 
-def rate_between(posted: Posted, first: float, last: float) -> float:
-    """Events per second over the requests that carried the events from one share to another.
+def cost_per_event(posted: Posted, first: float, last: float) -> float:
+    """Mean request latency per event (µs) over the requests from one share of them to another.
 
-    The span is widened to whole requests: from the completion of the request before the
-    first share's event to the completion of the one that carried the last share's event.
+    Requests ran ``parallel`` at a time, so this is not the inverse of the throughput; it is
+    comparable between the early and the late requests of one run, which is its use.
     """
-    total = sum(n for _, n in posted.done)
-    seen, start_t, start_n = 0, 0.0, 0
-    for at, n in posted.done:
-        if seen + n <= first * total:
-            start_t, start_n = at, seen + n
-        seen += n
-        if seen >= last * total:
-            return (seen - start_n) / max(at - start_t, 1e-9)
-    return float("nan")
+    done = posted.done
+    chosen = done[int(first * len(done)) : max(int(last * len(done)), int(first * len(done)) + 1)]
+    return 1e6 * sum(latency for _, _, latency in chosen) / max(sum(n for _, n, _ in chosen), 1)

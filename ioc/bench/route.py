@@ -16,10 +16,10 @@ import psycopg
 import shapely
 
 from ioc.bench.harness import (
+    cost_per_event,
     machine_line,
     percentile,
     post_all,
-    rate_between,
     scratch_database,
     server_process,
 )
@@ -138,8 +138,11 @@ def run_route_benchmark(
                 )
             opened, routed, linked = _tickets(url)
     batch_rate, single_rate = batches.per_s, singles.per_s
-    # Cost per report with the tables nearly empty (first tenth) and nearly full (last tenth).
-    early, late = rate_between(batches, 0.0, 0.1), rate_between(batches, 0.9, 1.0)
+    # Cost per report with the tables nearly empty (first tenth) and nearly full (last tenth);
+    # the very first request (warm-up: first plans, first connections) is left out.
+    skip = 1 / max(len(batches.done), 1)
+    early = cost_per_event(batches, skip, 0.1 + skip)
+    late = cost_per_event(batches, 0.9, 1.0)
     single_p99_ms = percentile(singles.latencies_s, 0.99) * 1000
     figures: dict[str, Any] = {
         "wards_file": wards.name,
@@ -152,8 +155,8 @@ def run_route_benchmark(
         "route_meets_bar": int(bool(geo["meets_bar"])),
         "reports": reports,
         "reports_to_tickets_per_s": round(batch_rate),
-        "report_us_first_tenth": round(1e6 / early, 1),
-        "report_us_last_tenth": round(1e6 / late, 1),
+        "report_us_first_tenth": round(early, 1),
+        "report_us_last_tenth": round(late, 1),
         "single_report_posts_per_s": round(single_rate),
         "single_report_p99_ms": round(single_p99_ms, 1),
         "batch_vs_single": round(batch_rate / single_rate, 2),
@@ -162,7 +165,7 @@ def run_route_benchmark(
         "reports_on_a_ticket": linked,
         "tickets_meet_bar": int(
             batch_rate >= 15_000
-            and late >= 0.8 * early
+            and late <= 1.25 * early
             and single_rate >= 1_500
             and single_p99_ms <= 50
             and linked == reports + len(single)
@@ -173,8 +176,8 @@ def run_route_benchmark(
         f"points/s (geopandas.sjoin): {geo['ratio']}×, agreement {geo['agreement']:.6f}  "
         "(bar: ≥ 1,000,000/s, ≥ 5×, 100%)\n"
         f"field reports → routed tickets: {batch_rate:,.0f} reports/s in batches of "
-        f"{batch_size:,} (bar: ≥ 15,000/s); per report {1e6 / early:,.0f} µs over the first "
-        f"tenth, {1e6 / late:,.0f} µs over the last (bar: flat)\n"
+        f"{batch_size:,} (bar: ≥ 15,000/s); request latency per report {early:,.0f} µs over the "
+        f"first tenth of the batches, {late:,.0f} µs over the last (bar: flat)\n"
         f"single field-report POSTs, 32 clients: {single_rate:,.0f}/s, p99 {single_p99_ms:.1f} ms "
         f"(bar: ≥ 1,500/s, p99 ≤ 50 ms); batches are {batch_rate / single_rate:.1f}× faster\n"
         f"tickets opened {opened:,} (routed to an agency: {routed:,}); every report on a ticket: "
