@@ -70,7 +70,7 @@ class TicketDesk:
         async with conn.pipeline():
             stored = await conn.execute(
                 "SELECT f.id, f.source, f.external_id, f.received_at FROM field_reports f"
-                " JOIN unnest(%s::text[], %s::text[]) AS k(source, external_id)"
+                " JOIN unnest(%b::text[], %b::text[]) AS k(source, external_id)"
                 " USING (source, external_id)",
                 ([r.source for r in reports], [r.external_id for r in reports]),
             )
@@ -273,7 +273,7 @@ class TicketDesk:
         async with conn.pipeline():
             await conn.execute(
                 "UPDATE field_reports f SET ticket_id = v.t"
-                " FROM unnest(%s::bigint[], %s::bigint[]) AS v(r, t) WHERE f.id = v.r",
+                " FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) WHERE f.id = v.r",
                 (reports, tickets),
             )
             if attached:
@@ -281,7 +281,7 @@ class TicketDesk:
                     """WITH joined AS (
                          SELECT v.t AS ticket_id, count(*) AS n,
                                 array_agg(v.r ORDER BY v.r) AS reports
-                         FROM unnest(%s::bigint[], %s::bigint[]) AS v(r, t) GROUP BY v.t),
+                         FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) GROUP BY v.t),
                        bumped AS (
                          UPDATE tickets t SET report_count = t.report_count + j.n,
                                               updated_at = now()
@@ -302,6 +302,6 @@ async def notify(conn: psycopg.AsyncConnection[Any], ticket_ids: Sequence[int]) 
         await conn.execute(
             "SELECT pg_notify(%s, json_build_object('ticket', t.id, 'agency', t.agency,"
             " 'state', t.state, 'category', t.category, 'reports', t.report_count)::text)"
-            " FROM tickets t WHERE t.id = ANY(%s)",
+            " FROM tickets t WHERE t.id = ANY(%b::bigint[])",
             (CHANNEL, list(ticket_ids)),
         )
