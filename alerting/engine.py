@@ -290,11 +290,11 @@ class SlaEngine:
             return
         if kind == "ticket":
             query = """UPDATE tickets t SET sla_stage = m.stage, next_check_at = m.next
-                       FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS m(id, stage, next)
+                       FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS m(id, stage, next)
                        WHERE t.id = m.id::bigint"""
         else:
             query = """UPDATE dossiers d SET sla_stage = m.stage, next_check_at = m.next
-                       FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS m(id, stage, next)
+                       FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS m(id, stage, next)
                        WHERE d.dossier_id = m.id"""
         await conn.execute(
             query, ([m[0] for m in moves], [m[1] for m in moves], [m[2] for m in moves])
@@ -319,8 +319,8 @@ class SlaEngine:
         cur = await conn.execute(
             """INSERT INTO dossier_apologies (dossier_id, issued_at, agency, old_appointment_at,
                                               new_appointment_at, reason)
-               SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[],
-                                    %s::timestamptz[], %s::timestamptz[], %s::text[])
+               SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[],
+                                    %b::timestamptz[], %b::timestamptz[], %b::text[])
                ON CONFLICT (dossier_id, old_appointment_at) DO NOTHING RETURNING id""",
             tuple(list(column) for column in zip(*rows, strict=True)),
         )
@@ -381,7 +381,7 @@ class SlaEngine:
                     result.queued += 1
             await conn.execute(
                 """UPDATE alerts a SET notify_at = u.next, notifications = u.n
-                   FROM unnest(%s::bigint[], %s::timestamptz[], %s::int[]) AS u(id, next, n)
+                   FROM unnest(%b::bigint[], %b::timestamptz[], %b::int[]) AS u(id, next, n)
                    WHERE a.id = u.id""",
                 ([u[0] for u in updates], [u[1] for u in updates], [u[2] for u in updates]),
             )
