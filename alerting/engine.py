@@ -2,7 +2,8 @@
 
 Each ticket and dossier carries its next check time (``next_check_at``, indexed where set) and
 the next alert level due (``sla_stage``: due_soon → overdue → escalated). A tick reads only
-the clocks that are due, in batches claimed with ``FOR UPDATE SKIP LOCKED``, and handles each
+the clocks that are due, in batches claimed with ``FOR NO KEY UPDATE SKIP LOCKED`` (a lock
+that foreign-key checks of new reports and ticket events pass through), and handles each
 batch in one transaction: raise the alerts, write the outbox, move the clocks on. A crash
 mid-tick rolls the batch back whole; a second engine skips the rows the first holds; the
 unique index on active alerts makes a repeat harmless. So no alert is lost or doubled.
@@ -181,7 +182,7 @@ class SlaEngine:
                FROM tickets t
                WHERE t.next_check_at <= %s
                ORDER BY t.next_check_at LIMIT %s
-               FOR UPDATE SKIP LOCKED""",
+               FOR NO KEY UPDATE SKIP LOCKED""",
             (now, self._settings.sla_batch),
         )
         return [
@@ -216,7 +217,7 @@ class SlaEngine:
                FROM dossiers d LEFT JOIN agencies a ON a.code = d.agency
                WHERE d.next_check_at <= %s
                ORDER BY d.next_check_at LIMIT %s
-               FOR UPDATE OF d SKIP LOCKED""",
+               FOR NO KEY UPDATE OF d SKIP LOCKED""",
             (self._settings.fallback_agency, now, self._settings.sla_batch),
         )
         return [
@@ -320,11 +321,11 @@ class SlaEngine:
             return
         if kind == "ticket":
             query = """UPDATE tickets t SET sla_stage = m.stage, next_check_at = m.next
-                       FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS m(id, stage, next)
+                       FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS m(id, stage, next)
                        WHERE t.id = m.id::bigint"""
         else:
             query = """UPDATE dossiers d SET sla_stage = m.stage, next_check_at = m.next
-                       FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS m(id, stage, next)
+                       FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS m(id, stage, next)
                        WHERE d.dossier_id = m.id"""
         await conn.execute(
             query, ([m[0] for m in moves], [m[1] for m in moves], [m[2] for m in moves])
@@ -349,8 +350,8 @@ class SlaEngine:
         cur = await conn.execute(
             """INSERT INTO dossier_apologies (dossier_id, issued_at, agency, old_appointment_at,
                                               new_appointment_at, reason)
-               SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[],
-                                    %s::timestamptz[], %s::timestamptz[], %s::text[])
+               SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[],
+                                    %b::timestamptz[], %b::timestamptz[], %b::text[])
                ON CONFLICT (dossier_id, old_appointment_at) DO NOTHING RETURNING id""",
             tuple(list(column) for column in zip(*rows, strict=True)),
         )
@@ -422,7 +423,7 @@ class SlaEngine:
                     result.queued += 1
             await conn.execute(
                 """UPDATE alerts a SET notify_at = u.next, notifications = u.n
-                   FROM unnest(%s::bigint[], %s::timestamptz[], %s::int[]) AS u(id, next, n)
+                   FROM unnest(%b::bigint[], %b::timestamptz[], %b::int[]) AS u(id, next, n)
                    WHERE a.id = u.id""",
                 ([u[0] for u in updates], [u[1] for u in updates], [u[2] for u in updates]),
             )

@@ -63,7 +63,7 @@ _ANNOUNCE = """SELECT pg_notify(%s, json_build_object(
       'escalated_to', a.escalated_to, 'category', a.category, 'title', a.title,
       'lon', a.lon, 'lat', a.lat, 'raised_at', a.raised_at, 'resolved_at', a.resolved_at,
       'resolution', a.resolution, 'acked_at', a.acked_at)::text)
-   FROM alerts a WHERE a.id = ANY(%s)"""
+   FROM alerts a WHERE a.id = ANY(%b::bigint[])"""
 
 
 async def announce(conn: Conn, alert_ids: Sequence[int]) -> None:
@@ -87,10 +87,10 @@ async def raise_alerts(
         """INSERT INTO alerts (subject_kind, subject_id, rule, level, severity, agency,
                                escalated_to, category, title, details, lon, lat, raised_at,
                                digest, notify_at)
-           SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
-                                %s::float8[], %s::float8[], %s::timestamptz[], %s::bool[],
-                                %s::timestamptz[])
+           SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+                                %b::text[], %b::text[], %b::text[], %b::text[], %b::jsonb[],
+                                %b::float8[], %b::float8[], %b::timestamptz[], %b::bool[],
+                                %b::timestamptz[])
            ON CONFLICT (subject_kind, subject_id, rule, level) WHERE resolved_at IS NULL
            DO NOTHING
            RETURNING id""",
@@ -131,9 +131,9 @@ async def resolve_alerts(
         return []
     cur = await conn.execute(
         """UPDATE alerts SET resolved_at = %s, resolution = %s, notify_at = NULL
-           WHERE subject_kind = %s AND subject_id = ANY(%s) AND resolved_at IS NULL
+           WHERE subject_kind = %s AND subject_id = ANY(%b::text[]) AND resolved_at IS NULL
              AND (%s::text IS NULL OR rule = %s)
-             AND (%s::text[] IS NULL OR level = ANY(%s))
+             AND (%b::text[] IS NULL OR level = ANY(%b::text[]))
            RETURNING id""",
         (
             now,
