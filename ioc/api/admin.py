@@ -11,6 +11,7 @@ from ioc.api.body import read_limited
 from ioc.auth import Role
 from ioc.config import apply_config, dump_config, parse_config
 from ioc.errors import MalformedBody
+from ioc.params import check_tree
 from ioc.platform import Platform
 
 _ADMIN = frozenset({Role.ADMIN})
@@ -37,6 +38,7 @@ def build_admin_router(platform: Platform) -> APIRouter:
             data = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise MalformedBody(f"malformed JSON: {exc}") from None
+        check_tree(data, "request body")
         config = parse_config(data, "request body")
         async with platform.pool.connection() as conn:
             counts = await apply_config(conn, config)

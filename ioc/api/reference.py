@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from ioc.api.body import read_limited
 from ioc.auth import Role
 from ioc.errors import InvalidInput, MalformedBody
+from ioc.params import unstorable
 from ioc.platform import Platform
 from ioc.store.reference import Sensor, list_sensors, upsert_sensors
 from ioc.validation import explain
@@ -61,10 +62,15 @@ def build_reference_router(platform: Platform) -> APIRouter:
         errors = []
         for number, raw in enumerate(items, start=1):
             try:
-                good.append(_sensor.decode(raw))
+                sensor = _sensor.decode(raw)
             except msgspec.MsgspecError as exc:
                 name, reason = explain(exc)
                 errors.append({"line": number, "field": name, "reason": reason})
+                continue
+            if (refusal := unstorable(sensor.name)) is not None:
+                errors.append({"line": number, "field": "name", "reason": refusal})
+            else:
+                good.append(sensor)
         if not good:
             raise InvalidInput("no sensor in the request was valid", errors)
         async with platform.pool.connection() as conn, conn.transaction():
