@@ -8,8 +8,9 @@ import msgspec
 from fastapi import APIRouter, Request
 
 from ioc.api.body import read_limited
+from ioc.api.inputs import body_schema, json_body
 from ioc.auth import Role
-from ioc.config import apply_config, dump_config, parse_config
+from ioc.config import ResponsibilityConfig, apply_config, dump_config, parse_config
 from ioc.errors import MalformedBody
 from ioc.params import check_tree
 from ioc.platform import Platform
@@ -30,6 +31,7 @@ def build_admin_router(platform: Platform) -> APIRouter:
     @router.put(
         "/config",
         summary="Upsert agencies and categories; replace the rules (same shape as GET)",
+        openapi_extra=json_body(body_schema(ResponsibilityConfig)),
     )
     async def replace(request: Request) -> dict[str, Any]:
         (await platform.authenticate(request)).require(_ADMIN)

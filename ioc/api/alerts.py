@@ -27,12 +27,18 @@ _SILENCE_SCHEMA = {
     "properties": {
         "matchers": {
             "type": "object",
-            "description": "all must match: " + ", ".join(q.MATCHER_KEYS),
-            "additionalProperties": {"type": "string"},
+            "description": "all must match (at least one): " + ", ".join(q.MATCHER_KEYS),
+            "minProperties": 1,
+            "propertyNames": {"enum": list(q.MATCHER_KEYS)},
+            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 128},
         },
         "starts_at": {"type": "string", "format": "date-time", "description": "default: now"},
-        "ends_at": {"type": "string", "format": "date-time"},
-        "comment": {"type": "string"},
+        "ends_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "after starts_at and in the future",
+        },
+        "comment": {"type": "string", "maxLength": 2000},
     },
 }
 

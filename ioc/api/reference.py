@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from ioc.api.body import read_limited
+from ioc.api.inputs import body_schema, json_body
 from ioc.auth import Role
 from ioc.errors import InvalidInput, MalformedBody
 from ioc.params import unstorable
@@ -50,7 +51,11 @@ def build_reference_router(platform: Platform) -> APIRouter:
             "next": page[-1].sensor_id if len(page) == limit else None,
         }
 
-    @router.post("/sensors", summary="Register or move sensors (a JSON array)")
+    @router.post(
+        "/sensors",
+        summary="Register or move sensors (a JSON array)",
+        openapi_extra=json_body({"type": "array", "minItems": 1, "items": body_schema(Sensor)}),
+    )
     async def register(request: Request) -> JSONResponse:
         (await platform.authenticate(request)).require(frozenset({Role.ADMIN}))
         body = await read_limited(request, platform.settings.max_body_bytes)
