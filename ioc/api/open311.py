@@ -56,6 +56,24 @@ def _documented(description: str) -> dict[str, Any]:
     }
 
 
+_TEXT = {"type": "string"}
+_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["service_code"],
+    "properties": {
+        "api_key": {**_TEXT, "description": "a source key (or send it as Authorization)"},
+        "service_code": {**_TEXT, "description": "a code of services.json"},
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "long": {"type": "number", "minimum": -180, "maximum": 180},
+        "address_string": {**_TEXT, "maxLength": 500},
+        "description": {**_TEXT, "maxLength": open311.MAX_DESCRIPTION},
+        "email": {**_TEXT, "maxLength": 254},
+        "first_name": {**_TEXT, "maxLength": 100},
+        "last_name": {**_TEXT, "maxLength": 100},
+        "phone": {**_TEXT, "maxLength": 32},
+        "media_url": {**_TEXT, "maxLength": 2048, "pattern": "^https?://"},
+    },
+}
 _OK = {
     "description": "the answer, in the format the extension names",
     "content": {"application/json": {}, "text/xml": {"schema": {"type": "string"}}},
@@ -190,6 +208,9 @@ def build_open311_router(platform: Platform) -> APIRouter:
         "address_string, description, email, first_name, last_name, phone, media_url. "
         "It is stored as a field report and routed like any other.",
         responses=_POST,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {FORM: {"schema": _FORM_SCHEMA}}}
+        },
     )
     async def create(request: Request, fmt: Format) -> Response:
         kind = _format(fmt)
