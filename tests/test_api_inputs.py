@@ -213,3 +213,17 @@ def test_every_operation_documents_its_error_statuses(client: httpx.Client) -> N
                 assert error == {"$ref": "#/components/schemas/Error"}, (method, path)
             if path.startswith("/open311/"):
                 assert {"400", "503"} <= declared, (method, path)
+
+
+def test_a_missing_required_parameter_is_named_as_clients_send_it(
+    client: httpx.Client, server: RunningServer
+) -> None:
+    key = make_key(server, "operator")
+    error = platform_error(client.get("/v1/wall/changes", headers=auth(key)))
+    assert error["details"][0]["field"] == "since"
+
+
+def test_blank_review_filters_count_as_absent(client: httpx.Client, server: RunningServer) -> None:
+    key = make_key(server, "leader")
+    response = client.get("/v1/review?agency=&category=", headers=auth(key))
+    assert response.status_code == 200, response.text

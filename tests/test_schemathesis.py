@@ -32,11 +32,17 @@ _SETTINGS = settings(
 # refused with 422 naming the field (Open311: 400), and positive_data_acceptance is told so (its other statuses
 # stay as they are). Each entry gives the reason.
 _SEMANTIC_422 = {
+    ("POST", "/v1/events"): "a report's category and a count's sensor must be registered, "
+    "an online dossier needs online_level, a source key posts only for its own source",
+    ("POST", "/v1/events/batch"): "as for POST /v1/events, line by line",
     ("GET", "/v1/tickets"): "category must be a category of this platform (it changes at run "
     "time); bbox needs min ≤ max; until not before since; cursor is one the API gave out",
     ("GET", "/v1/alerts"): "cursor is one the API gave out",
     ("GET", "/v1/deliveries"): "cursor is one the API gave out",
     ("POST", "/v1/silences"): "ends_at must lie in the future, after starts_at",
+    ("GET", "/v1/wall/changes"): "since is a cursor the API gave out",
+    ("GET", "/v1/review"): "agency and category must exist; until not before since",
+    ("GET", "/review/{table}.csv"): "agency and category must exist; until not before since",
     ("POST", "/v1/sensors"): "a sensor may not move outside the platform's reference data rules",
     ("PUT", "/v1/admin/config"): "rules and parents must name agencies and categories that exist",
     ("POST", "/v1/tickets/{ticket_id}/actions"): "wait, reopen, transfer and reject need a "

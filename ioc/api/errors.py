@@ -92,6 +92,14 @@ def respond(exc: errors.IocError) -> JSONResponse:
     )
 
 
+def _field(location: Any) -> str:
+    """A parameter by the name clients send (``limit``, not ``query.limit``)."""
+    parts = [str(p) for p in location]
+    if len(parts) > 1 and parts[0] in ("query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts)
+
+
 def install(app: FastAPI) -> None:
     async def domain(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.IocError)
@@ -118,9 +126,7 @@ def install(app: FastAPI) -> None:
 
     async def validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        details = [
-            {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
-        ]
+        details = [{"field": _field(e["loc"]), "reason": e["msg"]} for e in exc.errors()]
         message = "; ".join(f"{d['field']}: {d['reason']}" for d in details)
         return JSONResponse(error_body("invalid_input", message, details), 422)
 
