@@ -22,6 +22,7 @@ from ioc.alerts import SUBJECT_KINDS, announce
 from ioc.auth import Principal, Role
 from ioc.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ioc.params import bad as _bad
+from ioc.params import text as _text
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -224,7 +225,9 @@ def decode_silence(body: bytes) -> _SilenceBody:
         raise _bad(
             "matchers", "at least one matcher is needed (a silence of everything is refused)"
         )
-    for key in silence.matchers:
+    _text("comment", silence.comment)
+    for key, value in silence.matchers.items():
+        _text(f"matchers.{_text('matchers', key)}", value)
         if key not in MATCHER_KEYS:
             raise _bad(f"matchers.{key}", f"unknown matcher; accepted: {', '.join(MATCHER_KEYS)}")
     for name in ("starts_at", "ends_at"):

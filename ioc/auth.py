@@ -77,6 +77,8 @@ def split_token(token: str) -> tuple[str, str]:
         or not parts[2]
     ):
         raise Unauthenticated("the API key is not of the form ioc_<prefix>_<secret>")
+    if not (parts[1].isascii() and parts[1].isalnum()):  # never a NUL or the like to look up
+        raise Unauthenticated("the API key is not of the form ioc_<prefix>_<secret>")
     return parts[1], parts[2]
 
 

@@ -23,6 +23,9 @@ Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0
 SourceName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
 Text = Annotated[str, Meta(max_length=10_000)]
 Url = Annotated[str, Meta(max_length=2048, pattern=r"^https?://")]
+# The document says what the decoder reads: an RFC 3339 date-time (one without an offset is also
+# read, in the configured zone).
+Moment = Annotated[datetime, Meta(extra_json_schema={"format": "date-time"})]
 
 DossierEventName = Literal[
     "registered",
@@ -67,7 +70,7 @@ class FieldReport(_Event, tag="field_report", frozen=True):
     description: Text
     lon: Lon
     lat: Lat
-    occurred_at: datetime
+    occurred_at: Moment
     source: SourceName | None = None
     address: Annotated[str, Meta(max_length=500)] | None = None
     reporter: Reporter | None = None
@@ -78,7 +81,7 @@ class TrafficCount(_Event, tag="traffic_count", frozen=True):
     """One counter reading; the sensor's position is registered data, not part of the reading."""
 
     sensor_id: Ident
-    observed_at: datetime
+    observed_at: Moment
     interval_s: Annotated[int, Meta(gt=0, le=86_400)]
     vehicle_count: Annotated[int, Meta(ge=0, le=1_000_000)]
     avg_speed_kmh: Annotated[float, Meta(ge=0.0, le=400.0)] | None = None
@@ -93,10 +96,10 @@ class DossierEvent(_Event, tag="dossier_event", frozen=True):
     procedure_code: Ident
     agency: Ident
     event: DossierEventName
-    at: datetime
+    at: Moment
     channel: Channel
     online_level: OnlineLevel | None = None
-    appointment_at: datetime | None = None
+    appointment_at: Moment | None = None
     paid_online: bool = False
     digitised: bool = False
     lon: Lon | None = None

@@ -21,6 +21,7 @@ import psycopg
 
 from ioc.errors import InvalidInput, MalformedBody, NotFound
 from ioc.events import FieldReport
+from ioc.params import text
 from ioc.tickets import MOVES, OPEN_STATES, STATES
 from ioc.validation import explain
 
@@ -336,6 +337,9 @@ def parse_form(body: bytes) -> dict[str, str]:
         raise MalformedBody(f"the form is not UTF-8 (byte {exc.start})") from None
     except ValueError as exc:
         raise MalformedBody(f"the form cannot be read: {exc}") from None
+    for name, value in pairs:
+        text(name, name)
+        text(name, value)
     return dict(reversed(pairs))  # the first of a repeated field wins
 
 

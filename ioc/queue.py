@@ -24,6 +24,7 @@ from ioc.deadlines import DeadlineBook
 from ioc.errors import Conflict, Forbidden, InvalidInput, MalformedBody, NotFound
 from ioc.params import bad as _bad
 from ioc.params import one as _one
+from ioc.params import text as _text
 from ioc.ticket_clock import on_action
 from ioc.ticketing import CHANNEL, notify
 from ioc.tickets import MOVES, OPEN_STATES, STATES, Action, check_move
@@ -264,6 +265,10 @@ def decode_action(body: bytes) -> Action:
         raise MalformedBody(
             'a JSON object like {"action": "start"} is expected: ' + explain(exc)[1]
         ) from None
+    for name in ("reason", "assignee", "to_agency"):
+        value = getattr(given, name)
+        if value is not None:
+            _text(name, value)
     assignee = given.assignee.strip() if given.assignee is not None else None
     to_agency = given.to_agency.strip() if given.to_agency is not None else None
     return Action(given.action, given.reason.strip(), assignee or None, to_agency or None)

@@ -20,6 +20,7 @@ from alerting.calendar import WorkingCalendar
 from alerting.setup import office_hours
 from ioc.auth import Principal, Role
 from ioc.errors import Forbidden, InvalidInput, Unauthenticated
+from ioc.params import query_of
 from ioc.platform import Platform
 from maps import pages, review
 from maps.review_page import REVIEW_PATH, ReviewView, render_review, table_csv
@@ -29,15 +30,20 @@ _ERROR = {
     "description": "error",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
+_MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 _Since = Annotated[
     str | None,
     Query(
+        pattern=_MONTH,
         description="first month, YYYY-MM (default: two months ago; when the last three "
-        "months have no data, the three months ending with the latest month that has)"
+        "months have no data, the three months ending with the latest month that has)",
     ),
 ]
 _Until = Annotated[
-    str | None, Query(description="last month, YYYY-MM (default: this month); at most 120 months")
+    str | None,
+    Query(
+        pattern=_MONTH, description="last month, YYYY-MM (default: this month); at most 120 months"
+    ),
 ]
 _Agency = Annotated[str | None, Query(description="only this agency (code)")]
 _Category = Annotated[str | None, Query(description="only tickets of this category (code)")]
@@ -69,11 +75,10 @@ class _Review:
     ) -> tuple[review.ReviewQuery, review.Names, list[review.Table], datetime]:
         settings = self.platform.settings
         now = self.platform.clock.now()
-        params = request.query_params
         async with self.platform.pool.connection() as conn:
             names = await review.load_names(conn)
             query = review.parse_query(
-                {name: params.getlist(name) for name in params},
+                query_of(request.query_params.multi_items()),
                 settings.zone,
                 now.astimezone(settings.zone).date(),
                 list(names.agencies),
@@ -138,7 +143,12 @@ def build_review_router(platform: Platform) -> APIRouter:
     )
     async def review_csv(
         request: Request,
-        table: Annotated[str, Path(description="one of: " + ", ".join(review.TABLES))],
+        table: Annotated[
+            str,
+            Path(
+                description="a table of the review", json_schema_extra={"enum": list(review.TABLES)}
+            ),
+        ],
         since: _Since = None,
         until: _Until = None,
         agency: _Agency = None,

@@ -299,9 +299,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
     )
     async def wall_changes(
         request: Request,
-        since: Annotated[
-            str | None, Query(description="the cursor of the previous snapshot or changes")
-        ] = None,
+        since: Annotated[str, Query(description="the cursor of the previous snapshot or changes")],
     ) -> Response:
         who = await platform.authenticate(request)
         who.require(WALL_ROLES)

@@ -8,9 +8,11 @@ import msgspec
 from fastapi import APIRouter, Request
 
 from ioc.api.body import read_json
+from ioc.api.inputs import body_schema, json_body
 from ioc.auth import Role
-from ioc.config import apply_config, dump_config, parse_config
+from ioc.config import ResponsibilityConfig, apply_config, dump_config, parse_config
 from ioc.errors import MalformedBody
+from ioc.params import check_tree
 from ioc.platform import Platform
 
 _ADMIN = frozenset({Role.ADMIN})
@@ -29,6 +31,7 @@ def build_admin_router(platform: Platform) -> APIRouter:
     @router.put(
         "/config",
         summary="Upsert agencies and categories; replace the rules (same shape as GET)",
+        openapi_extra=json_body(body_schema(ResponsibilityConfig)),
     )
     async def replace(request: Request) -> dict[str, Any]:
         (await platform.authenticate(request)).require(_ADMIN)
@@ -37,6 +40,7 @@ def build_admin_router(platform: Platform) -> APIRouter:
             data = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise MalformedBody(f"malformed JSON: {exc}") from None
+        check_tree(data, "request body")
         config = parse_config(data, "request body")
         async with platform.pool.connection() as conn:
             counts = await apply_config(conn, config)

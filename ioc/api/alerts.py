@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from ioc import alert_queries as q
 from ioc.api.body import read_json
 from ioc.api.feeds import serve_feed
+from ioc.params import query_of
 from ioc.platform import Platform
 from ioc.queue import actor_of
 
@@ -26,12 +27,18 @@ _SILENCE_SCHEMA = {
     "properties": {
         "matchers": {
             "type": "object",
-            "description": "all must match: " + ", ".join(q.MATCHER_KEYS),
-            "additionalProperties": {"type": "string"},
+            "description": "all must match (at least one): " + ", ".join(q.MATCHER_KEYS),
+            "minProperties": 1,
+            "propertyNames": {"enum": list(q.MATCHER_KEYS)},
+            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 128},
         },
         "starts_at": {"type": "string", "format": "date-time", "description": "default: now"},
-        "ends_at": {"type": "string", "format": "date-time"},
-        "comment": {"type": "string"},
+        "ends_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "after starts_at and in the future",
+        },
+        "comment": {"type": "string", "maxLength": 2000},
     },
 }
 
@@ -52,9 +59,9 @@ def build_alerts_router(platform: Platform) -> APIRouter:
     )
     async def list_alerts(request: Request) -> Response:
         who = await platform.authenticate(request)
-        params = request.query_params
+        query = query_of(request.query_params.multi_items())
         async with platform.pool.connection() as conn:
-            page = await q.list_alerts(conn, who, {k: params.getlist(k) for k in params})
+            page = await q.list_alerts(conn, who, query)
         return _json(page)
 
     @router.get("/v1/alerts/{alert_id}", summary="One alert", responses=errors)

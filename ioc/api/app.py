@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from alerting.setup import install, working_calendar
@@ -16,6 +16,7 @@ from ioc.api.admin import build_admin_router
 from ioc.api.alerts import build_alerts_router
 from ioc.api.deliveries import build_deliveries_router
 from ioc.api.ingest import build_ingest_router
+from ioc.api.inputs import storable_parameters
 from ioc.api.open311 import build_open311_router
 from ioc.api.ops import build_ops_router
 from ioc.api.reference import build_reference_router
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         description="Field reports, traffic counters and dossier events for a provincial "
         "operations center. Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
+        dependencies=[Depends(storable_parameters)],
     )
     app.state.platform = platform
     install(platform)
@@ -93,6 +95,7 @@ def _extend_openapi(app: FastAPI) -> None:
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(json_schemas()[1])
             schemas["Error"] = _ERROR_SCHEMA
+            errors.document(document)
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from ioc import outbox
+from ioc.params import query_of
 from ioc.platform import Platform
 
 _ERROR = {
@@ -48,8 +49,7 @@ def build_deliveries_router(platform: Platform) -> APIRouter:
     ) -> Response:
         # The parameters document the API; the domain parses the raw strings (and words errors).
         who = await platform.authenticate(request)
-        params = request.query_params
-        filters = outbox.parse_filters({name: params.getlist(name) for name in params})
+        filters = outbox.parse_filters(query_of(request.query_params.multi_items()))
         async with platform.pool.connection() as conn:
             return _json(await outbox.list_deliveries(conn, who, filters))
 

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-import psycopg
 from fastapi import APIRouter, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from psycopg_pool import PoolTimeout
 
 from ioc import open311
 from ioc.api.body import read_limited
-from ioc.api.errors import status_of, to_store_unavailable
+from ioc.api.errors import status_of, translate
 from ioc.api.security import token_of
 from ioc.auth import Principal, Role
 from ioc.errors import (
@@ -37,7 +36,63 @@ log = logging.getLogger(__name__)
 
 FORM = "application/x-www-form-urlencoded"
 _WRITERS = frozenset({Role.SOURCE})
-Format = Annotated[str, Path(description="the response format: json or xml")]
+Format = Annotated[Literal["json", "xml"], Path(description="the response format")]
+_ERRORS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["code", "description"],
+        "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
+    },
+}
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {"schema": _ERRORS_SCHEMA},
+            "text/xml": {"schema": {"type": "string"}},
+        },
+    }
+
+
+_TEXT = {"type": "string"}
+_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["service_code"],
+    "properties": {
+        "api_key": {**_TEXT, "description": "a source key (or send it as Authorization)"},
+        "service_code": {**_TEXT, "description": "a code of services.json"},
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "long": {"type": "number", "minimum": -180, "maximum": 180},
+        "address_string": {**_TEXT, "maxLength": 500},
+        "description": {**_TEXT, "maxLength": open311.MAX_DESCRIPTION},
+        "email": {**_TEXT, "maxLength": 254},
+        "first_name": {**_TEXT, "maxLength": 100},
+        "last_name": {**_TEXT, "maxLength": 100},
+        "phone": {**_TEXT, "maxLength": 32},
+        "media_url": {**_TEXT, "maxLength": 2048, "pattern": "^https?://"},
+    },
+}
+_OK = {
+    "description": "the answer, in the format the extension names",
+    "content": {"application/json": {}, "text/xml": {"schema": {"type": "string"}}},
+}
+# The statuses every Open311 route may answer, in the spec's error format.
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _OK,
+    400: _documented("a parameter or field is invalid, or the format is not json or xml"),
+    503: _documented("the database is unavailable; retry after Retry-After seconds"),
+}
+_ONE = {**_RESPONSES, 404: _documented("no such service or service request")}
+_POST = {
+    **_RESPONSES,
+    403: _documented("api_key is missing, unknown, or not a source key"),
+    413: _documented("the form is over the body limit"),
+    415: _documented(f"the body is not {FORM}"),
+    429: _documented("too many failed authentications from this address; retry later"),
+}
 
 
 def _format(fmt: str) -> str:
@@ -69,6 +124,17 @@ def _failure(request: Request, exc: IocError) -> Response:
     return _render(fmt, "errors", open311.errors(status, exc.message), status, **headers)
 
 
+def _refusal(exc: RequestValidationError) -> InvalidInput:
+    reasons = []
+    for error in exc.errors():
+        name = str(error["loc"][-1])
+        if name == "fmt":
+            reasons.append(f"format {error.get('input')!r} is not offered; use .json or .xml")
+        else:
+            reasons.append(f"{name}: {error['msg']}")
+    return InvalidInput("; ".join(reasons))
+
+
 class Open311Route(APIRoute):
     """A route whose domain errors are answered in the Open311 error format."""
 
@@ -80,9 +146,14 @@ class Open311Route(APIRoute):
                 return await handler(request)
             except IocError as exc:
                 return _failure(request, exc)
-            except (psycopg.OperationalError, PoolTimeout) as exc:
-                log.warning("database unavailable during %s: %s", request.url.path, exc)
-                return _failure(request, to_store_unavailable(exc))
+            except RequestValidationError as exc:
+                return _failure(request, _refusal(exc))
+            except Exception as exc:
+                known = translate(exc)
+                if known is None:
+                    raise
+                log.warning("database refused %s: %s", request.url.path, exc)
+                return _failure(request, known)
 
         return answer
 
@@ -102,19 +173,29 @@ def build_open311_router(platform: Platform) -> APIRouter:
         who.require(_WRITERS)
         return who
 
-    @router.get("/discovery.{fmt}", summary="Open311 discovery: where and how to call this API")
+    @router.get(
+        "/discovery.{fmt}",
+        summary="Open311 discovery: where and how to call this API",
+        responses=_RESPONSES,
+    )
     async def discovery(request: Request, fmt: Format) -> Response:
         base = str(request.base_url).rstrip("/") + router.prefix
         return _render(_format(fmt), "discovery", open311.discovery(base))
 
-    @router.get("/services.{fmt}", summary="Service types: our field-report categories")
+    @router.get(
+        "/services.{fmt}",
+        summary="Service types: our field-report categories",
+        responses=_RESPONSES,
+    )
     async def services(fmt: Format) -> Response:
         kind = _format(fmt)
         async with platform.pool.connection() as conn:
             listed = await open311.services(conn)
         return _render(kind, "services", listed)
 
-    @router.get("/services/{service_code}.{fmt}", summary="One service's definition")
+    @router.get(
+        "/services/{service_code}.{fmt}", summary="One service's definition", responses=_ONE
+    )
     async def service_definition(service_code: str, fmt: Format) -> Response:
         kind = _format(fmt)
         async with platform.pool.connection() as conn:
@@ -127,6 +208,10 @@ def build_open311_router(platform: Platform) -> APIRouter:
         description="application/x-www-form-urlencoded: service_code, lat, long, "
         "address_string, description, email, first_name, last_name, phone, media_url. "
         "It is stored as a field report and routed like any other.",
+        responses=_POST,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {FORM: {"schema": _FORM_SCHEMA}}}
+        },
     )
     async def create(request: Request, fmt: Format) -> Response:
         kind = _format(fmt)
@@ -151,6 +236,7 @@ def build_open311_router(platform: Platform) -> APIRouter:
         summary="Service requests (the last 90 days unless dated; at most 1000)",
         description="Filters: service_request_id (comma list; overrides the others), "
         "service_code, start_date, end_date (ISO 8601), status (open, closed).",
+        responses=_RESPONSES,
     )
     async def search(request: Request, fmt: Format) -> Response:
         kind = _format(fmt)
@@ -162,7 +248,9 @@ def build_open311_router(platform: Platform) -> APIRouter:
             found = await open311.find_requests(conn, query, zone)
         return _render(kind, "service_requests", found)
 
-    @router.get("/requests/{service_request_id}.{fmt}", summary="One service request")
+    @router.get(
+        "/requests/{service_request_id}.{fmt}", summary="One service request", responses=_ONE
+    )
     async def one(service_request_id: str, fmt: Format) -> Response:
         kind = _format(fmt)
         async with platform.pool.connection() as conn:

@@ -9,8 +9,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from ioc.api.body import read_json
+from ioc.api.inputs import body_schema, json_body
 from ioc.auth import Role
 from ioc.errors import InvalidInput, MalformedBody
+from ioc.params import unstorable
 from ioc.platform import Platform
 from ioc.store.reference import Sensor, list_sensors, upsert_sensors
 from ioc.validation import explain
@@ -49,7 +51,11 @@ def build_reference_router(platform: Platform) -> APIRouter:
             "next": page[-1].sensor_id if len(page) == limit else None,
         }
 
-    @router.post("/sensors", summary="Register or move sensors (a JSON array)")
+    @router.post(
+        "/sensors",
+        summary="Register or move sensors (a JSON array)",
+        openapi_extra=json_body({"type": "array", "minItems": 1, "items": body_schema(Sensor)}),
+    )
     async def register(request: Request) -> JSONResponse:
         (await platform.authenticate(request)).require(frozenset({Role.ADMIN}))
         body = await read_json(request, platform.settings.max_body_bytes)
@@ -61,10 +67,15 @@ def build_reference_router(platform: Platform) -> APIRouter:
         errors = []
         for number, raw in enumerate(items, start=1):
             try:
-                good.append(_sensor.decode(raw))
+                sensor = _sensor.decode(raw)
             except msgspec.MsgspecError as exc:
                 name, reason = explain(exc)
                 errors.append({"line": number, "field": name, "reason": reason})
+                continue
+            if (refusal := unstorable(sensor.name)) is not None:
+                errors.append({"line": number, "field": "name", "reason": refusal})
+            else:
+                good.append(sensor)
         if not good:
             raise InvalidInput("no sensor in the request was valid", errors)
         async with platform.pool.connection() as conn, conn.transaction():

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from ioc import queue
 from ioc.api.body import read_json
 from ioc.api.feeds import serve_feed
+from ioc.params import query_of
 from ioc.platform import Platform
 from ioc.tickets import MOVES
 
@@ -71,9 +72,8 @@ def build_tickets_router(platform: Platform) -> APIRouter:
         # The parameters above document the API; parsing them (with the messages) is the
         # domain's, so they arrive as the raw strings the client sent.
         who = await platform.authenticate(request)
-        params = request.query_params
         filters = queue.parse_filters(
-            {name: params.getlist(name) for name in params},
+            query_of(request.query_params.multi_items()),
             platform.settings.zone,
             platform.reference.categories(),
         )
