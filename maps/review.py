@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, tzinfo
+from fractions import Fraction
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -442,25 +443,49 @@ CROSS JOIN LATERAL (
     AND opened_at >= %(since)s AND opened_at < %(until)s
   OFFSET 0) AS t"""
 
-# Percentiles from the summed bins: the bin holding rank q·(n−1), interpolated inside it as if
-# its values were spread evenly on the log scale.
-_PERCENTILES: Final = sql.SQL(
-    """WITH h AS (
-  SELECT {key} AS key, measure, bin, sum(n) AS n FROM review_ticket_bins
-  WHERE month >= %(first)s AND month < %(after)s AND {filters}
-  GROUP BY 1, 2, 3 HAVING sum(n) > 0),
-c AS (
-  SELECT key, measure, bin, n,
-         sum(n) OVER (PARTITION BY key, measure ORDER BY bin) - n AS below,
-         sum(n) OVER (PARTITION BY key, measure) AS total
-  FROM h)
-SELECT c.key, c.measure, p.q,
-       CASE WHEN c.bin < 0 THEN 0.0
-            ELSE power(%(base)s::float8, c.bin + least(1.0, (p.q * (c.total - 1) - c.below + 0.5)
-                                                           / c.n)) END
-FROM c CROSS JOIN (VALUES (0.5), (0.9)) AS p (q)
-WHERE c.below <= p.q * (c.total - 1) AND p.q * (c.total - 1) < c.below + c.n"""
+# The bins of the rows shown, summed over the period's months. Percentiles are read from
+# them by ``_bin_percentiles``.
+_BIN_SUMS: Final = sql.SQL(
+    """SELECT {key}, measure, bin, sum(n) FROM review_ticket_bins
+WHERE month >= %(first)s AND month < %(after)s AND {filters}
+GROUP BY 1, 2, 3 HAVING sum(n) > 0"""
 )
+_FRACTIONS: Final = (Fraction(1, 2), Fraction(9, 10))
+
+
+def _bin_percentiles(
+    found: Sequence[tuple[Any, ...]], total_row: bool
+) -> dict[tuple[str, str, float], float]:
+    """Median and P90 of each (key, measure) histogram: the bin holding rank q·(n−1),
+    interpolated inside it as if its values were spread evenly on the log scale."""
+    if not found:
+        return {}
+    codes, measures, bins, counts = (np.asarray(column) for column in zip(*found, strict=True))
+    names, code_of = np.unique(codes.astype(str), return_inverse=True)
+    kinds, measure_of = np.unique(measures.astype(str), return_inverse=True)
+    group = code_of * len(kinds) + measure_of
+    bins, counts = bins.astype(np.int64), counts.astype(np.int64)
+    order = np.lexsort((bins, group))
+    group, bins, counts = group[order], bins[order], counts[order]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    ends = np.r_[starts[1:], len(group)]
+    out: dict[tuple[str, str, float], float] = {}
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        g = int(group[start])
+        code = ALL if total_row else str(names[g // len(kinds)])
+        measure = str(kinds[g % len(kinds)])
+        n_of, bin_of = counts[start:end], bins[start:end]
+        above = np.cumsum(n_of)  # tickets up to and including each bin
+        total = int(above[-1])
+        for q in _FRACTIONS:
+            # the first bin whose tickets reach past rank q·(total − 1)
+            i = int(np.searchsorted(above * q.denominator, q.numerator * (total - 1), "right"))
+            n, bin_ = int(n_of[i]), int(bin_of[i])
+            inside = min(Fraction(1), (q * (total - 1) - (int(above[i]) - n) + Fraction(1, 2)) / n)
+            value = 0.0 if bin_ < 0 else BIN_BASE ** float(bin_ + inside)
+            out[(code, measure, float(q))] = value
+    return out
+
 
 _OVERDUE: Final = sql.SQL(
     """SELECT {key}, count(*) FROM tickets t
@@ -550,7 +575,6 @@ async def ticket_table(
         "since": q.since,
         "until": q.until,
         "now": now,
-        "base": BIN_BASE,
         "mine": mine,
         "theirs": theirs,
         "all": ALL,
@@ -580,10 +604,8 @@ async def ticket_table(
     total = sql.SQL("{} AND {} = %(mine_or_all)s").format(theirs_rows, key)
     percentiles: dict[tuple[str, str, float], float] = {}
     for rows_wanted in (each, total):
-        cur = await conn.execute(_PERCENTILES.format(key=key, filters=rows_wanted), params)
-        for code, measure, fraction, value in await cur.fetchall():
-            code = ALL if rows_wanted is total else code
-            percentiles[(code, measure, float(fraction))] = float(value)
+        cur = await conn.execute(_BIN_SUMS.format(key=key, filters=rows_wanted), params)
+        percentiles.update(_bin_percentiles(await cur.fetchall(), rows_wanted is total))
     exact = _exact_rows(received, members)
     percentiles.update(await _exact_percentiles(conn, q, members, exact))
     overdue_filters = sql.Composed([_equal(c, p, "t.") for c, p in filter(None, chosen)])
