@@ -443,7 +443,7 @@ def test_dossier_indicators_from_events_posted_through_the_api(
     assert province["digitised_rate"] == 0.5
     # Finished in June with a result: D1, D2, D3 and D6.
     with psycopg.connect(server.db_url) as conn:
-        folded = dict(
+        folded: dict[str, tuple[str, float]] = dict(
             conn.execute(
                 "SELECT dossier_id, (result, used_working_s) FROM dossiers"
                 " WHERE dossier_id IN ('D1', 'D2', 'D3', 'D6')"
