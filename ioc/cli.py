@@ -460,6 +460,25 @@ def bench_live(clients: int, rate: int, duration: float, tickets: int, dossier_e
     run_live_benchmark(_settings(), clients, rate, duration, tickets, dossier_events)
 
 
+@bench.command("review")
+@click.option("--tickets", default=1_000_000, show_default=True, help="Tickets over a year.")
+@click.option(
+    "--dossier-events", default=1_000_000, show_default=True, help="Dossier events over a year."
+)
+@click.option(
+    "--database",
+    default=None,
+    help="Load into (or reuse, when it has tickets) a kept database of this name.",
+)
+def bench_review(tickets: int, dossier_events: int, database: str | None) -> None:
+    """Each review table over a year and a month, against the exact query over the tickets."""
+    from ioc.bench.review import run_review_benchmark
+
+    if tickets < 1 or dossier_events < 1:
+        raise click.BadParameter("--tickets and --dossier-events must be positive")
+    run_review_benchmark(_settings(), tickets, dossier_events, database)
+
+
 @main.group("import")
 def import_group() -> None:
     """History from other systems, with its own timestamps."""

@@ -3,7 +3,9 @@
 Each table is one set-based query. Ticket figures come from rollups (migration 0005) that
 statement triggers keep current: counts per local day, agency and category, and histograms of
 office time per local month; ``refresh`` folds the triggers' pending changes in before a
-review reads. Dossier indicators are read from the folded ``dossiers`` rows directly.
+review reads. Dossier indicators come from a rollup per local month and agency (migration
+0012) whose changed rows ``refresh`` recomputes from the ``dossiers`` rows; "overdue now" is
+counted on the open tickets and dossiers at the time asked, through partial indexes.
 
 Definitions (also shown on the page):
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, tzinfo
+from fractions import Fraction
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -280,6 +283,85 @@ GROUP BY 1, 2, 3, 4, 5 ORDER BY 2, 1, 3, 4, 5
 ON CONFLICT (agency, month, category, measure, bin) DO UPDATE SET n = t.n + EXCLUDED.n"""
 
 
+# Dossier indicators per local month and agency (migration 0012): the received figures of
+# the dossiers accepted in the month, the finished ones of those whose result came out in it.
+_DOSSIER_MONTH_PARTS: Final = """
+r AS (
+  SELECT {month_of_accepted} AS month, d.agency, count(*) AS received,
+         count(*) FILTER (WHERE d.channel = 'online') AS online,
+         count(*) FILTER (WHERE d.online_level = 'partial') AS partial,
+         count(*) FILTER (WHERE d.online_level = 'full_process') AS full_process,
+         count(*) FILTER (WHERE d.paid_online OR {fee}) AS with_fee,
+         count(*) FILTER (WHERE d.paid_online) AS paid,
+         count(*) FILTER (WHERE d.digitised) AS digitised
+  FROM {accepted} GROUP BY 1, 2),
+f AS (
+  SELECT {month_of_finished} AS month, d.agency, count(*) AS ended,
+         count(*) FILTER (WHERE d.result IS NOT NULL) AS finished,
+         count(*) FILTER (WHERE d.result = 'early') AS early,
+         count(*) FILTER (WHERE d.result = 'on_time') AS on_time,
+         count(*) FILTER (WHERE d.result = 'late') AS late,
+         coalesce(sum(d.used_working_s) FILTER (WHERE d.result IS NOT NULL), 0) AS used_s,
+         count(d.used_working_s) FILTER (WHERE d.result IS NOT NULL) AS used_n
+  FROM {finished} GROUP BY 1, 2)"""
+
+_DOSSIER_MONTH_VALUES: Final = """
+SELECT month, agency, coalesce(r.received, 0), coalesce(r.online, 0), coalesce(r.partial, 0),
+       coalesce(r.full_process, 0), coalesce(r.with_fee, 0), coalesce(r.paid, 0),
+       coalesce(r.digitised, 0), coalesce(f.ended, 0), coalesce(f.finished, 0),
+       coalesce(f.early, 0), coalesce(f.on_time, 0), coalesce(f.late, 0),
+       coalesce(f.used_s, 0), coalesce(f.used_n, 0)"""
+
+_FEE_EVENT: Final = """EXISTS (SELECT FROM dossier_events e WHERE e.dossier_id = d.dossier_id
+                AND e.event IN ('fee_requested', 'fee_paid'))"""
+
+_REBUILD_DOSSIERS: Final = (
+    "WITH"
+    + _DOSSIER_MONTH_PARTS.format(
+        month_of_accepted="date_trunc('month', d.accepted_at AT TIME ZONE %(zone)s)::date",
+        month_of_finished="date_trunc('month', d.finished_at AT TIME ZONE %(zone)s)::date",
+        fee="fee.dossier_id IS NOT NULL",
+        accepted="""dossiers d LEFT JOIN (
+    SELECT DISTINCT dossier_id FROM dossier_events
+    WHERE event IN ('fee_requested', 'fee_paid')) AS fee USING (dossier_id)
+  WHERE d.accepted_at IS NOT NULL""",
+        finished="dossiers d WHERE d.finished_at IS NOT NULL",
+    )
+    + "\nINSERT INTO review_dossier_months"
+    + _DOSSIER_MONTH_VALUES
+    + "\nFROM r FULL JOIN f USING (month, agency)"
+)
+
+# The keys the trigger logged, recomputed from their dossiers (one index range each).
+_FOLD_DOSSIERS: Final = (
+    """WITH moved AS (DELETE FROM review_dossier_dirty RETURNING month, agency),
+k AS (
+  SELECT DISTINCT month, agency, month::timestamp AT TIME ZONE %(zone)s AS since,
+         (month + interval '1 month') AT TIME ZONE %(zone)s AS until
+  FROM moved),"""
+    + _DOSSIER_MONTH_PARTS.format(
+        month_of_accepted="k.month",
+        month_of_finished="k.month",
+        fee=_FEE_EVENT,
+        accepted="k JOIN dossiers d ON d.agency = k.agency AND d.accepted_at >= k.since"
+        " AND d.accepted_at < k.until",
+        finished="k JOIN dossiers d ON d.agency = k.agency AND d.finished_at >= k.since"
+        " AND d.finished_at < k.until",
+    )
+    + "\nINSERT INTO review_dossier_months AS t"
+    + _DOSSIER_MONTH_VALUES
+    + """
+FROM k LEFT JOIN r USING (month, agency) LEFT JOIN f USING (month, agency)
+ORDER BY 1, 2
+ON CONFLICT (month, agency) DO UPDATE SET
+    received = EXCLUDED.received, online = EXCLUDED.online, partial = EXCLUDED.partial,
+    full_process = EXCLUDED.full_process, with_fee = EXCLUDED.with_fee, paid = EXCLUDED.paid,
+    digitised = EXCLUDED.digitised, ended = EXCLUDED.ended, finished = EXCLUDED.finished,
+    early = EXCLUDED.early, on_time = EXCLUDED.on_time, late = EXCLUDED.late,
+    used_s = EXCLUDED.used_s, used_n = EXCLUDED.used_n"""
+)
+
+
 async def refresh(conn: Conn, zone: str) -> bool:
     """Bring the ticket rollups up to date; True when they had to be built from the tickets.
 
@@ -294,12 +376,13 @@ async def refresh(conn: Conn, zone: str) -> bool:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
             await conn.execute(_FOLD_DAYS)
             await conn.execute(_FOLD_BINS)
+            await conn.execute(_FOLD_DOSSIERS, {"zone": zone})
         return False
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         # No ticket changes while the rollups are rebuilt; from the commit on, the triggers
         # log every change in this zone.
-        await conn.execute("LOCK TABLE tickets IN SHARE ROW EXCLUSIVE MODE")
+        await conn.execute("LOCK TABLE tickets, dossiers IN SHARE ROW EXCLUSIVE MODE")
         cur = await conn.execute("SELECT zone FROM review_state")
         row = await cur.fetchone()
         if row is not None and row[0] == zone:
@@ -309,13 +392,16 @@ async def refresh(conn: Conn, zone: str) -> bool:
             "review_ticket_bins_delta",
             "review_ticket_days",
             "review_ticket_bins",
+            "review_dossier_dirty",
+            "review_dossier_months",
         ):
             await conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
         await conn.execute("SET LOCAL work_mem = '256MB'")  # one pass over every ticket
         await conn.execute(_REBUILD_DAYS, {"zone": zone})
         await conn.execute(_REBUILD_BINS, {"zone": zone})
+        await conn.execute(_REBUILD_DOSSIERS, {"zone": zone})
         await conn.execute("UPDATE review_state SET zone = %s, built = now()", (zone,))
-        await conn.execute("ANALYZE review_ticket_days, review_ticket_bins")
+        await conn.execute("ANALYZE review_ticket_days, review_ticket_bins, review_dossier_months")
     return True
 
 
@@ -357,25 +443,49 @@ CROSS JOIN LATERAL (
     AND opened_at >= %(since)s AND opened_at < %(until)s
   OFFSET 0) AS t"""
 
-# Percentiles from the summed bins: the bin holding rank q·(n−1), interpolated inside it as if
-# its values were spread evenly on the log scale.
-_PERCENTILES: Final = sql.SQL(
-    """WITH h AS (
-  SELECT {key} AS key, measure, bin, sum(n) AS n FROM review_ticket_bins
-  WHERE month >= %(first)s AND month < %(after)s AND {filters}
-  GROUP BY 1, 2, 3 HAVING sum(n) > 0),
-c AS (
-  SELECT key, measure, bin, n,
-         sum(n) OVER (PARTITION BY key, measure ORDER BY bin) - n AS below,
-         sum(n) OVER (PARTITION BY key, measure) AS total
-  FROM h)
-SELECT c.key, c.measure, p.q,
-       CASE WHEN c.bin < 0 THEN 0.0
-            ELSE power(%(base)s::float8, c.bin + least(1.0, (p.q * (c.total - 1) - c.below + 0.5)
-                                                           / c.n)) END
-FROM c CROSS JOIN (VALUES (0.5), (0.9)) AS p (q)
-WHERE c.below <= p.q * (c.total - 1) AND p.q * (c.total - 1) < c.below + c.n"""
+# The bins of the rows shown, summed over the period's months. Percentiles are read from
+# them by ``_bin_percentiles``.
+_BIN_SUMS: Final = sql.SQL(
+    """SELECT {key}, measure, bin, sum(n) FROM review_ticket_bins
+WHERE month >= %(first)s AND month < %(after)s AND {filters}
+GROUP BY 1, 2, 3 HAVING sum(n) > 0"""
 )
+_FRACTIONS: Final = (Fraction(1, 2), Fraction(9, 10))
+
+
+def _bin_percentiles(
+    found: Sequence[tuple[Any, ...]], total_row: bool
+) -> dict[tuple[str, str, float], float]:
+    """Median and P90 of each (key, measure) histogram: the bin holding rank q·(n−1),
+    interpolated inside it as if its values were spread evenly on the log scale."""
+    if not found:
+        return {}
+    codes, measures, bins, counts = (np.asarray(column) for column in zip(*found, strict=True))
+    names, code_of = np.unique(codes.astype(str), return_inverse=True)
+    kinds, measure_of = np.unique(measures.astype(str), return_inverse=True)
+    group = code_of * len(kinds) + measure_of
+    bins, counts = bins.astype(np.int64), counts.astype(np.int64)
+    order = np.lexsort((bins, group))
+    group, bins, counts = group[order], bins[order], counts[order]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    ends = np.r_[starts[1:], len(group)]
+    out: dict[tuple[str, str, float], float] = {}
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        g = int(group[start])
+        code = ALL if total_row else str(names[g // len(kinds)])
+        measure = str(kinds[g % len(kinds)])
+        n_of, bin_of = counts[start:end], bins[start:end]
+        above = np.cumsum(n_of)  # tickets up to and including each bin
+        total = int(above[-1])
+        for q in _FRACTIONS:
+            # the first bin whose tickets reach past rank q·(total − 1)
+            i = int(np.searchsorted(above * q.denominator, q.numerator * (total - 1), "right"))
+            n, bin_ = int(n_of[i]), int(bin_of[i])
+            inside = min(Fraction(1), (q * (total - 1) - (int(above[i]) - n) + Fraction(1, 2)) / n)
+            value = 0.0 if bin_ < 0 else BIN_BASE ** float(bin_ + inside)
+            out[(code, measure, float(q))] = value
+    return out
+
 
 _OVERDUE: Final = sql.SQL(
     """SELECT {key}, count(*) FROM tickets t
@@ -465,7 +575,6 @@ async def ticket_table(
         "since": q.since,
         "until": q.until,
         "now": now,
-        "base": BIN_BASE,
         "mine": mine,
         "theirs": theirs,
         "all": ALL,
@@ -495,10 +604,8 @@ async def ticket_table(
     total = sql.SQL("{} AND {} = %(mine_or_all)s").format(theirs_rows, key)
     percentiles: dict[tuple[str, str, float], float] = {}
     for rows_wanted in (each, total):
-        cur = await conn.execute(_PERCENTILES.format(key=key, filters=rows_wanted), params)
-        for code, measure, fraction, value in await cur.fetchall():
-            code = ALL if rows_wanted is total else code
-            percentiles[(code, measure, float(fraction))] = float(value)
+        cur = await conn.execute(_BIN_SUMS.format(key=key, filters=rows_wanted), params)
+        percentiles.update(_bin_percentiles(await cur.fetchall(), rows_wanted is total))
     exact = _exact_rows(received, members)
     percentiles.update(await _exact_percentiles(conn, q, members, exact))
     overdue_filters = sql.Composed([_equal(c, p, "t.") for c, p in filter(None, chosen)])
@@ -618,39 +725,24 @@ _DOSSIER_COLUMNS: Final = (
     Column("overdue_now", "Đang quá hạn", "count"),
 )
 
-# One pass over the dossiers accepted or finished in the period. A dossier owed a fee when a
-# fee was requested or paid (the event log, through a partial index of fee events).
+# The months' rows of the dossier rollup (migration 0012), summed per agency and in all. An
+# agency shows when it has a dossier accepted or ended (finished_at) in the period.
 _DOSSIER_STATS: Final = sql.SQL(
-    """WITH fee AS (
-  SELECT DISTINCT e.dossier_id FROM dossier_events e
-  WHERE e.event IN ('fee_requested', 'fee_paid') AND e.at >= %(since)s),
-d AS (
-  SELECT d.agency, d.channel, d.online_level, d.paid_online, d.digitised, d.state, d.result,
-         d.used_working_s, d.deadline_at,
-         d.accepted_at >= %(since)s AND d.accepted_at < %(until)s AS received,
-         d.finished_at >= %(since)s AND d.finished_at < %(until)s AND d.result IS NOT NULL
-           AS finished,
-         d.paid_online OR fee.dossier_id IS NOT NULL AS owes_fee
-  FROM dossiers d LEFT JOIN fee USING (dossier_id)
-  WHERE ((d.accepted_at >= %(since)s AND d.accepted_at < %(until)s)
-      OR (d.finished_at >= %(since)s AND d.finished_at < %(until)s)){filters})
-SELECT agency,
-       count(*) FILTER (WHERE received),
-       count(*) FILTER (WHERE received AND channel = 'online'),
-       count(*) FILTER (WHERE received AND online_level = 'partial'),
-       count(*) FILTER (WHERE received AND online_level = 'full_process'),
-       count(*) FILTER (WHERE received AND owes_fee),
-       count(*) FILTER (WHERE received AND owes_fee AND paid_online),
-       count(*) FILTER (WHERE received AND digitised),
-       count(*) FILTER (WHERE finished),
-       count(*) FILTER (WHERE finished AND result = 'early'),
-       count(*) FILTER (WHERE finished AND result = 'on_time'),
-       count(*) FILTER (WHERE finished AND result = 'late'),
-       avg(used_working_s) FILTER (WHERE finished),
-       count(*) FILTER (WHERE received AND state NOT IN ('result_returned', 'refused',
-                                                          'withdrawn', 'stopped')
-                        AND deadline_at < %(now)s)
-FROM d
+    """SELECT agency, sum(received), sum(online), sum(partial), sum(full_process), sum(with_fee),
+       sum(paid), sum(digitised), sum(finished), sum(early), sum(on_time), sum(late),
+       sum(used_s), sum(used_n)
+FROM review_dossier_months
+WHERE month >= %(first)s AND month < %(after)s{filters}
+GROUP BY GROUPING SETS ((agency), ())
+HAVING grouping(agency) = 1 OR sum(received) + sum(ended) > 0"""
+)
+
+# Received dossiers still being processed whose deadline has passed: the few open dossiers,
+# through the partial index of migration 0012.
+_DOSSIER_OVERDUE: Final = sql.SQL(
+    """SELECT agency, count(*) FROM dossiers
+WHERE state NOT IN ('result_returned', 'refused', 'withdrawn', 'stopped')
+  AND accepted_at >= %(since)s AND accepted_at < %(until)s AND deadline_at < %(now)s{filters}
 GROUP BY GROUPING SETS ((agency), ())"""
 )
 
@@ -659,18 +751,29 @@ async def dossier_table(
     conn: Conn, q: ReviewQuery, now: datetime, day_s: float, names: Mapping[str, str]
 ) -> Table:
     """The Decision 766 dossier indicators: the province (or the chosen agency), then each agency."""
-    filters = _equal("agency", "agency", "d.") if q.agency else sql.SQL("")
-    cur = await conn.execute(
-        _DOSSIER_STATS.format(filters=filters),
-        {"since": q.since, "until": q.until, "now": now, "agency": q.agency},
-    )
+    filters = _equal("agency", "agency") if q.agency else sql.SQL("")
+    params = {
+        "first": q.first_month,
+        "after": q.after,
+        "since": q.since,
+        "until": q.until,
+        "now": now,
+        "agency": q.agency,
+    }
+    cur = await conn.execute(_DOSSIER_STATS.format(filters=filters), params)
     found = await cur.fetchall()
+    cur = await conn.execute(_DOSSIER_OVERDUE.format(filters=filters), params)
+    overdue_of = {code: int(n) for code, n in await cur.fetchall()}
     total = [r for r in found if r[0] is None]
-    each = sorted((r for r in found if r[0] is not None), key=lambda r: (-int(r[1]), r[0]))
+    each = sorted((r for r in found if r[0] is not None), key=lambda r: (-int(r[1] or 0), r[0]))
     rows = []
-    for code, *counts, used, overdue in total + each:
-        received, online, partial, full, with_fee, paid, digitised = (int(v) for v in counts[:7])
-        finished, early, on_time, late = (int(v) for v in counts[7:])
+    for code, *counts, used_s, used_n in total + each:
+        received, online, partial, full, with_fee, paid, digitised = (
+            int(v or 0) for v in counts[:7]
+        )
+        finished, early, on_time, late = (int(v or 0) for v in counts[7:])
+        used = float(used_s) / int(used_n) if used_n else None
+        overdue = overdue_of.get(code, 0)
         rows.append(
             {
                 "agency": code,

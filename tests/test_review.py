@@ -443,7 +443,7 @@ def test_dossier_indicators_from_events_posted_through_the_api(
     assert province["digitised_rate"] == 0.5
     # Finished in June with a result: D1, D2, D3 and D6.
     with psycopg.connect(server.db_url) as conn:
-        folded = dict(
+        folded: dict[str, tuple[str, float]] = dict(
             conn.execute(
                 "SELECT dossier_id, (result, used_working_s) FROM dossiers"
                 " WHERE dossier_id IN ('D1', 'D2', 'D3', 'D6')"
@@ -461,6 +461,26 @@ def test_dossier_indicators_from_events_posted_through_the_api(
     assert rows["ca-tp"]["finished"] == 1 and rows["ca-tp"]["on_time_rate"] == 1.0
     page = client.get("/review", params=JUNE, headers=auth(keys["leader"]))
     assert 'data-chart="dossiers"' in page.text and "Trực tuyến toàn trình" in page.text
+
+
+def test_dossier_changes_after_a_review_are_folded_in_as_a_rebuild_would_count_them(
+    client: httpx.Client, server: RunningServer, clock: HeldClock, keys: dict[str, str]
+) -> None:
+    clock.set(REVIEW_AT)
+    events = dossier_events()
+    first = [e for e in events if e["event"] in ("accepted", "registered")]
+    post_batch(client, keys["source"], first)
+    before = rows_by(review_json(client, keys["leader"])["tables"]["dossiers"], "agency")
+    assert before[None]["received"] == 4 and before[None]["finished"] == 0
+    assert before[None]["with_fee"] == 0
+    post_batch(client, keys["source"], [e for e in events if e not in first])
+    folded = review_json(client, keys["leader"])["tables"]["dossiers"]
+    province = rows_by(folded, "agency")[None]
+    assert province["received"] == 4 and province["with_fee"] == 2
+    assert province["finished"] == 4 and province["on_time_rate"] == 0.75
+    with psycopg.connect(server.db_url, autocommit=True) as conn:
+        conn.execute("UPDATE review_state SET zone = NULL")  # the next review rebuilds
+    assert review_json(client, keys["leader"])["tables"]["dossiers"] == folded
 
 
 # --- access, CSV, errors ---------------------------------------------------------------------
