@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
@@ -20,7 +20,7 @@ import msgspec
 from ioc.clock import Clock
 from ioc.errors import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from ioc.events import ACCEPTED_VALUES, DossierEvent, Event, FieldReport, TrafficCount
-from ioc.jsonscan import scan_array
+from ioc.jsonscan import scan_array, separators
 
 NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
@@ -66,9 +66,16 @@ class Decoded:
     lines: list[int] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
+    # Each distinct reason once: a batch of refused events often repeats one reason, and
+    # thousands of equal strings would hold memory until the answer is sent.
+    _reasons: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
     def keep(self, line: int, event: Event) -> None:
         self.events.append(event)
         self.lines.append(line)
+
+    def refuse(self, line: int, name: str | None, reason: str) -> None:
+        self.rejected.append(Rejection(line, name, self._reasons.setdefault(reason, reason)))
 
 
 def media_type(content_type: str | None) -> str:
@@ -204,10 +211,10 @@ def _decode_lines(body: bytes | bytearray, check: Check) -> Decoded:
         try:
             event = _decoder.decode(view[match.start(1) : match.end()])
         except msgspec.MsgspecError as exc:
-            out.rejected.append(Rejection(number, *explain(exc)))
+            out.refuse(number, *explain(exc))
             continue
         except RecursionError:
-            out.rejected.append(Rejection(number, None, NESTED_TOO_DEEPLY))
+            out.refuse(number, None, NESTED_TOO_DEEPLY)
             continue
         _keep_checked(out, number, event, check)
     return out
@@ -217,27 +224,78 @@ def _keep_checked(out: Decoded, number: int, event: Event, check: Check) -> None
     try:
         out.keep(number, check(event))
     except Problem as problem:
-        out.rejected.append(Rejection(number, problem.field, problem.reason))
+        out.refuse(number, problem.field, problem.reason)
 
 
 def _decode_array(body: bytes | bytearray, check: Check) -> Decoded:
-    try:
-        items = _raw_list.decode(body)
-    except msgspec.ValidationError:
-        raise InvalidInput("a JSON batch must be an array of event objects") from None
-    except msgspec.DecodeError as exc:
-        raise MalformedBody(explain(exc)[1]) from None
-    except RecursionError:
-        raise MalformedBody(NESTED_TOO_DEEPLY) from None
     out = Decoded()
-    for number, raw in enumerate(items, start=1):
+    for number, raw in enumerate(_array_items(body), start=1):
         try:
             event = _decoder.decode(raw)
         except msgspec.MsgspecError as exc:
-            out.rejected.append(Rejection(number, *explain(exc)))
+            out.refuse(number, *explain(exc))
             continue
         _keep_checked(out, number, event, check)
     return out
+
+
+# A large array is split into runs of this many elements, each decoded in one call: the decoder
+# holds the GIL while it works, and one call over a whole body would stall the event loop.
+_ELEMENTS_PER_RUN = 500
+_BLANKS = b" \t\r\n"
+_BYTE_AT = re.compile(r"\(byte (\d+)\)")
+_LEADING_BLANKS = re.compile(rb"[ \t\r\n]*")
+
+
+def _array_items(body: bytes | bytearray) -> Iterator[msgspec.Raw]:
+    """A JSON array's elements, undecoded; raises MalformedBody or InvalidInput.
+
+    A body over ``_SLICE`` bytes is cut at its top-level commas (``ioc.jsonscan``) and decoded
+    a run of elements at a time, each run as an array of its own. Every run being a non-empty
+    array means the whole body is one, so malformed JSON is still refused as a whole.
+    """
+    runs = _runs(body) if len(body) > _SLICE else None
+    if runs is None:
+        yield from _raw_array(body, body, 0)
+        return
+    view = memoryview(body)
+    for start, end in runs:
+        items = _raw_array(b"[" + view[start:end] + b"]", body, start - 1)
+        if not items and len(runs) > 1:
+            raise MalformedBody("malformed JSON: an array element is missing")
+        yield from items
+
+
+def _runs(body: bytes | bytearray) -> list[tuple[int, int]] | None:
+    """(start, end) of runs of top-level elements, or None when the body does not look like an
+    array (it is then decoded whole, which names what is wrong)."""
+    found = _LEADING_BLANKS.match(body, 0, 1 << 10)
+    opening = found.end() if found else 0
+    kept = min(64, len(body))
+    tail = bytes(body[len(body) - kept :]).rstrip(_BLANKS)
+    closing = len(body) - kept + len(tail) - 1
+    if body[opening : opening + 1] != b"[" or tail[-1:] != b"]" or closing <= opening:
+        return None
+    cuts = [opening, *separators(body), closing]
+    return [
+        (cuts[at] + 1, cuts[min(at + _ELEMENTS_PER_RUN, len(cuts) - 1)])
+        for at in range(0, len(cuts) - 1, _ELEMENTS_PER_RUN)
+    ]
+
+
+def _raw_array(text: bytes | bytearray, body: bytes | bytearray, offset: int) -> list[msgspec.Raw]:
+    """``text`` decoded as an array of raw elements; error positions are given in ``body``."""
+    try:
+        return _raw_list.decode(text)
+    except msgspec.ValidationError:
+        raise InvalidInput("a JSON batch must be an array of event objects") from None
+    except msgspec.DecodeError as exc:
+        reason = explain(exc)[1]
+        if offset:
+            reason = _BYTE_AT.sub(lambda m: f"(byte {int(m.group(1)) + offset})", reason)
+        raise MalformedBody(reason) from None
+    except RecursionError:
+        raise MalformedBody(NESTED_TOO_DEEPLY) from None
 
 
 def _nul_first(check: Check) -> Check:
