@@ -9,6 +9,7 @@ events are decoded (``count_events``).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +31,7 @@ BATCH_TYPES = tuple(sorted(NDJSON_TYPES | JSON_TYPES))
 
 _decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_raw_value = msgspec.json.Decoder(msgspec.Raw)
 _PATH = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _FIELD_IN_REASON = re.compile(r"field `([^`]+)`")
 # A NUL can only reach a decoded string through this escape (a raw NUL byte is malformed JSON).
@@ -229,46 +231,60 @@ def _keep_checked(out: Decoded, number: int, event: Event, check: Check) -> None
 
 def _decode_array(body: bytes | bytearray, check: Check) -> Decoded:
     out = Decoded()
-    for number, raw in enumerate(_array_items(body), start=1):
+    for number, (raw, at) in enumerate(_array_items(body), start=1):
         try:
             event = _decoder.decode(raw)
-        except msgspec.MsgspecError as exc:
+        except msgspec.ValidationError as exc:
+            if at:  # a slice of the body: the decoder may have stopped before its end
+                _well_formed(raw, at)
             out.refuse(number, *explain(exc))
             continue
+        except msgspec.DecodeError as exc:
+            # Only a slice of the body (below) can be malformed here: the body as a whole is.
+            raise MalformedBody(_shifted(explain(exc)[1], at)) from None
+        except RecursionError:
+            raise MalformedBody(NESTED_TOO_DEEPLY) from None
         _keep_checked(out, number, event, check)
     return out
 
 
-# A large array is split into runs of this many elements, each decoded in one call: the decoder
-# holds the GIL while it works, and one call over a whole body would stall the event loop.
-_ELEMENTS_PER_RUN = 500
 _BLANKS = b" \t\r\n"
 _BYTE_AT = re.compile(r"\(byte (\d+)\)")
 _LEADING_BLANKS = re.compile(rb"[ \t\r\n]*")
 
 
-def _array_items(body: bytes | bytearray) -> Iterator[msgspec.Raw]:
-    """A JSON array's elements, undecoded; raises MalformedBody or InvalidInput.
+def _array_items(body: bytes | bytearray) -> Iterator[tuple[msgspec.Raw | memoryview, int]]:
+    """A JSON array's elements, undecoded, each with its offset in the body.
 
-    A body over ``_SLICE`` bytes is cut at its top-level commas (``ioc.jsonscan``) and decoded
-    a run of elements at a time, each run as an array of its own. Every run being a non-empty
-    array means the whole body is one, so malformed JSON is still refused as a whole.
+    A body over ``_SLICE`` bytes is cut at its top-level commas (``ioc.jsonscan``) and each
+    element is decoded on its own, in place: one decoder call over a whole body would hold the
+    GIL (and the event loop) for that long. An element that is not well-formed JSON makes the
+    body malformed as a whole, as a whole-body decode would.
     """
-    runs = _runs(body) if len(body) > _SLICE else None
-    if runs is None:
-        yield from _raw_array(body, body, 0)
+    cuts = _cuts(body) if len(body) > _SLICE else None
+    if cuts is None:
+        try:
+            items = _raw_list.decode(body)
+        except msgspec.ValidationError:
+            raise InvalidInput("a JSON batch must be an array of event objects") from None
+        except msgspec.DecodeError as exc:
+            raise MalformedBody(explain(exc)[1]) from None
+        except RecursionError:
+            raise MalformedBody(NESTED_TOO_DEEPLY) from None
+        for raw in items:
+            yield raw, 0
         return
     view = memoryview(body)
-    for start, end in runs:
-        items = _raw_array(b"[" + view[start:end] + b"]", body, start - 1)
-        if not items and len(runs) > 1:
-            raise MalformedBody("malformed JSON: an array element is missing")
-        yield from items
+    if len(cuts) == 2 and _LEADING_BLANKS.fullmatch(body, cuts[0] + 1, cuts[1]) is not None:
+        return  # an empty array
+    for left, right in itertools.pairwise(cuts):
+        yield view[left + 1 : right], left + 1
 
 
-def _runs(body: bytes | bytearray) -> list[tuple[int, int]] | None:
-    """(start, end) of runs of top-level elements, or None when the body does not look like an
-    array (it is then decoded whole, which names what is wrong)."""
+def _cuts(body: bytes | bytearray) -> list[int] | None:
+    """The offsets of the opening bracket, the top-level commas and the closing bracket of a
+    JSON array, or None when the body does not look like one (it is then decoded whole, which
+    names what is wrong)."""
     found = _LEADING_BLANKS.match(body, 0, 1 << 10)
     opening = found.end() if found else 0
     kept = min(64, len(body))
@@ -276,26 +292,25 @@ def _runs(body: bytes | bytearray) -> list[tuple[int, int]] | None:
     closing = len(body) - kept + len(tail) - 1
     if body[opening : opening + 1] != b"[" or tail[-1:] != b"]" or closing <= opening:
         return None
-    cuts = [opening, *separators(body), closing]
-    return [
-        (cuts[at] + 1, cuts[min(at + _ELEMENTS_PER_RUN, len(cuts) - 1)])
-        for at in range(0, len(cuts) - 1, _ELEMENTS_PER_RUN)
-    ]
+    commas = separators(body)
+    if commas and not opening < commas[0] <= commas[-1] < closing:
+        return None
+    return [opening, *commas, closing]
 
 
-def _raw_array(text: bytes | bytearray, body: bytes | bytearray, offset: int) -> list[msgspec.Raw]:
-    """``text`` decoded as an array of raw elements; error positions are given in ``body``."""
+def _well_formed(raw: msgspec.Raw | memoryview, at: int) -> None:
+    """Raise MalformedBody unless the slice at ``at`` is one well-formed JSON value."""
     try:
-        return _raw_list.decode(text)
-    except msgspec.ValidationError:
-        raise InvalidInput("a JSON batch must be an array of event objects") from None
+        _raw_value.decode(raw)
     except msgspec.DecodeError as exc:
-        reason = explain(exc)[1]
-        if offset:
-            reason = _BYTE_AT.sub(lambda m: f"(byte {int(m.group(1)) + offset})", reason)
-        raise MalformedBody(reason) from None
+        raise MalformedBody(_shifted(explain(exc)[1], at)) from None
     except RecursionError:
         raise MalformedBody(NESTED_TOO_DEEPLY) from None
+
+
+def _shifted(reason: str, offset: int) -> str:
+    """A decoder's reason with its byte position counted from the start of the body."""
+    return _BYTE_AT.sub(lambda m: f"(byte {int(m.group(1)) + offset})", reason)
 
 
 def _nul_first(check: Check) -> Check:

@@ -251,7 +251,7 @@ def test_array_separators_are_the_top_level_commas() -> None:
         assert len(cuts) == 3
 
 
-def test_a_large_array_is_decoded_in_runs_as_the_whole() -> None:
+def test_a_large_array_is_decoded_element_by_element_as_the_whole() -> None:
     events = [report(f"RUN-{n}", description='a, [b] {c} \\" d') for n in range(12_000)]
     events[7] = {"kind": "nope"}
     body = b" \n" + json.dumps(events).encode() + b"\n "
