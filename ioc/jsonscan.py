@@ -45,10 +45,15 @@ def scan_array(body: bytes | bytearray, chunk: int = CHUNK, stop_after: int | No
     return Shape(commas + 1, deepest)
 
 
-def separators(body: bytes | bytearray, chunk: int = CHUNK) -> list[int]:
-    """Offsets of the commas between a JSON array's top-level elements, in order."""
+def separators(
+    body: bytes | bytearray, chunk: int = CHUNK, deepest: int | None = None
+) -> list[int] | None:
+    """Offsets of the commas between a JSON array's top-level elements, in order; None as soon
+    as the nesting goes deeper than ``deepest``."""
     found: list[int] = []
-    for start, commas, _ in _walk(body, chunk):
+    for start, commas, depth in _walk(body, chunk):
+        if deepest is not None and depth > deepest:
+            return None
         found.extend((np.flatnonzero(commas) + start).tolist())
     return found
 

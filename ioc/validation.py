@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
@@ -292,8 +293,9 @@ def _cuts(body: bytes | bytearray) -> list[int] | None:
     closing = len(body) - kept + len(tail) - 1
     if body[opening : opening + 1] != b"[" or tail[-1:] != b"]" or closing <= opening:
         return None
-    commas = separators(body)
-    if commas and not opening < commas[0] <= commas[-1] < closing:
+    # Nesting the decoder refuses anyway ends the scan early: the body is then decoded whole.
+    commas = separators(body, deepest=sys.getrecursionlimit())
+    if commas is None or (commas and not opening < commas[0] <= commas[-1] < closing):
         return None
     return [opening, *commas, closing]
 

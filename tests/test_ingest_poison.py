@@ -247,6 +247,8 @@ def test_array_separators_are_the_top_level_commas() -> None:
     body = json.dumps([{"d": 'a\\",[{', "e": [[1], {"f": "\\\\"}]}, "]", [], 0]).encode()
     for chunk in (1, 2, 3, 5, 1 << 18):
         cuts = separators(body, chunk)
+        assert cuts is not None
+        assert separators(body, chunk, deepest=3) is None
         assert json.loads(b"[" + body[cuts[-1] + 1 :]) == [0]
         assert len(cuts) == 3
 

@@ -17,7 +17,23 @@ from ioc.validation import JSON_TYPES, media_type
 LARGE_BODY_BYTES = 4 * 1024 * 1024
 
 _libc_name = ctypes.util.find_library("c")
-_malloc_trim = getattr(ctypes.CDLL(_libc_name), "malloc_trim", None) if _libc_name else None
+_libc = ctypes.CDLL(_libc_name) if _libc_name else None
+_malloc_trim = getattr(_libc, "malloc_trim", None)
+_mallopt = getattr(_libc, "mallopt", None)
+_M_MMAP_THRESHOLD = -3
+# Allocations this large get pages of their own, handed back to the system when freed.
+MMAP_THRESHOLD_BYTES = 1024 * 1024
+
+
+def hand_back_large_buffers() -> None:
+    """Keep buffers of a megabyte or more out of the heap (process-wide, glibc only).
+
+    glibc raises its threshold for this after a large buffer is freed (up to 32 MiB), so the
+    next bodies and copies of a body would be carved from the heap and stay in RSS after use.
+    A fixed threshold turns that adjustment off.
+    """
+    if _mallopt is not None:
+        _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def release_memory() -> None:

@@ -13,7 +13,13 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from psycopg_pool import PoolTimeout
 
-from ioc.api.body import LARGE_BODY_BYTES, favour_the_event_loop, read_buffer, release_memory
+from ioc.api.body import (
+    LARGE_BODY_BYTES,
+    favour_the_event_loop,
+    hand_back_large_buffers,
+    read_buffer,
+    release_memory,
+)
 from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to_store_unavailable
 from ioc.api.security import SocketGuard
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
@@ -59,6 +65,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
     limit = platform.settings.max_body_bytes
     # Large bodies are decoded in worker threads; /healthz and the rest must not wait on them.
     favour_the_event_loop()
+    hand_back_large_buffers()
 
     @router.post(
         "",
