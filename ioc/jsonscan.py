@@ -9,6 +9,7 @@ Malformed JSON gives meaningless figures; the decoder reports it afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,11 +35,34 @@ def scan_array(body: bytes | bytearray, chunk: int = CHUNK, stop_after: int | No
 
     With ``stop_after``, the scan ends as soon as more elements than that are seen.
     """
-    depth = 0  # nesting depth at the end of the previous chunk
     deepest = 0
+    commas = 0
+    for _, separators, deepest_here in _walk(body, chunk):
+        deepest = max(deepest, deepest_here)
+        commas += int(np.count_nonzero(separators))
+        if stop_after is not None and commas + 1 > stop_after:
+            break
+    return Shape(commas + 1, deepest)
+
+
+def separators(
+    body: bytes | bytearray, chunk: int = CHUNK, deepest: int | None = None
+) -> list[int] | None:
+    """Offsets of the commas between a JSON array's top-level elements, in order; None as soon
+    as the nesting goes deeper than ``deepest``."""
+    found: list[int] = []
+    for start, commas, depth in _walk(body, chunk):
+        if deepest is not None and depth > deepest:
+            return None
+        found.extend((np.flatnonzero(commas) + start).tolist())
+    return found
+
+
+def _walk(body: bytes | bytearray, chunk: int) -> Iterator[tuple[int, npt.NDArray[np.bool_], int]]:
+    """Per chunk: its offset, where its top-level commas are, and its deepest nesting."""
+    depth = 0  # nesting depth at the end of the previous chunk
     in_string = 0  # 1 when the previous chunk ended inside a string
     run = 0  # backslashes that ended the previous chunk
-    commas = 0
     view = memoryview(body)
     for start in range(0, len(body), chunk):
         piece = view[start : start + chunk]
@@ -53,13 +77,9 @@ def scan_array(body: bytes | bytearray, chunk: int = CHUNK, stop_after: int | No
         outside &= ~quote
         level = np.cumsum(_STEP[a] * outside, dtype=np.int32)
         level += depth
-        deepest = max(deepest, int(level.max()))
-        commas += int(np.count_nonzero((a == _COMMA) & outside & (level == 1)))
+        yield start, (a == _COMMA) & outside & (level == 1), int(level.max())
         depth = int(level[-1])
         in_string = int(quotes[-1] & 1)
-        if stop_after is not None and commas + 1 > stop_after:
-            break
-    return Shape(commas + 1, deepest)
 
 
 def _escaped_before(a: npt.NDArray[np.uint8], run: int) -> npt.NDArray[np.int64]:

@@ -9,9 +9,11 @@ events are decoded (``count_events``).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
@@ -20,7 +22,7 @@ import msgspec
 from ioc.clock import Clock
 from ioc.errors import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from ioc.events import ACCEPTED_VALUES, DossierEvent, Event, FieldReport, TrafficCount
-from ioc.jsonscan import scan_array
+from ioc.jsonscan import scan_array, separators
 
 NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
@@ -30,6 +32,7 @@ BATCH_TYPES = tuple(sorted(NDJSON_TYPES | JSON_TYPES))
 
 _decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_raw_value = msgspec.json.Decoder(msgspec.Raw)
 _PATH = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _FIELD_IN_REASON = re.compile(r"field `([^`]+)`")
 # A NUL can only reach a decoded string through this escape (a raw NUL byte is malformed JSON).
@@ -66,9 +69,16 @@ class Decoded:
     lines: list[int] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
+    # Each distinct reason once: a batch of refused events often repeats one reason, and
+    # thousands of equal strings would hold memory until the answer is sent.
+    _reasons: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
     def keep(self, line: int, event: Event) -> None:
         self.events.append(event)
         self.lines.append(line)
+
+    def refuse(self, line: int, name: str | None, reason: str) -> None:
+        self.rejected.append(Rejection(line, name, self._reasons.setdefault(reason, reason)))
 
 
 def media_type(content_type: str | None) -> str:
@@ -204,10 +214,10 @@ def _decode_lines(body: bytes | bytearray, check: Check) -> Decoded:
         try:
             event = _decoder.decode(view[match.start(1) : match.end()])
         except msgspec.MsgspecError as exc:
-            out.rejected.append(Rejection(number, *explain(exc)))
+            out.refuse(number, *explain(exc))
             continue
         except RecursionError:
-            out.rejected.append(Rejection(number, None, NESTED_TOO_DEEPLY))
+            out.refuse(number, None, NESTED_TOO_DEEPLY)
             continue
         _keep_checked(out, number, event, check)
     return out
@@ -217,27 +227,92 @@ def _keep_checked(out: Decoded, number: int, event: Event, check: Check) -> None
     try:
         out.keep(number, check(event))
     except Problem as problem:
-        out.rejected.append(Rejection(number, problem.field, problem.reason))
+        out.refuse(number, problem.field, problem.reason)
 
 
 def _decode_array(body: bytes | bytearray, check: Check) -> Decoded:
-    try:
-        items = _raw_list.decode(body)
-    except msgspec.ValidationError:
-        raise InvalidInput("a JSON batch must be an array of event objects") from None
-    except msgspec.DecodeError as exc:
-        raise MalformedBody(explain(exc)[1]) from None
-    except RecursionError:
-        raise MalformedBody(NESTED_TOO_DEEPLY) from None
     out = Decoded()
-    for number, raw in enumerate(items, start=1):
+    for number, (raw, at) in enumerate(_array_items(body), start=1):
         try:
             event = _decoder.decode(raw)
-        except msgspec.MsgspecError as exc:
-            out.rejected.append(Rejection(number, *explain(exc)))
+        except msgspec.ValidationError as exc:
+            if at:  # a slice of the body: the decoder may have stopped before its end
+                _well_formed(raw, at)
+            out.refuse(number, *explain(exc))
             continue
+        except msgspec.DecodeError as exc:
+            # Only a slice of the body (below) can be malformed here: the body as a whole is.
+            raise MalformedBody(_shifted(explain(exc)[1], at)) from None
+        except RecursionError:
+            raise MalformedBody(NESTED_TOO_DEEPLY) from None
         _keep_checked(out, number, event, check)
     return out
+
+
+_BLANKS = b" \t\r\n"
+_BYTE_AT = re.compile(r"\(byte (\d+)\)")
+_LEADING_BLANKS = re.compile(rb"[ \t\r\n]*")
+
+
+def _array_items(body: bytes | bytearray) -> Iterator[tuple[msgspec.Raw | memoryview, int]]:
+    """A JSON array's elements, undecoded, each with its offset in the body.
+
+    A body over ``_SLICE`` bytes is cut at its top-level commas (``ioc.jsonscan``) and each
+    element is decoded on its own, in place: one decoder call over a whole body would hold the
+    GIL (and the event loop) for that long. An element that is not well-formed JSON makes the
+    body malformed as a whole, as a whole-body decode would.
+    """
+    cuts = _cuts(body) if len(body) > _SLICE else None
+    if cuts is None:
+        try:
+            items = _raw_list.decode(body)
+        except msgspec.ValidationError:
+            raise InvalidInput("a JSON batch must be an array of event objects") from None
+        except msgspec.DecodeError as exc:
+            raise MalformedBody(explain(exc)[1]) from None
+        except RecursionError:
+            raise MalformedBody(NESTED_TOO_DEEPLY) from None
+        for raw in items:
+            yield raw, 0
+        return
+    view = memoryview(body)
+    if len(cuts) == 2 and _LEADING_BLANKS.fullmatch(body, cuts[0] + 1, cuts[1]) is not None:
+        return  # an empty array
+    for left, right in itertools.pairwise(cuts):
+        yield view[left + 1 : right], left + 1
+
+
+def _cuts(body: bytes | bytearray) -> list[int] | None:
+    """The offsets of the opening bracket, the top-level commas and the closing bracket of a
+    JSON array, or None when the body does not look like one (it is then decoded whole, which
+    names what is wrong)."""
+    found = _LEADING_BLANKS.match(body, 0, 1 << 10)
+    opening = found.end() if found else 0
+    kept = min(64, len(body))
+    tail = bytes(body[len(body) - kept :]).rstrip(_BLANKS)
+    closing = len(body) - kept + len(tail) - 1
+    if body[opening : opening + 1] != b"[" or tail[-1:] != b"]" or closing <= opening:
+        return None
+    # Nesting the decoder refuses anyway ends the scan early: the body is then decoded whole.
+    commas = separators(body, deepest=sys.getrecursionlimit())
+    if commas is None or (commas and not opening < commas[0] <= commas[-1] < closing):
+        return None
+    return [opening, *commas, closing]
+
+
+def _well_formed(raw: msgspec.Raw | memoryview, at: int) -> None:
+    """Raise MalformedBody unless the slice at ``at`` is one well-formed JSON value."""
+    try:
+        _raw_value.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise MalformedBody(_shifted(explain(exc)[1], at)) from None
+    except RecursionError:
+        raise MalformedBody(NESTED_TOO_DEEPLY) from None
+
+
+def _shifted(reason: str, offset: int) -> str:
+    """A decoder's reason with its byte position counted from the start of the body."""
+    return _BYTE_AT.sub(lambda m: f"(byte {int(m.group(1)) + offset})", reason)
 
 
 def _nul_first(check: Check) -> Check:

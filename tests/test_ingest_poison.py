@@ -17,10 +17,10 @@ import psycopg
 import pytest
 import websockets
 
-from ioc.errors import PayloadTooLarge
-from ioc.jsonscan import scan_array
+from ioc.errors import MalformedBody, PayloadTooLarge
+from ioc.jsonscan import scan_array, separators
 from ioc.settings import Settings
-from ioc.validation import count_events
+from ioc.validation import count_events, decode_batch
 from tests.conftest import RunningServer, auth, start_server, stop_server
 from tests.test_ingest_api import NDJSON, count, dossier, ndjson, reading, report
 
@@ -241,6 +241,38 @@ def test_array_scan_follows_strings_escapes_and_chunks() -> None:
     for chunk in (1, 2, 3, 5, 1 << 18):
         shape = scan_array(body, chunk)
         assert (shape.elements, shape.depth) == (4, 4)
+
+
+def test_array_separators_are_the_top_level_commas() -> None:
+    body = json.dumps([{"d": 'a\\",[{', "e": [[1], {"f": "\\\\"}]}, "]", [], 0]).encode()
+    for chunk in (1, 2, 3, 5, 1 << 18):
+        cuts = separators(body, chunk)
+        assert cuts is not None
+        assert separators(body, chunk, deepest=3) is None
+        assert json.loads(b"[" + body[cuts[-1] + 1 :]) == [0]
+        assert len(cuts) == 3
+
+
+def test_a_large_array_is_decoded_element_by_element_as_the_whole() -> None:
+    events = [report(f"RUN-{n}", description='a, [b] {c} \\" d') for n in range(12_000)]
+    events[7] = {"kind": "nope"}
+    body = b" \n" + json.dumps(events).encode() + b"\n "
+    assert len(body) > 2 << 20
+    decoded = decode_batch(body, "application/json")
+    assert len(decoded.events) == 11_999
+    assert [(r.line, r.field) for r in decoded.rejected] == [(8, "kind")]
+    assert decoded.lines[6:8] == [7, 9]
+    # Malformed anywhere, the body is refused as a whole, as a whole-body decode would.
+    text = body.decode()
+    for bad in (
+        text.replace("}]", "},]"),
+        text.replace("}, {", "} {", 1),
+        text.replace("}, {", "},, {", 1),
+        text.replace("}, {", "}, 1 2, {", 700),
+        text[:-4],
+    ):
+        with pytest.raises(MalformedBody):
+            decode_batch(bad.encode(), "application/json")
 
 
 def test_a_million_empty_lines_are_refused_without_decoding(

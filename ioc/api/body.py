@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import sys
 from typing import Any
 
 from starlette.requests import Request
@@ -16,7 +17,23 @@ from ioc.validation import JSON_TYPES, media_type
 LARGE_BODY_BYTES = 4 * 1024 * 1024
 
 _libc_name = ctypes.util.find_library("c")
-_malloc_trim = getattr(ctypes.CDLL(_libc_name), "malloc_trim", None) if _libc_name else None
+_libc = ctypes.CDLL(_libc_name) if _libc_name else None
+_malloc_trim = getattr(_libc, "malloc_trim", None)
+_mallopt = getattr(_libc, "mallopt", None)
+_M_MMAP_THRESHOLD = -3
+# Allocations this large get pages of their own, handed back to the system when freed.
+MMAP_THRESHOLD_BYTES = 1024 * 1024
+
+
+def hand_back_large_buffers() -> None:
+    """Keep buffers of a megabyte or more out of the heap (process-wide, glibc only).
+
+    glibc raises its threshold for this after a large buffer is freed (up to 32 MiB), so the
+    next bodies and copies of a body would be carved from the heap and stay in RSS after use.
+    A fixed threshold turns that adjustment off.
+    """
+    if _mallopt is not None:
+        _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def release_memory() -> None:
@@ -29,9 +46,26 @@ def release_memory() -> None:
         _malloc_trim(0)
 
 
+# How long a worker thread may hold the GIL while the event loop waits for it (CPython's
+# default is 5 ms). A request on the loop waits this long at each turn of the loop while a large
+# body is decoded in a worker thread; 1 ms keeps those waits small.
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def favour_the_event_loop() -> None:
+    """Let the event loop take the GIL back from worker threads sooner (process-wide)."""
+    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
 def server_limits(settings: Settings) -> dict[str, Any]:
-    """uvicorn options that hold WebSocket messages to the documented body limit."""
-    return {"ws_max_size": settings.max_body_bytes}
+    """uvicorn options that hold WebSocket messages to the documented body limit.
+
+    Per-message compression is off: the server inflates a compressed message on the event
+    loop in one call, and a few kilobytes on the wire inflate to a full-size message, so one
+    gateway could stall every other request.
+    """
+    return {"ws_max_size": settings.max_body_bytes, "ws_per_message_deflate": False}
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -59,9 +93,15 @@ async def read_buffer(request: Request, limit: int) -> bytearray:
 async def read_json(request: Request, limit: int) -> bytes:
     """The body of a JSON endpoint: refused (415) unless sent as application/json, so a form
     or a text/plain post from another page never reaches it."""
+    return bytes(await read_json_buffer(request, limit))
+
+
+async def read_json_buffer(request: Request, limit: int) -> bytearray:
+    """``read_json`` without the ``bytes`` copy, for endpoints that take large bodies: a copy
+    of a body at the size limit holds it twice and stalls the event loop while it is made."""
     kind = media_type(request.headers.get("content-type"))
     if kind not in JSON_TYPES:
         raise UnsupportedMediaType(
             f"content type {kind or '(none)'!r} is not accepted; send application/json"
         )
-    return await read_limited(request, limit)
+    return await read_buffer(request, limit)

@@ -13,7 +13,13 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from psycopg_pool import PoolTimeout
 
-from ioc.api.body import LARGE_BODY_BYTES, read_buffer, release_memory
+from ioc.api.body import (
+    LARGE_BODY_BYTES,
+    favour_the_event_loop,
+    hand_back_large_buffers,
+    read_buffer,
+    release_memory,
+)
 from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to_store_unavailable
 from ioc.api.security import SocketGuard
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
@@ -57,6 +63,9 @@ _ERROR = {
 def build_ingest_router(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1/events", tags=["ingest"])
     limit = platform.settings.max_body_bytes
+    # Large bodies are decoded in worker threads; /healthz and the rest must not wait on them.
+    favour_the_event_loop()
+    hand_back_large_buffers()
 
     @router.post(
         "",

@@ -8,7 +8,7 @@ import msgspec
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from ioc.api.body import read_json
+from ioc.api.body import read_json_buffer
 from ioc.api.inputs import body_schema, json_body
 from ioc.auth import Role
 from ioc.errors import InvalidInput, MalformedBody
@@ -58,7 +58,7 @@ def build_reference_router(platform: Platform) -> APIRouter:
     )
     async def register(request: Request) -> JSONResponse:
         (await platform.authenticate(request)).require(frozenset({Role.ADMIN}))
-        body = await read_json(request, platform.settings.max_body_bytes)
+        body = await read_json_buffer(request, platform.settings.max_body_bytes)
         try:
             items = _sensors.decode(body)
         except msgspec.MsgspecError as exc:

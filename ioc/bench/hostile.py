@@ -4,10 +4,11 @@ A server process on a scratch database, with the documented limits (body bytes, 
 request). First the baseline: ``/healthz`` is probed at a steady pace and the server's RSS is
 sampled, with nothing else going on. Then the same probes while another process sends, in a
 loop, the worst bodies the limits allow: a full-size body of empty NDJSON lines and of a JSON
-array of empty objects (far over the event cap), the most events a batch may hold (each one
-decoded, checked and refused), JSON nested as deeply as a full-size body allows (a batch, a
+array of empty objects (far over the event cap), the most events a batch may hold, as NDJSON
+and as a JSON array (each one decoded, checked and refused), JSON nested as deeply as a full-size body allows (a batch, a
 single event, the admin configuration), and the same over the ingest WebSocket. The figures are
-the p99 of ``/healthz`` and the server's RSS growth over its baseline.
+the p99 of ``/healthz`` and the server's RSS growth over its baseline, with the body that
+stalled ``/healthz`` longest.
 """
 
 from __future__ import annotations
@@ -57,13 +58,16 @@ def hostile_bodies(max_bytes: int, max_events: int) -> list[tuple[str, str, str,
     }
     per_event = max(0, (max_bytes - 1024) // max_events - len(msgspec.json.encode(refused)) - 1)
     refused["description"] = "x" * per_event
-    many = b"\n".join([msgspec.json.encode(refused)] * max_events)
+    one = msgspec.json.encode(refused)
+    many = b"\n".join([one] * max_events)
+    array = b"[" + b",".join([one] * max_events) + b"]"
     depth = max_bytes // 2 - 1
     deep = b"[" * depth + b"]" * depth
     return [
         ("empty-lines", "/v1/events/batch", "application/x-ndjson", b"{}\n" * lines),
         ("empty-array", "/v1/events/batch", "application/json", b"[" + b"{}," * lines + b"{}]"),
         ("max-events", "/v1/events/batch", "application/x-ndjson", many),
+        ("max-events-array", "/v1/events/batch", "application/json", array),
         ("deep-batch", "/v1/events/batch", "application/json", deep),
         ("deep-single", "/v1/events", "application/json", deep),
         ("deep-config", "/v1/admin/config", "application/json", deep),
@@ -82,7 +86,8 @@ def attack(
     """Process entry: send the hostile bodies one at a time, round after round, until ``stop``.
 
     ``rounds`` (shared) counts the finished rounds, -1 while the bodies are being built;
-    ``peaks`` (a queue) gets each body's largest server RSS growth in MiB when done.
+    ``peaks`` (a queue) gets, when done, each body's largest server RSS growth in MiB and
+    when each body was sent (wall clock).
     """
     asyncio.run(_attack(url, keys, limits, pid, stop, rounds, peaks))
 
@@ -101,6 +106,7 @@ async def _attack(
     by_label = {label: (path, kind, body) for label, path, kind, body in bodies}
     shots = [
         "max-events",
+        "max-events-array",
         "ws-max-events",
         "empty-lines",
         "empty-array",
@@ -110,6 +116,7 @@ async def _attack(
         "ws-deep-batch",
     ]
     growth: dict[str, float] = {}
+    spans: list[tuple[str, float, float]] = []  # (body, wall-clock start, end)
     now: dict[str, Any] = {"label": "", "start": 0.0}
 
     def sample() -> None:
@@ -136,6 +143,7 @@ async def _attack(
                 if stop.is_set():
                     break
                 now["start"], now["label"] = _rss_mib(pid), shot
+                began = time.time()
                 if shot.startswith("ws-"):
                     await ws.send_bytes(by_label[shot.removeprefix("ws-")][2])
                     answer = await ws.receive()
@@ -153,10 +161,11 @@ async def _attack(
                         if r.status >= 500:
                             raise RuntimeError(f"{shot}: the server answered {r.status}")
                 now["label"] = ""
+                spans.append((shot, began, time.time()))
             else:
                 rounds.value += 1
     sampler.join()
-    peaks.put(growth)
+    peaks.put((growth, spans))
 
 
 def _rss_mib(pid: int) -> float:
@@ -167,9 +176,14 @@ def _rss_mib(pid: int) -> float:
 
 
 def _probe(
-    url: str, pid: int, seconds: float, until: Callable[[], bool] = lambda: True
+    url: str,
+    pid: int,
+    seconds: float,
+    until: Callable[[], bool] = lambda: True,
+    sent_at: list[tuple[float, float]] | None = None,
 ) -> tuple[list[float], float, float]:
-    """(sorted /healthz latencies in s, first RSS, peak RSS) over ``seconds`` (and ``until``)."""
+    """(sorted /healthz latencies in s, first RSS, peak RSS) over ``seconds`` (and ``until``);
+    ``sent_at`` gets each probe's (wall-clock send time, latency)."""
     latencies: list[float] = []
     first = _rss_mib(pid)
     peak = [first]
@@ -187,10 +201,24 @@ def _probe(
             sent = time.perf_counter()
             client.get("/healthz").raise_for_status()
             latencies.append(time.perf_counter() - sent)
+            if sent_at is not None:
+                sent_at.append((time.time() - latencies[-1], latencies[-1]))
             time.sleep(0.02)
     done.set()
     sampler.join()
     return sorted(latencies), first, peak[-1]
+
+
+def _stalls(
+    sent_at: list[tuple[float, float]], spans: list[tuple[str, float, float]]
+) -> dict[str, float]:
+    """Each body's slowest /healthz probe (ms) among those sent while it was being processed."""
+    worst: dict[str, float] = {}
+    for label, start, end in spans:
+        during = [latency for sent, latency in sent_at if start <= sent <= end]
+        if during:
+            worst[label] = max(worst.get(label, 0.0), max(during) * 1000)
+    return worst
 
 
 def run_hostile_bench(settings: Settings, seconds: float) -> dict[str, float | int | str]:
@@ -224,18 +252,25 @@ def run_hostile_bench(settings: Settings, seconds: float) -> dict[str, float | i
             while rounds.value < 0 and attacker.is_alive():  # the bodies are being built
                 time.sleep(0.1)
             # Probe for the time given, and at least until every body has been sent once.
+            sent_at: list[tuple[float, float]] = []
             storm, _, rss_peak = _probe(
-                server.url, pid, seconds, until=lambda: rounds.value >= 1 or not attacker.is_alive()
+                server.url,
+                pid,
+                seconds,
+                until=lambda: rounds.value >= 1 or not attacker.is_alive(),
+                sent_at=sent_at,
             )
             done_rounds = int(rounds.value)
             stop.set()
             growth: dict[str, float] = {}
+            spans: list[tuple[str, float, float]] = []
             with contextlib.suppress(Exception):
-                growth = peaks.get(timeout=120)
+                growth, spans = peaks.get(timeout=120)
             attacker.join(60)
             with contextlib.suppress(Exception):
                 attacker.kill()
             failed = attacker.exitcode not in (0, None) or not growth
+    stalls = _stalls(sent_at, spans)
     figures: dict[str, float | int | str] = {
         "healthz_p99_ms": percentile(storm, 0.99) * 1000,
         "healthz_max_ms": storm[-1] * 1000,
@@ -249,6 +284,8 @@ def run_hostile_bench(settings: Settings, seconds: float) -> dict[str, float | i
         "worst_http_body_rss_mib": max(
             (v for k, v in growth.items() if not k.startswith("ws-")), default=float("nan")
         ),
+        "worst_stall_body": max(stalls, key=lambda k: stalls[k]) if stalls else "-",
+        "worst_stall_ms": max(stalls.values(), default=float("nan")),
         "max_body_bytes": max_bytes,
         "max_events": max_events,
         "attacker": "failed" if failed else "ok",
