@@ -2,7 +2,8 @@
 
 Each ticket and dossier carries its next check time (``next_check_at``, indexed where set) and
 the next alert level due (``sla_stage``: due_soon → overdue → escalated). A tick reads only
-the clocks that are due, in batches claimed with ``FOR UPDATE SKIP LOCKED``, and handles each
+the clocks that are due, in batches claimed with ``FOR NO KEY UPDATE SKIP LOCKED`` (a lock
+that foreign-key checks of new reports and ticket events pass through), and handles each
 batch in one transaction: raise the alerts, write the outbox, move the clocks on. A crash
 mid-tick rolls the batch back whole; a second engine skips the rows the first holds; the
 unique index on active alerts makes a repeat harmless. So no alert is lost or doubled.
@@ -181,7 +182,7 @@ class SlaEngine:
                FROM tickets t
                WHERE t.next_check_at <= %s
                ORDER BY t.next_check_at LIMIT %s
-               FOR UPDATE SKIP LOCKED""",
+               FOR NO KEY UPDATE SKIP LOCKED""",
             (now, self._settings.sla_batch),
         )
         return [
@@ -216,7 +217,7 @@ class SlaEngine:
                FROM dossiers d LEFT JOIN agencies a ON a.code = d.agency
                WHERE d.next_check_at <= %s
                ORDER BY d.next_check_at LIMIT %s
-               FOR UPDATE OF d SKIP LOCKED""",
+               FOR NO KEY UPDATE OF d SKIP LOCKED""",
             (self._settings.fallback_agency, now, self._settings.sla_batch),
         )
         return [

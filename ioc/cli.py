@@ -376,6 +376,25 @@ def bench() -> None:
     """Benchmarks that print figures and a baseline from the same run."""
 
 
+@bench.command("all")
+def bench_all() -> None:
+    """Every benchmark at small sizes (a few minutes); each prints its ``bench NAME:`` line."""
+    from ioc.bench.harness import machine_line
+    from ioc.bench.ingest import run_ingest_bench
+    from ioc.bench.live import run_live_benchmark
+    from ioc.bench.route import run_route_benchmark
+    from ioc.bench.sla import run_sla_benchmark
+
+    settings = _settings()
+    lines = [
+        machine_line("route", run_route_benchmark(settings, 200_000, 20_000, 2_000)),
+        machine_line("ingest", run_ingest_bench(settings, 50_000, 5_000, 3_000, 32)),
+        machine_line("sla", run_sla_benchmark(settings, 100_000, 20_000, 5_000)),
+        machine_line("live", run_live_benchmark(settings, 50, 500, 5.0, 100_000, 100_000)),
+    ]
+    click.echo("\n" + "\n".join(lines))
+
+
 @bench.command("ingest")
 @click.option("--events", default=200_000, show_default=True, help="Readings for the batch test.")
 @click.option("--batch-size", default=5_000, show_default=True)
@@ -424,7 +443,7 @@ def bench_hostile(seconds: float) -> None:
 
 
 @bench.command("live")
-@click.option("--clients", default=50, show_default=True, help="Websocket clients listening.")
+@click.option("--clients", default=500, show_default=True, help="Websocket clients listening.")
 @click.option("--rate", default=1_000, show_default=True, help="Field reports per second.")
 @click.option("--duration", default=10.0, show_default=True, help="Seconds of posting per run.")
 @click.option("--tickets", default=1_000_000, show_default=True, help="Tickets for the review.")

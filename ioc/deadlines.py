@@ -70,6 +70,12 @@ class DeadlineBook:
         self.dossier_policies = dict(dossier_policies or {})
         self.category_hours = dict(category_hours or {})
 
+    def warm(self, now: datetime) -> None:
+        """Plan one clock of each ticket policy now, so that the office calendar's year is
+        built at start-up rather than inside the first report's request."""
+        for category in (*self.ticket_policies, *self.category_hours):
+            self.ticket_plan(category, now)
+
     # -- plans ------------------------------------------------------------------------------
 
     def ticket_plan(self, category: str, start: datetime) -> Plan | None:

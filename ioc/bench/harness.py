@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import httpx
@@ -103,6 +103,8 @@ class Posted:
     stored: int
     elapsed_s: float
     latencies_s: list[float]
+    # (seconds since the start, events stored, latency) per request, in order of completion
+    done: list[tuple[float, int, float]] = field(default_factory=list)
 
     @property
     def per_s(self) -> float:
@@ -123,6 +125,7 @@ async def post_all(
     headers = {"Authorization": f"Bearer {key}", "Content-Type": content_type}
     queue = list(reversed(bodies))
     latencies: list[float] = []
+    done: list[tuple[float, int, float]] = []
     stored = 0
 
     async def worker(session: aiohttp.ClientSession) -> None:
@@ -135,11 +138,24 @@ async def post_all(
                 if resp.status not in ok or answer.get("rejected"):
                     raise RuntimeError(f"refused: {resp.status} {str(answer)[:300]}")
                 stored += int(answer.get("accepted", 1))
-            latencies.append(time.perf_counter() - sent)
+            finished = time.perf_counter()
+            latencies.append(finished - sent)
+            done.append((finished - started, int(answer.get("accepted", 1)), finished - sent))
 
     connector = aiohttp.TCPConnector(limit=parallel)
     async with aiohttp.ClientSession(connector=connector) as session:
         started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(parallel)))
         elapsed = time.perf_counter() - started
-    return Posted(stored, elapsed, sorted(latencies))
+    return Posted(stored, elapsed, sorted(latencies), done)
+
+
+def cost_per_event(posted: Posted, first: float, last: float) -> float:
+    """Mean request latency per event (µs) over the requests from one share of them to another.
+
+    Requests ran ``parallel`` at a time, so this is not the inverse of the throughput; it is
+    comparable between the early and the late requests of one run, which is its use.
+    """
+    done = posted.done
+    chosen = done[int(first * len(done)) : max(int(last * len(done)), int(first * len(done)) + 1)]
+    return 1e6 * sum(latency for _, _, latency in chosen) / max(sum(n for _, n, _ in chosen), 1)

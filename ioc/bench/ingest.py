@@ -93,6 +93,26 @@ def per_row_baseline(url: str, rows: list[dict[str, Any]], batch_size: int, back
         return len(rows) / (time.perf_counter() - started)
 
 
+def raw_copy(url: str, rows: list[dict[str, Any]], backend: str) -> float:
+    """The physical limit: one COPY of a prebuilt buffer of the rows, nothing else. Rows/s."""
+    if backend == "plain":
+        asyncio.run(_partitions_for(url, rows))
+    buffer = "".join(
+        f"{r['sensor_id']}\t{r['observed_at']}\t{r['interval_s']}\t{r['vehicle_count']}"
+        f"\t{r['avg_speed_kmh']}\n"
+        for r in rows
+    ).encode()
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        started = time.perf_counter()
+        with cur.copy(
+            "COPY traffic_readings (sensor_id, observed_at, interval_s, vehicle_count,"
+            " avg_speed_kmh) FROM STDIN"
+        ) as copy:
+            copy.write(buffer)
+        conn.commit()
+        return len(rows) / (time.perf_counter() - started)
+
+
 def _backend(url: str) -> str:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT value FROM ioc_meta WHERE key = 'backend'").fetchone()
@@ -145,19 +165,25 @@ def run_ingest_bench(
             single_rps, latencies = singles.per_s, singles.latencies_s
         baseline_rows = readings(min(events, 20_000), 100)
         click.echo(f"per-row INSERT baseline ({len(baseline_rows):,} rows) …", err=True)
-        baseline_eps = per_row_baseline(url, baseline_rows, batch_size, _backend(url))
+        backend = _backend(url)
+        baseline_eps = per_row_baseline(url, baseline_rows, batch_size, backend)
+        # The same number of rows, shaped alike (another stretch of days), as one raw COPY.
+        click.echo(f"raw COPY of {events:,} rows (the physical limit) …", err=True)
+        copy_eps = raw_copy(url, readings(events, 800), backend)
     p50 = percentile(latencies, 0.50) * 1000
     p99 = percentile(latencies, 0.99) * 1000
     figures: dict[str, float | int | str] = {
         "batch_eps": round(batch_eps),
         "baseline_row_insert_eps": round(baseline_eps),
         "batch_vs_baseline": round(batch_eps / baseline_eps, 2),
-        "batch_bar_eps": 50_000,
-        "batch_meets_bar": int(batch_eps >= 50_000 and batch_eps >= 3 * baseline_eps),
+        "raw_copy_eps": round(copy_eps),
+        "batch_vs_raw_copy": round(batch_eps / copy_eps, 3),
+        "batch_bar_eps": 150_000,
+        "batch_meets_bar": int(batch_eps >= 150_000 and batch_eps >= 3 * baseline_eps),
         "single_rps": round(single_rps),
         "single_p50_ms": round(p50, 2),
         "single_p99_ms": round(p99, 2),
-        "single_meets_bar": int(single_rps >= 2_000 and p99 <= 50),
+        "single_meets_bar": int(single_rps >= 3_000 and p99 <= 50),
         "events": events,
         "batch_size": batch_size,
         "single_requests": single,
@@ -166,9 +192,11 @@ def run_ingest_bench(
     click.echo(
         f"\nbatch ingest (HTTP, end to end): {batch_eps:,.0f} events/s\n"
         f"per-row INSERT baseline:          {baseline_eps:,.0f} rows/s\n"
-        f"ratio:                            {batch_eps / baseline_eps:.1f}×  (bar: ≥ 50,000/s and ≥ 3×)\n"
+        f"ratio:                            {batch_eps / baseline_eps:.1f}×  (bar: ≥ 150,000/s and ≥ 3×)\n"
+        f"raw COPY of as many rows:         {copy_eps:,.0f} rows/s; HTTP batches reach "
+        f"{batch_eps / copy_eps:.0%} of it\n"
         f"single-event POST:                {single_rps:,.0f} requests/s, p50 {p50:.1f} ms, "
-        f"p99 {p99:.1f} ms  (bar: ≥ 2,000/s, p99 ≤ 50 ms)"
+        f"p99 {p99:.1f} ms  (bar: ≥ 3,000/s, p99 ≤ 50 ms)"
     )
     click.echo(machine_line("ingest", figures))
     return figures

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 import msgspec
@@ -16,7 +15,14 @@ import numpy as np
 import psycopg
 import shapely
 
-from ioc.bench.harness import machine_line, post_all, scratch_database, server_process
+from ioc.bench.harness import (
+    cost_per_event,
+    machine_line,
+    percentile,
+    post_all,
+    scratch_database,
+    server_process,
+)
 from ioc.config import apply_config, read_config
 from ioc.geo.bench import run_route_bench
 from ioc.geo.synthetic import hue_wards_file
@@ -24,17 +30,23 @@ from ioc.jurisdictions import read_boundary_file
 from ioc.settings import Settings
 from ioc.store.jurisdictions import save_boundary_set
 from ioc.store.keys import create_key
+from maps import review
 
 _CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "hue-responsibility.toml"
 _CATEGORIES = ("moi_truong", "giao_thong", "chieu_sang", "cap_thoat_nuoc", "trat_tu_do_thi")
 
 
 def _reports(
-    count: int, bounds: tuple[float, float, float, float], tag: str
+    count: int, bounds: tuple[float, float, float, float], tag: str, start: datetime
 ) -> list[dict[str, Any]]:
+    """Reports at random places, spread over the ten minutes after ``start``.
+
+    They are fresh, as field reports are: their tickets' clocks run, but none falls due
+    while the benchmark runs (catching up on overdue clocks is ``bench sla``'s figure).
+    """
     rng = np.random.default_rng(7)
     minx, miny, maxx, maxy = bounds
-    start = datetime(2025, 9, 1, 7, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
+    step = min(1.0, 600 / max(count, 1))
     return [
         {
             "kind": "field_report",
@@ -43,19 +55,24 @@ def _reports(
             "description": "Phản ánh hiện trường (benchmark)",
             "lon": float(rng.uniform(minx, maxx)),
             "lat": float(rng.uniform(miny, maxy)),
-            "occurred_at": (start + timedelta(seconds=n)).isoformat(),
+            "occurred_at": (start + timedelta(seconds=n * step)).isoformat(),
         }
         for n in range(count)
     ]
 
 
-async def _prepare(url: str, wards: Path) -> tuple[str, tuple[float, float, float, float]]:
+async def _prepare(
+    url: str, wards: Path, zone: str
+) -> tuple[str, tuple[float, float, float, float]]:
     read = read_boundary_file(wards, "ward", date(2025, 7, 1))
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await save_boundary_set(conn, read.boundaries, read.source_name)
         if _CONFIG.exists():
             await apply_config(conn, read_config(_CONFIG))
         key, _ = await create_key(conn, "source", "bench", None, "ioc bench route")
+        # The whole platform on: the review's rollups are built, so every ticket write
+        # also logs its change for them (migration 0005's triggers).
+        await review.refresh(conn, zone)
     minx, miny, maxx, maxy = (
         float(v) for v in shapely.total_bounds(list(read.boundaries.geometries))
     )
@@ -86,9 +103,10 @@ def run_route_benchmark(
         )
         geo = run_route_bench(wards, n_points=points)
         with scratch_database(settings, "route") as url:
-            key, bounds = asyncio.run(_prepare(url, wards))
-            batch = _reports(reports, bounds, "B")
-            single = _reports(min(2_000, reports), bounds, "S")
+            key, bounds = asyncio.run(_prepare(url, wards, settings.timezone))
+            start = datetime.now(UTC) - timedelta(minutes=15)
+            batch = _reports(reports, bounds, "B", start)
+            single = _reports(min(2_000, reports), bounds, "S", start)
             bodies = [
                 b"\n".join(encoder.encode(r) for r in batch[i : i + batch_size])
                 for i in range(0, len(batch), batch_size)
@@ -97,7 +115,7 @@ def run_route_benchmark(
                 click.echo(
                     f"{reports:,} field reports in batches of {batch_size:,} → tickets …", err=True
                 )
-                batch_rate = asyncio.run(
+                batches = asyncio.run(
                     post_all(
                         server.url,
                         key,
@@ -106,9 +124,9 @@ def run_route_benchmark(
                         content_type="application/x-ndjson",
                         parallel=2,
                     )
-                ).per_s
+                )
                 click.echo(f"baseline: {len(single):,} single-report POSTs …", err=True)
-                single_rate = asyncio.run(
+                singles = asyncio.run(
                     post_all(
                         server.url,
                         key,
@@ -117,8 +135,15 @@ def run_route_benchmark(
                         content_type="application/json",
                         parallel=32,
                     )
-                ).per_s
+                )
             opened, routed, linked = _tickets(url)
+    batch_rate, single_rate = batches.per_s, singles.per_s
+    # Cost per report with the tables nearly empty (first tenth) and nearly full (last tenth);
+    # the very first request (warm-up: first plans, first connections) is left out.
+    skip = 1 / max(len(batches.done), 1)
+    early = cost_per_event(batches, skip, 0.1 + skip)
+    late = cost_per_event(batches, 0.9, 1.0)
+    single_p99_ms = percentile(singles.latencies_s, 0.99) * 1000
     figures: dict[str, Any] = {
         "wards_file": wards.name,
         "real_boundaries": int(real),
@@ -130,19 +155,31 @@ def run_route_benchmark(
         "route_meets_bar": int(bool(geo["meets_bar"])),
         "reports": reports,
         "reports_to_tickets_per_s": round(batch_rate),
+        "report_us_first_tenth": round(early, 1),
+        "report_us_last_tenth": round(late, 1),
         "single_report_posts_per_s": round(single_rate),
+        "single_report_p99_ms": round(single_p99_ms, 1),
         "batch_vs_single": round(batch_rate / single_rate, 2),
         "tickets_opened": opened,
         "tickets_routed_to_agency": routed,
         "reports_on_a_ticket": linked,
-        "tickets_meet_bar": int(batch_rate >= 5_000 and linked == reports + len(single)),
+        "tickets_meet_bar": int(
+            batch_rate >= 15_000
+            and late <= 1.25 * early
+            and single_rate >= 1_500
+            and single_p99_ms <= 50
+            and linked == reports + len(single)
+        ),
     }
     click.echo(
         f"\npoint → ward: {geo['index_pts_per_s']:,} points/s (index) vs {geo['sjoin_pts_per_s']:,} "
         f"points/s (geopandas.sjoin): {geo['ratio']}×, agreement {geo['agreement']:.6f}  "
         "(bar: ≥ 1,000,000/s, ≥ 5×, 100%)\n"
-        f"field reports → routed tickets: {batch_rate:,.0f} reports/s in batches vs "
-        f"{single_rate:,.0f}/s as single POSTs  (bar: ≥ 5,000/s)\n"
+        f"field reports → routed tickets: {batch_rate:,.0f} reports/s in batches of "
+        f"{batch_size:,} (bar: ≥ 15,000/s); request latency per report {early:,.0f} µs over the "
+        f"first tenth of the batches, {late:,.0f} µs over the last (bar: flat)\n"
+        f"single field-report POSTs, 32 clients: {single_rate:,.0f}/s, p99 {single_p99_ms:.1f} ms "
+        f"(bar: ≥ 1,500/s, p99 ≤ 50 ms); batches are {batch_rate / single_rate:.1f}× faster\n"
         f"tickets opened {opened:,} (routed to an agency: {routed:,}); every report on a ticket: "
         f"{linked:,} of {reports + len(single):,} (nearby repeats join an open ticket)"
     )

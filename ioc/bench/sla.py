@@ -129,7 +129,7 @@ def _baseline(url: str, now: datetime) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def run_sla_benchmark(settings: Settings, tickets: int, small: int, batch: int) -> None:
+def run_sla_benchmark(settings: Settings, tickets: int, small: int, batch: int) -> dict[str, Any]:
     settings = settings.model_copy(update={"sla_batch": batch})
     now = datetime.now(settings.zone).replace(microsecond=0)
     figures: dict[str, Any] = {"tickets": tickets}
@@ -159,6 +159,9 @@ def run_sla_benchmark(settings: Settings, tickets: int, small: int, batch: int) 
         tick_vs_bar=round(quiet["tick_ms"] / BAR_MS, 4),
         tick_meets_bar=int(quiet["tick_max_ms"] <= BAR_MS),
         busy_alerts_per_s=round(handled / max(busy_ms / 1000, 1e-6)),
+        catch_up_meets_bar=int(handled / max(busy_ms / 1000, 1e-6) >= 10_000),
+        # At the busy tick's rate; measured outright with --batch 100000.
+        catch_up_100k_s=round(100_000 * busy_ms / 1000 / max(handled, 1), 1),
         small_tickets=small,
         peak_kb_small=round(peak_small),
         peak_kb_large=round(peak_large),
@@ -170,7 +173,13 @@ def run_sla_benchmark(settings: Settings, tickets: int, small: int, batch: int) 
         f"scanning every open ticket instead: {baseline:.0f} ms"
     )
     click.echo(
+        f"catch-up after an outage: {handled / max(busy_ms / 1000, 1e-6):,.0f} due clocks → "
+        f"stored alerts per second (bar: ≥ 10,000/s); 100,000 due clocks take "
+        f"{100 * busy_ms / max(handled, 1):.1f} s at this rate"
+    )
+    click.echo(
         f"engine memory in a busy tick: {peak_small:,.0f} KiB at {small:,} tickets, "
         f"{peak_large:,.0f} KiB at {tickets:,}"
     )
     click.echo(machine_line("sla", figures))
+    return figures
