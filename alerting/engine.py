@@ -34,7 +34,7 @@ from typing import Any, Final, Literal
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from ioc.alerts import announce, next_digest, resolve_alerts
+from ioc.alerts import CHANNEL, NOTICE, next_digest, resolve_alerts
 from ioc.clock import Clock
 from ioc.deadlines import DeadlineBook
 from ioc.outbox import enqueue_many
@@ -116,7 +116,10 @@ FROM ({source}) AS s
 LEFT JOIN agencies p ON p.code = s.agency
 ORDER BY s.n
 ON CONFLICT (subject_kind, subject_id, rule, level) WHERE resolved_at IS NULL DO NOTHING
-RETURNING id"""
+RETURNING *"""
+# Each new alert is announced from the inserted row itself (sent when the batch commits).
+_RAISE = f"""WITH a AS ({_RAISE_COMMON})
+SELECT a.id, pg_notify(%(channel)s, {NOTICE}) FROM a"""
 
 _RAISE_SOURCE = {
     "ticket": """SELECT u.n, t.id::text AS id, u.level, t.agency, t.category, t.lon, t.lat,
@@ -218,9 +221,10 @@ class SlaEngine:
             return []
         titles = _TITLE[kind]
         cur = await conn.execute(
-            _RAISE_COMMON.replace("{source}", _RAISE_SOURCE[kind]),
+            _RAISE.replace("{source}", _RAISE_SOURCE[kind]),
             {
                 "kind": kind,
+                "channel": CHANNEL,
                 "ids": [a[0] for a in alerts],
                 "levels": [a[1] for a in alerts],
                 "fallback": self._settings.fallback_agency,
@@ -234,9 +238,7 @@ class SlaEngine:
                 "digest_at": next_digest(now, self._settings.alert_digest_s),
             },
         )
-        ids = [int(row[0]) for row in await cur.fetchall()]
-        await announce(conn, ids)
-        return ids
+        return [int(row[0]) for row in await cur.fetchall()]
 
     async def _due_tickets(self, conn: Conn, now: datetime) -> list[_Due]:
         cur = await conn.execute(
