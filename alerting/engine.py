@@ -29,15 +29,15 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from ioc.alerts import NewAlert, raise_alerts, resolve_alerts
+from ioc.alerts import CHANNEL, NOTICE, next_digest, resolve_alerts
 from ioc.clock import Clock
 from ioc.deadlines import DeadlineBook
-from ioc.outbox import enqueue
+from ioc.outbox import enqueue_many
 from ioc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,31 +72,71 @@ class TickResult:
 
 @dataclass
 class _Due:
-    """One due clock, as read from tickets or dossiers."""
+    """One due clock, as read from tickets or dossiers: what deciding its next step needs."""
 
-    kind: str
     id: str
     stage: str
-    agency: str | None
-    category: str | None
     deadline: datetime
     due_soon: datetime | None
     last_acted: datetime | None
-    lon: float | None
-    lat: float | None
-    appointment: datetime | None = None
     arrived: datetime | None = None  # when the record reached the platform
     counting: str = "working"
-    details: dict[str, Any] = field(default_factory=dict)
+    agency: str | None = None  # dossiers: for the apology letter
+    appointment: datetime | None = None
 
 
 @dataclass
 class _Step:
-    alerts: list[NewAlert] = field(default_factory=list)
+    alerts: list[tuple[str, str]] = field(default_factory=list)  # (subject id, level)
     suppress: list[str] = field(default_factory=list)  # subjects whose due-soon alert goes
     moves: list[tuple[str, str | None, datetime | None]] = field(default_factory=list)
     late: list[_Due] = field(default_factory=list)
     backfilled: int = 0
+    # Office-time arithmetic once per distinct (counting, quiet since) in a batch.
+    escalate_at: dict[tuple[str, datetime], datetime] = field(default_factory=dict)
+
+
+# Alerts are built from the claimed rows in the database, one statement per batch: only the
+# ids and levels cross the wire, and the content is what the row says in this transaction.
+_RAISE_COMMON = """INSERT INTO alerts (subject_kind, subject_id, rule, level, severity, agency, escalated_to,
+                    category, title, details, lon, lat, raised_at, digest, notify_at)
+SELECT %(kind)s, s.id, 'deadline', s.level,
+       CASE s.level WHEN 'due_soon' THEN %(s_due_soon)s WHEN 'overdue' THEN %(s_overdue)s
+                    ELSE %(s_escalated)s END,
+       s.agency,
+       CASE WHEN s.level = 'escalated' THEN p.parent_code END,
+       s.category,
+       replace(CASE s.level WHEN 'due_soon' THEN %(t_due_soon)s WHEN 'overdue' THEN %(t_overdue)s
+               ELSE %(t_escalated)s END, '{id}', s.id),
+       s.details || CASE WHEN s.last_acted_at IS NULL THEN '{}'::jsonb
+                    ELSE jsonb_build_object('last_acted_at', s.last_acted_at) END,
+       s.lon, s.lat, %(now)s, s.level = 'due_soon',
+       CASE WHEN s.level = 'due_soon' THEN %(digest_at)s ELSE %(now)s END
+FROM ({source}) AS s
+LEFT JOIN agencies p ON p.code = s.agency
+ORDER BY s.n
+ON CONFLICT (subject_kind, subject_id, rule, level) WHERE resolved_at IS NULL DO NOTHING
+RETURNING *"""
+# Each new alert is announced from the inserted row itself (sent when the batch commits).
+_RAISE = f"""WITH a AS ({_RAISE_COMMON})
+SELECT a.id, pg_notify(%(channel)s, {NOTICE}) FROM a"""
+
+_RAISE_SOURCE = {
+    "ticket": """SELECT u.n, t.id::text AS id, u.level, t.agency, t.category, t.lon, t.lat,
+                      t.last_acted_at,
+                      jsonb_build_object('state', t.state, 'deadline_at', t.deadline_at)
+                          AS details
+               FROM unnest(%(ids)s::text[], %(levels)s::text[]) WITH ORDINALITY AS u(id, level, n)
+               JOIN tickets t ON t.id = u.id::bigint""",
+    "dossier": """SELECT u.n, d.dossier_id AS id, u.level, coalesce(a.code, %(fallback)s) AS agency,
+                       d.procedure_code AS category, d.lon, d.lat, d.last_acted_at,
+                       jsonb_build_object('procedure_code', d.procedure_code,
+                                          'dossier_agency', d.agency, 'state', d.state,
+                                          'deadline_at', d.deadline_at) AS details
+                FROM unnest(%(ids)s::text[], %(levels)s::text[]) WITH ORDINALITY AS u(id, level, n)
+                JOIN dossiers d ON d.dossier_id = u.id
+                LEFT JOIN agencies a ON a.code = d.agency""",
+}
 
 
 class SlaEngine:
@@ -155,11 +195,10 @@ class SlaEngine:
             due = await (self._due_tickets if kind == "ticket" else self._due_dossiers)(conn, now)
             if not due:
                 return 0
-            parents = await _parents(conn)
             step = _Step()
             for clock in due:
-                self._advance(clock, now, parents, step)
-            raised = await raise_alerts(conn, step.alerts, now, self._settings.alert_digest_s)
+                self._advance(clock, now, step)
+            raised = await self._raise(conn, kind, step.alerts, now)
             await resolve_alerts(
                 conn, kind, step.suppress, now, "suppressed", rule="deadline", levels=["due_soon"]
             )
@@ -174,10 +213,37 @@ class SlaEngine:
                 result.dossiers += len(due)
             return len(due)
 
+    async def _raise(
+        self, conn: Conn, kind: str, alerts: Sequence[tuple[str, str]], now: datetime
+    ) -> list[int]:
+        """Insert the alerts not already active, in one statement; the ids actually raised."""
+        if not alerts:
+            return []
+        titles = _TITLE[kind]
+        cur = await conn.execute(
+            _RAISE.replace("{source}", _RAISE_SOURCE[kind]),
+            {
+                "kind": kind,
+                "channel": CHANNEL,
+                "ids": [a[0] for a in alerts],
+                "levels": [a[1] for a in alerts],
+                "fallback": self._settings.fallback_agency,
+                "t_due_soon": titles["due_soon"],
+                "t_overdue": titles["overdue"],
+                "t_escalated": titles["escalated"],
+                "s_due_soon": SEVERITY["due_soon"],
+                "s_overdue": SEVERITY["overdue"],
+                "s_escalated": SEVERITY["escalated"],
+                "now": now,
+                "digest_at": next_digest(now, self._settings.alert_digest_s),
+            },
+        )
+        return [int(row[0]) for row in await cur.fetchall()]
+
     async def _due_tickets(self, conn: Conn, now: datetime) -> list[_Due]:
         cur = await conn.execute(
-            """SELECT t.id, t.sla_stage, t.agency, t.category, t.deadline_at, t.due_soon_at,
-                      t.last_acted_at, t.lon, t.lat, t.state, t.sla_unit,
+            """SELECT t.id::text, t.sla_stage, t.deadline_at, t.due_soon_at, t.last_acted_at,
+                      t.sla_unit,
                       (SELECT f.received_at FROM field_reports f WHERE f.id = t.report_id)
                FROM tickets t
                WHERE t.next_check_at <= %s
@@ -186,30 +252,15 @@ class SlaEngine:
             (now, self._settings.sla_batch),
         )
         return [
-            _Due(
-                "ticket",
-                str(r[0]),
-                r[1] or "",
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                counting=r[10] or "calendar",
-                arrived=r[11],
-                details={"state": r[9], "deadline_at": r[4].isoformat()},
-            )
+            _Due(r[0], r[1] or "", r[2], r[3], r[4], arrived=r[6], counting=r[5] or "calendar")
             for r in await cur.fetchall()
-            if r[4] is not None
+            if r[2] is not None
         ]
 
     async def _due_dossiers(self, conn: Conn, now: datetime) -> list[_Due]:
         cur = await conn.execute(
-            """SELECT d.dossier_id, d.sla_stage, coalesce(a.code, %s), d.procedure_code,
-                      d.deadline_at, d.due_soon_at, d.last_acted_at, d.lon, d.lat,
-                      d.appointment_at, d.agency, d.state,
+            """SELECT d.dossier_id, d.sla_stage, d.deadline_at, d.due_soon_at, d.last_acted_at,
+                      coalesce(nullif(d.agency, ''), a.code, %s), d.appointment_at,
                       (SELECT min(e.received_at) FROM dossier_events e
                        WHERE e.dossier_id = d.dossier_id
                          AND e.at >= coalesce(d.registered_at, '-infinity')
@@ -221,33 +272,12 @@ class SlaEngine:
             (self._settings.fallback_agency, now, self._settings.sla_batch),
         )
         return [
-            _Due(
-                "dossier",
-                r[0],
-                r[1] or "",
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                appointment=r[9],
-                arrived=r[12],
-                details={
-                    "procedure_code": r[3],
-                    "dossier_agency": r[10],
-                    "state": r[11],
-                    "deadline_at": r[4].isoformat(),
-                },
-            )
+            _Due(r[0], r[1] or "", r[2], r[3], r[4], arrived=r[7], agency=r[5], appointment=r[6])
             for r in await cur.fetchall()
-            if r[4] is not None
+            if r[2] is not None
         ]
 
-    def _advance(
-        self, due: _Due, now: datetime, parents: Mapping[str, str | None], step: _Step
-    ) -> None:
+    def _advance(self, due: _Due, now: datetime, step: _Step) -> None:
         """Raise what is due for one clock and decide its next check (stages only move on)."""
         grace = timedelta(seconds=self._settings.sla_backfill_grace_s)
 
@@ -262,7 +292,7 @@ class SlaEngine:
         if stage == "due_soon":
             if now < due.deadline:
                 if pages(due.due_soon or now):
-                    step.alerts.append(self._alert(due, "due_soon", parents))
+                    step.alerts.append((due.id, "due_soon"))
                 step.moves.append((due.id, "overdue", due.deadline))
                 return
             stage = "overdue"
@@ -272,46 +302,26 @@ class SlaEngine:
                 return
             step.suppress.append(due.id)
             if pages(due.deadline):
-                step.alerts.append(self._alert(due, "overdue", parents))
-                if due.kind == "dossier":
+                step.alerts.append((due.id, "overdue"))
+                if due.agency is not None:  # a dossier: its apology letter
                     step.late.append(due)
             stage = "escalated"
         if stage == "escalated":
             quiet_since = max(due.deadline, due.last_acted or due.deadline)
             # The margin counts like the clock does: office time for working-time policies.
-            escalate_at = self._book().add(
-                "working" if due.counting == "working" else "calendar",
-                quiet_since,
-                self._margin.total_seconds(),
+            counting: Literal["working", "calendar"] = (
+                "working" if due.counting == "working" else "calendar"
             )
+            escalate_at = step.escalate_at.get((counting, quiet_since))
+            if escalate_at is None:
+                escalate_at = self._book().add(counting, quiet_since, self._margin.total_seconds())
+                step.escalate_at[(counting, quiet_since)] = escalate_at
             if now < escalate_at:
                 step.moves.append((due.id, "escalated", escalate_at))
                 return
             if pages(escalate_at):
-                step.alerts.append(self._alert(due, "escalated", parents))
+                step.alerts.append((due.id, "escalated"))
         step.moves.append((due.id, None, None))
-
-    @staticmethod
-    def _alert(due: _Due, level: str, parents: Mapping[str, str | None]) -> NewAlert:
-        details = dict(due.details)
-        if due.last_acted is not None:
-            details["last_acted_at"] = due.last_acted.isoformat()
-        return NewAlert(
-            subject_kind=due.kind,
-            subject_id=due.id,
-            rule="deadline",
-            level=level,
-            severity=SEVERITY[level],
-            agency=due.agency,
-            title=_TITLE[due.kind][level].format(id=due.id),
-            category=due.category,
-            details=details,
-            lon=due.lon,
-            lat=due.lat,
-            escalated_to=(parents.get(due.agency) if due.agency else None)
-            if level == "escalated"
-            else None,
-        )
 
     @staticmethod
     async def _move(
@@ -339,7 +349,7 @@ class SlaEngine:
             (
                 d.id,
                 now,
-                d.details.get("dossier_agency") or d.agency or "",
+                d.agency or "",
                 d.appointment or d.deadline,
                 office.add_working_days(now, days),
                 f"Hồ sơ quá hạn giải quyết (hạn {d.deadline.astimezone(office.tz):%d/%m/%Y %H:%M}); "
@@ -376,6 +386,7 @@ class SlaEngine:
             hooks = await _webhooks(conn)
             digests: dict[tuple[str, datetime], list[dict[str, Any]]] = defaultdict(list)
             updates: list[tuple[int, datetime | None, int]] = []
+            messages: list[tuple[str, str, str, Mapping[str, Any]]] = []
             for row in rows:
                 alert = _as_message(row)
                 round_ = row[13]
@@ -398,8 +409,7 @@ class SlaEngine:
                         # another's silence ended) is not sent it twice.
                         key = f"alert:{row[0]}:{round_}:{target}"
                         message = {"type": "alert", "agency": target, "alert": alert}
-                        if await enqueue(conn, target, "alert", key, message, now) is not None:
-                            result.queued += 1
+                        messages.append((target, "alert", key, message))
                 if held:  # the round ends when the first held delivery is released
                     updates.append((row[0], min(held.values()), round_))
                     continue
@@ -419,8 +429,9 @@ class SlaEngine:
                     "at": at.isoformat(),
                     "alerts": alerts,
                 }
-                if await enqueue(conn, agency, "digest", key, message, now) is not None:
-                    result.queued += 1
+                messages.append((agency, "digest", key, message))
+            # One statement for the whole batch's messages, not a round trip for each.
+            result.queued += await enqueue_many(conn, messages, now)
             await conn.execute(
                 """UPDATE alerts a SET notify_at = u.next, notifications = u.n
                    FROM unnest(%b::bigint[], %b::timestamptz[], %b::int[]) AS u(id, next, n)
@@ -448,11 +459,6 @@ def _as_message(row: Sequence[Any]) -> dict[str, Any]:
     message = dict(zip(keys, row[:12], strict=True))
     message["raised_at"] = row[11].isoformat()
     return message
-
-
-async def _parents(conn: Conn) -> dict[str, str | None]:
-    cur = await conn.execute("SELECT code, parent_code FROM agencies")
-    return {str(code): parent for code, parent in await cur.fetchall()}
 
 
 async def _webhooks(conn: Conn) -> set[str]:

@@ -55,15 +55,16 @@ def next_digest(now: datetime, every_s: float) -> datetime:
     return datetime.fromtimestamp(math.floor(epoch / every_s + 1) * every_s, tz=UTC)
 
 
-# The message announced for every change; the live feeds filter on agency and escalated_to.
-_ANNOUNCE = """SELECT pg_notify(%s, json_build_object(
+# The message announced for every change (over an alert row ``a``); the live feeds filter on
+# agency and escalated_to.
+NOTICE = """json_build_object(
       'alert', a.id, 'status', CASE WHEN a.resolved_at IS NULL THEN 'active' ELSE 'resolved' END,
       'subject_kind', a.subject_kind, 'subject_id', a.subject_id, 'rule', a.rule,
       'level', a.level, 'severity', a.severity, 'agency', a.agency,
       'escalated_to', a.escalated_to, 'category', a.category, 'title', a.title,
       'lon', a.lon, 'lat', a.lat, 'raised_at', a.raised_at, 'resolved_at', a.resolved_at,
-      'resolution', a.resolution, 'acked_at', a.acked_at)::text)
-   FROM alerts a WHERE a.id = ANY(%b::bigint[])"""
+      'resolution', a.resolution, 'acked_at', a.acked_at)::text"""
+_ANNOUNCE = f"SELECT pg_notify(%s, {NOTICE}) FROM alerts a WHERE a.id = ANY(%b::bigint[])"
 
 
 async def announce(conn: Conn, alert_ids: Sequence[int]) -> None:

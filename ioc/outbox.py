@@ -68,6 +68,42 @@ async def enqueue(
     return None if row is None else int(row[0])
 
 
+async def enqueue_many(
+    conn: Conn, messages: Sequence[tuple[str, str, str, Mapping[str, Any]]], now: datetime
+) -> int:
+    """Owe each ``(agency, kind, key, payload)`` at once, in one statement; how many were new.
+
+    Like :func:`enqueue`, a key already owed adds nothing; a key repeated within ``messages``
+    is written once (the first).
+    """
+    for _, kind, _, _ in messages:
+        if kind not in KINDS:
+            raise ValueError(f"outbox kind {kind!r} is not one of {', '.join(KINDS)}")
+    unique: dict[str, tuple[str, str, str, Mapping[str, Any]]] = {}
+    for message in messages:
+        unique.setdefault(message[2], message)
+    if not unique:
+        return 0
+    cur = await conn.execute(
+        """INSERT INTO outbox (agency, kind, idempotency_key, payload, created_at, next_attempt_at)
+           SELECT m.agency, m.kind, m.key, m.payload::jsonb, %s, %s
+           FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])
+                WITH ORDINALITY AS m(agency, kind, key, payload, n)
+           ORDER BY m.n
+           ON CONFLICT (idempotency_key) DO NOTHING
+           RETURNING id""",
+        (
+            now,
+            now,
+            [m[0] for m in unique.values()],
+            [m[1] for m in unique.values()],
+            list(unique),
+            [json.dumps(dict(m[3]), ensure_ascii=False, default=str) for m in unique.values()],
+        ),
+    )
+    return len(await cur.fetchall())
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A message leased to one dispatcher, with the agency's endpoint as it is right now."""

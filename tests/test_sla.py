@@ -536,7 +536,7 @@ def _wait_for_blocked_engine(url: str, engine: subprocess.Popen[Any]) -> bool:
         while time.monotonic() < deadline and engine.poll() is None:
             row = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE 'INSERT INTO alerts%%'"
+                " AND query LIKE '%%INSERT INTO alerts%%'"
             ).fetchone()
             if row and row[0]:
                 return True
