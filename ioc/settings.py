@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Wait this long for a pooled connection, then answer 503."
     )
     max_body_bytes: int = Field(
-        default=32 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."
+        default=16 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."
     )
     max_batch_events: int = Field(
         default=50_000, ge=1, description="Most events in one batch request (413 above)."
