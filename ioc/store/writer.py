@@ -285,39 +285,35 @@ class EventWriter:
                 (*table.types, "int4"),
                 [(*table.row(e), line) for e, line in zip(events, lines, strict=True)],
             )
+            # The first line of each key is offered for insertion; RETURNING names the keys that
+            # went in, so every other line was a repeat, of a stored row or of an earlier line.
+            # Only the key index is consulted: no scan of the table, and no system columns, which
+            # TimescaleDB cannot read from compressed chunks.
+            firsts = sql.SQL(
+                "firsts AS (SELECT DISTINCT ON ({key}) line, {cols} FROM {s} ORDER BY {key}, line)"
+            ).format(key=key, cols=cols, s=stage)
             if table.key_table is None:
-                await cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY line"
-                        " ON CONFLICT DO NOTHING"
-                    ).format(t=sql.Identifier(table.name), cols=cols, s=stage)
-                )
-                owner = sql.Identifier(table.name)
+                query = sql.SQL(
+                    "WITH {firsts}, fresh AS (INSERT INTO {t} ({cols}) SELECT {cols} FROM firsts"
+                    " ORDER BY line ON CONFLICT DO NOTHING RETURNING {key})"
+                    " SELECT firsts.line FROM firsts JOIN fresh USING ({key})"
+                ).format(firsts=firsts, t=sql.Identifier(table.name), cols=cols, key=key)
             else:
-                await cur.execute(
-                    sql.SQL(
-                        "WITH fresh AS (INSERT INTO {k} ({key}) SELECT {key} FROM {s} ORDER BY line"
-                        " ON CONFLICT DO NOTHING RETURNING {key})"
-                        " INSERT INTO {t} ({cols}) SELECT DISTINCT ON ({key}) {cols} FROM {s}"
-                        " JOIN fresh USING ({key}) ORDER BY {key}, line"
-                    ).format(
-                        k=sql.Identifier(table.key_table),
-                        key=key,
-                        s=stage,
-                        t=sql.Identifier(table.name),
-                        cols=cols,
-                    )
+                query = sql.SQL(
+                    "WITH {firsts}, fresh AS (INSERT INTO {k} ({key}) SELECT {key} FROM firsts"
+                    " ORDER BY line ON CONFLICT DO NOTHING RETURNING {key}),"
+                    " stored AS (INSERT INTO {t} ({cols}) SELECT {cols} FROM firsts"
+                    " JOIN fresh USING ({key}) ORDER BY line)"
+                    " SELECT firsts.line FROM firsts JOIN fresh USING ({key})"
+                ).format(
+                    firsts=firsts,
+                    k=sql.Identifier(table.key_table),
+                    key=key,
+                    t=sql.Identifier(table.name),
+                    cols=cols,
                 )
-                owner = sql.Identifier(table.key_table)
-            stored = cur.rowcount
-            # Rows this transaction wrote carry its xid; every other staged line was a repeat.
-            await cur.execute(
-                sql.SQL(
-                    "SELECT s.line FROM (SELECT line, {key}, row_number() OVER"
-                    " (PARTITION BY {key} ORDER BY line) AS rn FROM {s}) s"
-                    " JOIN {o} o USING ({key})"
-                    " WHERE s.rn > 1 OR o.xmin <> pg_current_xact_id()::xid ORDER BY s.line"
-                ).format(key=key, s=stage, o=owner)
-            )
-            duplicate_lines = tuple(int(r[0]) for r in await cur.fetchall())
+            await cur.execute(query)
+            inserted = {int(r[0]) for r in await cur.fetchall()}
+        stored = len(inserted)
+        duplicate_lines = tuple(sorted(line for line in lines if line not in inserted))
         return Written(stored, duplicate_lines)
