@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from ioc.clock import ManualClock
 from ioc.jobs import Maintenance
 from ioc.settings import Settings
 from ioc.store import migrate
-from ioc.store.database import create_database, make_pool
+from ioc.store.database import create_database, drop_database, make_pool
 from ioc.store.partitions import PartitionManager, months_between
+from tests.backends import backend_database
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 ALL = [m.version for m in migrate.available("plain")]
@@ -80,7 +83,16 @@ def _partitions(url: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def test_maintenance_creates_ahead_refreshes_and_drops(db_url: str) -> None:
+@pytest.fixture
+def plain_db(admin_url: str) -> Iterator[str]:
+    """A database set up for plain PostgreSQL, whatever the server offers."""
+    url = backend_database(admin_url, "plain")
+    yield url
+    drop_database(admin_url, conninfo_to_dict(url)["dbname"])
+
+
+def test_maintenance_creates_ahead_refreshes_and_drops(plain_db: str) -> None:
+    db_url = plain_db
     settings = Settings(database_url=db_url, partition_months_ahead=2, traffic_retention_days=200)
     clock = ManualClock(datetime(2025, 5, 15, 9, 0, tzinfo=HCM))
 

@@ -2,7 +2,8 @@
 
 A batch is written in one transaction, so it is stored whole or not at all. The fast path
 COPYs straight into the table; only when that meets a duplicate does the batch go through a
-staging table and ``ON CONFLICT DO NOTHING``, which also tells which lines were duplicates.
+staging table and ``ON CONFLICT DO NOTHING … RETURNING``, which also tells which lines were
+duplicates. Readings also note the time window they touched, for the aggregates' upkeep.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from ioc.events import DossierEvent, Event, FieldReport, TrafficCount, event_time
+from ioc.store.aggregates import note_written
 from ioc.store.partitions import PartitionManager
 
 Conn = psycopg.AsyncConnection[Any]
@@ -33,6 +35,8 @@ class Table:
     # Where uniqueness lives: the table itself, or a companion key table.
     key_table: str | None = None
     partitioned: bool = False
+    # Whether the traffic aggregates are built from it (writes note their window for upkeep).
+    aggregated: bool = False
 
 
 def _field_row(e: FieldReport) -> tuple[Any, ...]:
@@ -128,6 +132,7 @@ TABLES: dict[type[Any], Table] = {
         ("sensor_id", "observed_at"),
         _traffic_row,
         partitioned=True,
+        aggregated=True,
     ),
     DossierEvent: Table(
         "dossier_events",
@@ -220,9 +225,13 @@ class EventWriter:
         try:
             async with conn.transaction():
                 await self._copy_direct(conn, table, events)
-            return Written(len(events), ())
+            written = Written(len(events), ())
         except psycopg.errors.UniqueViolation:
-            return await self._copy_staged(conn, table, events, lines)
+            written = await self._copy_staged(conn, table, events, lines)
+        if table.aggregated and written.stored:
+            times = [event_time(e) for e in events]
+            await note_written(conn, min(times), max(times))
+        return written
 
     async def _copy_direct(self, conn: Conn, table: Table, events: Sequence[Event]) -> None:
         async with conn.cursor() as cur:
