@@ -18,7 +18,7 @@ from ioc.clock import SystemClock
 from ioc.jobs import Maintenance
 from ioc.settings import Settings
 from ioc.store.aggregates import merge
-from ioc.store.database import drop_database
+from ioc.store.database import drop_database, make_pool
 from ioc.store.partitions import PartitionManager
 from tests.backends import BACKENDS, backend_database
 from tests.conftest import RunningServer, auth, make_key, start_server, stop_server
@@ -151,22 +151,28 @@ VIEW = (
 
 
 def upkeep(server: RunningServer) -> None:
-    """One round of the platform's upkeep, as its background job runs it."""
-    plain = server.platform.backend == "plain"
+    """One round of the platform's upkeep, as its background job runs it (on its own pool:
+    refreshing a month of TimescaleDB's 5-minute buckets may outlast ``server.run``)."""
+    settings = server.platform.settings
 
     async def tick() -> None:
-        partitions = PartitionManager(enabled=plain)
-        async with server.platform.pool.connection() as conn:
-            await partitions.load(conn)
-        job = Maintenance(server.platform.pool, partitions, server.platform.settings, SystemClock())
-        # The job's own first round may still hold the leadership.
-        for _ in range(300):
-            if await job.tick():
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError("upkeep leadership never came free")
+        pool = make_pool(server.db_url, settings)
+        await pool.open()
+        try:
+            partitions = PartitionManager(enabled=server.platform.backend == "plain")
+            async with pool.connection() as conn:
+                await partitions.load(conn)
+            job = Maintenance(pool, partitions, settings, SystemClock())
+            # The server's own job may hold the leadership for its first round.
+            for _ in range(600):
+                if await job.tick():
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError("upkeep leadership never came free")
+        finally:
+            await pool.close()
 
-    server.run(tick())
+    asyncio.run(tick())
 
 
 def assert_aggregates_match(url: str) -> int:
