@@ -19,6 +19,7 @@ from ioc.store import migrate
 from ioc.store.database import create_database, drop_database, make_pool
 from ioc.store.partitions import PartitionManager, months_between
 from tests.backends import backend_database
+from tests.conftest import TEMPLATE
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 ALL = [m.version for m in migrate.available("plain")]
@@ -139,3 +140,14 @@ def test_maintenance_creates_ahead_refreshes_and_drops(plain_db: str) -> None:
     # 300 days on, the cut-off is 23 Aug 2025: every month that ended before it is gone.
     assert not {"traffic_readings_p202501", "traffic_readings_p202507"} & after
     assert {"traffic_readings_p202603", "traffic_readings_p202605"} <= after
+
+
+def test_the_test_template_is_sealed_before_it_is_copied(admin_url: str, template_url: str) -> None:
+    # TimescaleDB's scheduler connects to every database that allows it; a copy fails while
+    # anyone is connected to its template.
+    with psycopg.connect(admin_url) as conn:
+        assert conn.execute(
+            "SELECT datallowconn, datistemplate FROM pg_database WHERE datname = %s", (TEMPLATE,)
+        ).fetchone() == (False, True)
+    with pytest.raises(psycopg.OperationalError, match="not currently accepting connections"):
+        psycopg.connect(template_url).close()
