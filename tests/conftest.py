@@ -75,12 +75,13 @@ def _set_template(admin_url: str, sealed: bool) -> None:
 
 
 @pytest.fixture(scope="session")
-def template_url(admin_url: str) -> str:
-    _set_template(admin_url, sealed=False)  # one left by an earlier run cannot be dropped
+def template_url(admin_url: str) -> Iterator[str]:
+    _set_template(admin_url, sealed=False)  # a template left sealed cannot be dropped
     url = create_database(admin_url, TEMPLATE)
     migrate.upgrade(url)
     _set_template(admin_url, sealed=True)
-    return url
+    yield url
+    _set_template(admin_url, sealed=False)  # leave a shared server as an unsealed database
 
 
 @pytest.fixture

@@ -26,8 +26,9 @@ ALL = [m.version for m in migrate.available("plain")]
 
 
 @pytest.fixture
-def empty_db(admin_url: str) -> str:
-    return create_database(admin_url, "ioc_test_empty")
+def empty_db(admin_url: str) -> Iterator[str]:
+    yield create_database(admin_url, "ioc_test_empty")
+    drop_database(admin_url, "ioc_test_empty")
 
 
 def test_upgrade_twice_is_a_no_op(empty_db: str) -> None:
@@ -89,7 +90,7 @@ def plain_db(admin_url: str) -> Iterator[str]:
     """A database set up for plain PostgreSQL, whatever the server offers."""
     url = backend_database(admin_url, "plain")
     yield url
-    drop_database(admin_url, conninfo_to_dict(url)["dbname"])
+    drop_database(admin_url, str(conninfo_to_dict(url)["dbname"]))
 
 
 def test_maintenance_creates_ahead_refreshes_and_drops(plain_db: str) -> None:

@@ -32,7 +32,7 @@ STEP = timedelta(minutes=5)
 def backend_url(request: pytest.FixtureRequest, admin_url: str) -> Iterator[str]:
     url = backend_database(admin_url, request.param)
     yield url
-    drop_database(admin_url, conninfo_to_dict(url)["dbname"])
+    drop_database(admin_url, str(conninfo_to_dict(url)["dbname"]))
 
 
 def _settings(url: str, tmp_path: Path, **extra: Any) -> Settings:
