@@ -10,16 +10,17 @@ from psycopg_pool import AsyncConnectionPool
 
 from ioc.clock import Clock
 from ioc.settings import Settings
+from ioc.store import aggregates
 from ioc.store.partitions import PARTITIONED, PartitionManager
 
 log = logging.getLogger(__name__)
 
 _LEADER_LOCK = 0x10C_2000
-_VIEWS = ("traffic_5min", "traffic_hourly")
 
 
 class Maintenance:
-    """Partitions ahead, aggregate refresh and retention for plain PostgreSQL."""
+    """Aggregates over newly written windows (both back ends); on plain PostgreSQL also
+    partitions ahead and retention (TimescaleDB has its own policies for those)."""
 
     def __init__(
         self,
@@ -32,6 +33,8 @@ class Maintenance:
         self._partitions = partitions
         self._settings = settings
         self._clock = clock
+        # Partitions are ours to manage exactly on plain PostgreSQL.
+        self._backend = "plain" if partitions.enabled else "timescale"
 
     async def run(self) -> None:
         while True:
@@ -44,33 +47,29 @@ class Maintenance:
 
     async def tick(self) -> bool:
         """One round of upkeep; False when another process holds the leadership."""
-        if not self._partitions.enabled:
-            return True
         async with self._pool.connection() as conn:
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_LEADER_LOCK,))
             row = await cur.fetchone()
             if not row or not row[0]:
                 return False
             try:
-                now = self._clock.now()
-                ahead = now + timedelta(days=31 * self._settings.partition_months_ahead)
-                for table in PARTITIONED:
-                    await self._partitions.ensure(conn, table, now, ahead)
-                if self._settings.traffic_retention_days > 0:
-                    cutoff = now - timedelta(days=self._settings.traffic_retention_days)
-                    await self._partitions.drop_older_than(conn, "traffic_readings", cutoff)
-                await self.refresh_aggregates(conn)
+                dropped: list[str] = []
+                if self._backend == "plain":
+                    now = self._clock.now()
+                    ahead = now + timedelta(days=31 * self._settings.partition_months_ahead)
+                    for table in PARTITIONED:
+                        await self._partitions.ensure(conn, table, now, ahead)
+                    if self._settings.traffic_retention_days > 0:
+                        cutoff = now - timedelta(days=self._settings.traffic_retention_days)
+                        dropped = await self._partitions.drop_older_than(
+                            conn, "traffic_readings", cutoff
+                        )
+                await aggregates.catch_up(conn, self._backend, force=bool(dropped))
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (_LEADER_LOCK,))
         return True
 
     @staticmethod
     async def refresh_aggregates(conn: Any) -> None:
-        for view in _VIEWS:
-            cur = await conn.execute(
-                "SELECT ispopulated FROM pg_matviews WHERE matviewname = %s", (view,)
-            )
-            row = await cur.fetchone()
-            # CONCURRENTLY keeps readers unblocked, but needs a populated view to start from.
-            mode = "CONCURRENTLY " if row and row[0] else ""
-            await conn.execute(f"REFRESH MATERIALIZED VIEW {mode}{view}")
+        """Plain PostgreSQL: refresh both aggregate views whole, now."""
+        await aggregates.refresh_views(conn)

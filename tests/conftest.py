@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
+from psycopg import sql
 
 from ioc.api.app import create_app
 from ioc.api.body import server_limits
@@ -50,11 +52,37 @@ def admin_url() -> Iterator[str]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+def _set_template(admin_url: str, sealed: bool) -> None:
+    """Seal the template (a template, closed to connections, none left) or open it again.
+
+    CREATE DATABASE … TEMPLATE fails while anyone is connected to the template, and on
+    TimescaleDB its background scheduler connects to every database that allows it.
+    """
+    name = sql.Identifier(TEMPLATE)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (TEMPLATE,)).fetchone():
+            return
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {} IS_TEMPLATE {}").format(
+                name, sql.SQL(str(not sealed).lower()), sql.SQL(str(sealed).lower())
+            )
+        )
+        if sealed:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (TEMPLATE,),
+            )
+
+
 @pytest.fixture(scope="session")
-def template_url(admin_url: str) -> str:
+def template_url(admin_url: str) -> Iterator[str]:
+    _set_template(admin_url, sealed=False)  # a template left sealed cannot be dropped
     url = create_database(admin_url, TEMPLATE)
     migrate.upgrade(url)
-    return url
+    _set_template(admin_url, sealed=True)
+    yield url
+    _set_template(admin_url, sealed=False)  # leave a shared server as an unsealed database
 
 
 @pytest.fixture

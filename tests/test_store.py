@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from ioc.clock import ManualClock
 from ioc.jobs import Maintenance
 from ioc.settings import Settings
 from ioc.store import migrate
-from ioc.store.database import create_database, make_pool
+from ioc.store.database import create_database, drop_database, make_pool
 from ioc.store.partitions import PartitionManager, months_between
+from tests.backends import backend_database
+from tests.conftest import TEMPLATE
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 ALL = [m.version for m in migrate.available("plain")]
 
 
 @pytest.fixture
-def empty_db(admin_url: str) -> str:
-    return create_database(admin_url, "ioc_test_empty")
+def empty_db(admin_url: str) -> Iterator[str]:
+    yield create_database(admin_url, "ioc_test_empty")
+    drop_database(admin_url, "ioc_test_empty")
 
 
 def test_upgrade_twice_is_a_no_op(empty_db: str) -> None:
@@ -80,7 +85,16 @@ def _partitions(url: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def test_maintenance_creates_ahead_refreshes_and_drops(db_url: str) -> None:
+@pytest.fixture
+def plain_db(admin_url: str) -> Iterator[str]:
+    """A database set up for plain PostgreSQL, whatever the server offers."""
+    url = backend_database(admin_url, "plain")
+    yield url
+    drop_database(admin_url, str(conninfo_to_dict(url)["dbname"]))
+
+
+def test_maintenance_creates_ahead_refreshes_and_drops(plain_db: str) -> None:
+    db_url = plain_db
     settings = Settings(database_url=db_url, partition_months_ahead=2, traffic_retention_days=200)
     clock = ManualClock(datetime(2025, 5, 15, 9, 0, tzinfo=HCM))
 
@@ -127,3 +141,14 @@ def test_maintenance_creates_ahead_refreshes_and_drops(db_url: str) -> None:
     # 300 days on, the cut-off is 23 Aug 2025: every month that ended before it is gone.
     assert not {"traffic_readings_p202501", "traffic_readings_p202507"} & after
     assert {"traffic_readings_p202603", "traffic_readings_p202605"} <= after
+
+
+def test_the_test_template_is_sealed_before_it_is_copied(admin_url: str, template_url: str) -> None:
+    # TimescaleDB's scheduler connects to every database that allows it; a copy fails while
+    # anyone is connected to its template.
+    with psycopg.connect(admin_url) as conn:
+        assert conn.execute(
+            "SELECT datallowconn, datistemplate FROM pg_database WHERE datname = %s", (TEMPLATE,)
+        ).fetchone() == (False, True)
+    with pytest.raises(psycopg.OperationalError, match="not currently accepting connections"):
+        psycopg.connect(template_url).close()

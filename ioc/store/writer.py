@@ -2,7 +2,8 @@
 
 A batch is written in one transaction, so it is stored whole or not at all. The fast path
 COPYs straight into the table; only when that meets a duplicate does the batch go through a
-staging table and ``ON CONFLICT DO NOTHING``, which also tells which lines were duplicates.
+staging table and ``ON CONFLICT DO NOTHING … RETURNING``, which also tells which lines were
+duplicates. Readings also note the time window they touched, for the aggregates' upkeep.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from ioc.events import DossierEvent, Event, FieldReport, TrafficCount, event_time
+from ioc.store.aggregates import note_written
 from ioc.store.partitions import PartitionManager
 
 Conn = psycopg.AsyncConnection[Any]
@@ -33,6 +35,8 @@ class Table:
     # Where uniqueness lives: the table itself, or a companion key table.
     key_table: str | None = None
     partitioned: bool = False
+    # Whether the traffic aggregates are built from it (writes note their window for upkeep).
+    aggregated: bool = False
 
 
 def _field_row(e: FieldReport) -> tuple[Any, ...]:
@@ -128,6 +132,7 @@ TABLES: dict[type[Any], Table] = {
         ("sensor_id", "observed_at"),
         _traffic_row,
         partitioned=True,
+        aggregated=True,
     ),
     DossierEvent: Table(
         "dossier_events",
@@ -220,9 +225,13 @@ class EventWriter:
         try:
             async with conn.transaction():
                 await self._copy_direct(conn, table, events)
-            return Written(len(events), ())
+            written = Written(len(events), ())
         except psycopg.errors.UniqueViolation:
-            return await self._copy_staged(conn, table, events, lines)
+            written = await self._copy_staged(conn, table, events, lines)
+        if table.aggregated and written.stored:
+            times = [event_time(e) for e in events]
+            await note_written(conn, min(times), max(times))
+        return written
 
     async def _copy_direct(self, conn: Conn, table: Table, events: Sequence[Event]) -> None:
         async with conn.cursor() as cur:
@@ -285,39 +294,35 @@ class EventWriter:
                 (*table.types, "int4"),
                 [(*table.row(e), line) for e, line in zip(events, lines, strict=True)],
             )
+            # The first line of each key is offered for insertion; RETURNING names the keys that
+            # went in, so every other line was a repeat, of a stored row or of an earlier line.
+            # Only the key index is consulted: no scan of the table, and no system columns, which
+            # TimescaleDB cannot read from compressed chunks.
+            firsts = sql.SQL(
+                "firsts AS (SELECT DISTINCT ON ({key}) line, {cols} FROM {s} ORDER BY {key}, line)"
+            ).format(key=key, cols=cols, s=stage)
             if table.key_table is None:
-                await cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY line"
-                        " ON CONFLICT DO NOTHING"
-                    ).format(t=sql.Identifier(table.name), cols=cols, s=stage)
-                )
-                owner = sql.Identifier(table.name)
+                query = sql.SQL(
+                    "WITH {firsts}, fresh AS (INSERT INTO {t} ({cols}) SELECT {cols} FROM firsts"
+                    " ORDER BY line ON CONFLICT DO NOTHING RETURNING {key})"
+                    " SELECT firsts.line FROM firsts JOIN fresh USING ({key})"
+                ).format(firsts=firsts, t=sql.Identifier(table.name), cols=cols, key=key)
             else:
-                await cur.execute(
-                    sql.SQL(
-                        "WITH fresh AS (INSERT INTO {k} ({key}) SELECT {key} FROM {s} ORDER BY line"
-                        " ON CONFLICT DO NOTHING RETURNING {key})"
-                        " INSERT INTO {t} ({cols}) SELECT DISTINCT ON ({key}) {cols} FROM {s}"
-                        " JOIN fresh USING ({key}) ORDER BY {key}, line"
-                    ).format(
-                        k=sql.Identifier(table.key_table),
-                        key=key,
-                        s=stage,
-                        t=sql.Identifier(table.name),
-                        cols=cols,
-                    )
+                query = sql.SQL(
+                    "WITH {firsts}, fresh AS (INSERT INTO {k} ({key}) SELECT {key} FROM firsts"
+                    " ORDER BY line ON CONFLICT DO NOTHING RETURNING {key}),"
+                    " stored AS (INSERT INTO {t} ({cols}) SELECT {cols} FROM firsts"
+                    " JOIN fresh USING ({key}) ORDER BY line)"
+                    " SELECT firsts.line FROM firsts JOIN fresh USING ({key})"
+                ).format(
+                    firsts=firsts,
+                    k=sql.Identifier(table.key_table),
+                    key=key,
+                    t=sql.Identifier(table.name),
+                    cols=cols,
                 )
-                owner = sql.Identifier(table.key_table)
-            stored = cur.rowcount
-            # Rows this transaction wrote carry its xid; every other staged line was a repeat.
-            await cur.execute(
-                sql.SQL(
-                    "SELECT s.line FROM (SELECT line, {key}, row_number() OVER"
-                    " (PARTITION BY {key} ORDER BY line) AS rn FROM {s}) s"
-                    " JOIN {o} o USING ({key})"
-                    " WHERE s.rn > 1 OR o.xmin <> pg_current_xact_id()::xid ORDER BY s.line"
-                ).format(key=key, s=stage, o=owner)
-            )
-            duplicate_lines = tuple(int(r[0]) for r in await cur.fetchall())
+            await cur.execute(query)
+            inserted = {int(r[0]) for r in await cur.fetchall()}
+        stored = len(inserted)
+        duplicate_lines = tuple(sorted(line for line in lines if line not in inserted))
         return Written(stored, duplicate_lines)
