@@ -52,9 +52,13 @@ _ANY_FIELD: Final = frozenset({"kind"}.union(*_FIELDS_OF_KIND.values()))
 
 
 def _is_datetime(info: msgspec.structs.FieldInfo) -> bool:
-    kind = msgspec.inspect.type_info(info.type)
+    def plain(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
+        # Annotated types (a documented format, a constraint) wrap the type they annotate.
+        return kind.type if isinstance(kind, msgspec.inspect.Metadata) else kind
+
+    kind = plain(msgspec.inspect.type_info(info.type))
     if isinstance(kind, msgspec.inspect.UnionType):
-        return any(isinstance(t, msgspec.inspect.DateTimeType) for t in kind.types)
+        return any(isinstance(plain(t), msgspec.inspect.DateTimeType) for t in kind.types)
     return isinstance(kind, msgspec.inspect.DateTimeType)
 
 

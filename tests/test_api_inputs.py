@@ -5,6 +5,7 @@ routes), and never reaches the database as a 500. Blank query values count as ab
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -167,8 +168,13 @@ def test_a_value_the_database_refuses_is_the_callers_error_as_a_last_line() -> N
 
 
 def test_a_key_with_nul_is_an_unknown_key(client: httpx.Client, server: RunningServer) -> None:
+    form = client.get("/login")  # the login form's token (and its cookie) come with the form
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
     response = client.post(
-        "/login", data={"key": "ioc_a\x00b_secret"}, headers={"Origin": server.url}
+        "/login",
+        data={"key": "ioc_a\x00b_secret", "next": "", "csrf_token": token.group(1)},
+        headers={"Origin": server.url},
     )
     assert response.status_code == 401, response.text
     response = client.get("/v1/tickets", params={"api_key": "ioc_a\x00b_secret"})
