@@ -381,8 +381,10 @@ def bench() -> None:
 def bench_all() -> None:
     """Every benchmark at small sizes (a few minutes); each prints its ``bench NAME:`` line."""
     from ioc.bench.harness import machine_line
+    from ioc.bench.hostile import run_hostile_bench
     from ioc.bench.ingest import run_ingest_bench
     from ioc.bench.live import run_live_benchmark
+    from ioc.bench.review import run_review_benchmark
     from ioc.bench.route import run_route_benchmark
     from ioc.bench.sla import run_sla_benchmark
 
@@ -392,6 +394,8 @@ def bench_all() -> None:
         machine_line("ingest", run_ingest_bench(settings, 50_000, 5_000, 3_000, 32)),
         machine_line("sla", run_sla_benchmark(settings, 100_000, 20_000, 5_000)),
         machine_line("live", run_live_benchmark(settings, 50, 500, 5.0, 100_000, 100_000)),
+        machine_line("review", run_review_benchmark(settings, 100_000, 100_000, None)),
+        machine_line("hostile", run_hostile_bench(settings, 5.0)),
     ]
     click.echo("\n" + "\n".join(lines))
 
