@@ -34,10 +34,10 @@ from typing import Any, Final, Literal
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from ioc.alerts import CHANNEL, NOTICE, next_digest, resolve_alerts
+from ioc.alerts.outbox import enqueue_many
+from ioc.alerts.records import CHANNEL, NOTICE, next_digest, resolve_alerts
 from ioc.clock import Clock
 from ioc.deadlines import DeadlineBook
-from ioc.outbox import enqueue_many
 from ioc.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from alerting.webhooks import WebhookDispatcher
 from ioc.deadlines import DeadlineBook, load_policies
 from ioc.errors import ConfigError
 from ioc.platform import Platform
-from ioc.routing import Router
+from ioc.routing.router import Router
 from ioc.settings import Settings
 from ioc.store.routing_data import load_deadlines
 

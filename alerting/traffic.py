@@ -48,9 +48,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from ioc.alerts import NewAlert, active_subjects, raise_alerts, resolve_alerts
+from ioc.alerts.records import NewAlert, active_subjects, raise_alerts, resolve_alerts
 from ioc.clock import Clock
-from ioc.routing import Decision, Router
+from ioc.routing.router import Decision, Router
 from ioc.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from tenacity.wait import wait_exponential
 from tqdm import tqdm
 
 from ioc.errors import InvalidInput
-from ioc.events import KINDS
+from ioc.events.kinds import KINDS
 
 _TIME_FIELDS: Final = ("observed_at", "occurred_at", "at")
 _RETRY_STATUS: Final = frozenset({429, 500, 502, 503, 504})

@@ -15,7 +15,8 @@ from ioc.api.security import Authenticator
 from ioc.auth import Principal
 from ioc.clock import Clock, SystemClock
 from ioc.deadlines import DeadlineBook, OfficeTime, load_policies
-from ioc.intake import Intake
+from ioc.events.intake import Intake
+from ioc.events.validation import EventRules
 from ioc.jobs import Maintenance
 from ioc.live import LiveHub
 from ioc.metrics import Metrics, pool_stats
@@ -28,8 +29,7 @@ from ioc.store.policies import apply_timescale_policies
 from ioc.store.reference import ReferenceData
 from ioc.store.routing_data import fingerprint, load_deadlines, load_router
 from ioc.store.writer import EventWriter
-from ioc.ticketing import TicketDesk
-from ioc.validation import EventRules
+from ioc.tickets.opening import TicketDesk
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from ioc.api.reference import build_reference_router
 from ioc.api.security import install_log_redaction
 from ioc.api.tickets import build_tickets_router
 from ioc.clock import Clock
-from ioc.events import json_schemas
+from ioc.events.kinds import json_schemas
 from ioc.platform import Platform
 from ioc.settings import Settings, load_settings
-from maps.review_web import build_review_router
+from maps.review.routes import build_review_router
 from maps.web import build_pages_router
 
 _ERROR_SCHEMA = {

@@ -8,7 +8,7 @@ import msgspec
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from ioc import outbox
+from ioc.alerts import outbox
 from ioc.params import query_of
 from ioc.platform import Platform
 

@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
-from ioc import open311
 from ioc.api.body import read_limited
 from ioc.api.errors import status_of, translate
 from ioc.api.security import token_of
@@ -29,8 +28,9 @@ from ioc.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
+from ioc.events.validation import media_type
+from ioc.interop import open311
 from ioc.platform import Platform
-from ioc.validation import media_type
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ import msgspec
 from fastapi import APIRouter, Path, Query, Request, WebSocket
 from fastapi.responses import Response
 
-from ioc import queue
 from ioc.api.body import read_json
 from ioc.api.feeds import serve_feed
 from ioc.params import query_of
 from ioc.platform import Platform
-from ioc.tickets import MOVES
+from ioc.tickets import queue
+from ioc.tickets.states import MOVES
 
 log = logging.getLogger(__name__)
 

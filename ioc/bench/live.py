@@ -40,14 +40,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from alerting.setup import load_book
 from ioc.bench import review_data
 from ioc.bench.harness import machine_line, percentile, scratch_database, server_process
-from ioc.config import apply_config, read_config
-from ioc.geo.synthetic import hue_wards_file
-from ioc.jurisdictions import read_boundary_file
+from ioc.routing.jurisdictions import read_boundary_file
+from ioc.routing.rules import apply_config, read_config
+from ioc.routing.synthetic import hue_wards_file
 from ioc.settings import Settings
 from ioc.store.database import with_timezone
 from ioc.store.jurisdictions import save_boundary_set
 from ioc.store.keys import create_key
-from maps import review
+from maps.review import queries as review
 
 _CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "hue-responsibility.toml"
 _CATEGORIES = ("moi_truong", "giao_thong", "chieu_sang", "cap_thoat_nuoc", "trat_tu_do_thi")

@@ -34,7 +34,7 @@ from ioc.store.database import (
     with_dbname,
     with_timezone,
 )
-from maps import review
+from maps.review import queries as review
 
 BAR_MS = 500.0
 _ZONE = ZoneInfo("Asia/Ho_Chi_Minh")

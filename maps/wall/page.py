@@ -15,9 +15,9 @@ from typing import Any, Final
 import folium
 from folium.plugins import MarkerCluster
 
-from ioc.jurisdictions import BoundarySet
+from ioc.routing.jurisdictions import BoundarySet
 from maps import areas, page_map
-from maps.wall_data import TICKET_COLUMNS, Labels
+from maps.wall.data import TICKET_COLUMNS, Labels
 
 WALL_PATH: Final = "/wall"
 SNAPSHOT_PATH: Final = "/v1/wall/snapshot"

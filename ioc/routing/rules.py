@@ -32,7 +32,7 @@ import msgspec
 import psycopg
 
 from ioc.errors import InvalidInput
-from ioc.events import Code, Ident
+from ioc.events.kinds import Code, Ident
 
 Level = Literal["province", "district", "ward"]
 

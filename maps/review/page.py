@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from maps.review import (
+from maps.review.queries import (
     APPROXIMATE,
     DEFAULT_MONTHS,
     EXACT,

@@ -1,6 +1,6 @@
 """Geo-routing benchmark: the jurisdiction index against ``geopandas.sjoin`` in one run.
 
-Run: ``python -m ioc.geo.bench [path.geojson] [--points N] [--seed S]``. The bar (DESIGN.md) is
+Run: ``python -m ioc.bench.geo [path.geojson] [--points N] [--seed S]``. The bar (DESIGN.md) is
 ≥ 1,000,000 points/s against Huế's 40 wards, ≥ 5× sjoin in the same run, 100 % agreement.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
-from ioc.geo.index import DEFAULT_MAX_CELLS, How, JurisdictionIndex
+from ioc.routing.index import DEFAULT_MAX_CELLS, How, JurisdictionIndex
 
 DEFAULT_GEOJSON = Path("../shared/data/vn/hue_wards_2025.geojson")
 DEFAULT_SEED = 20250701
@@ -176,7 +176,7 @@ def _best_time(repeats: int, work: Callable[[], T]) -> tuple[float, T]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print a human summary and a ``bench route: key=value …`` line; 1 if the bar is missed."""
-    parser = argparse.ArgumentParser(prog="python -m ioc.geo.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m ioc.bench.geo", description=__doc__)
     parser.add_argument("path", nargs="?", default=str(DEFAULT_GEOJSON), help="GeoJSON file")
     parser.add_argument("--points", type=int, default=1_000_000, help="random points to route")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")

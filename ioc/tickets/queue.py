@@ -22,13 +22,13 @@ from psycopg import sql
 from ioc.auth import Principal, Role
 from ioc.deadlines import DeadlineBook
 from ioc.errors import Conflict, Forbidden, InvalidInput, MalformedBody, NotFound
+from ioc.events.validation import explain
 from ioc.params import bad as _bad
 from ioc.params import one as _one
 from ioc.params import text as _text
-from ioc.ticket_clock import on_action
-from ioc.ticketing import CHANNEL, notify
-from ioc.tickets import MOVES, OPEN_STATES, STATES, Action, check_move
-from ioc.validation import explain
+from ioc.tickets.clock import on_action
+from ioc.tickets.opening import CHANNEL, notify
+from ioc.tickets.states import MOVES, OPEN_STATES, STATES, Action, check_move
 
 Conn = psycopg.AsyncConnection[Any]
 

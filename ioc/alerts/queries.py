@@ -18,7 +18,7 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from ioc.alerts import SUBJECT_KINDS, announce
+from ioc.alerts.records import SUBJECT_KINDS, announce
 from ioc.auth import Principal, Role
 from ioc.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ioc.params import bad as _bad

@@ -1,7 +1,7 @@
 """``ioc jurisdictions``: import and list versioned boundary sets.
 
-ioc.cli registers this group, so the helpers taken from ioc.cli are imported inside the
-commands: a module-level import would be circular (and break ``python -m ioc.cli``).
+ioc.cli.main registers this group, so the helpers taken from ioc.cli.main are imported inside the
+commands: a module-level import would be circular (and break ``python -m ioc.cli.main``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ioc.errors import InvalidInput
-from ioc.jurisdictions import LEVELS, read_boundary_file
+from ioc.routing.jurisdictions import LEVELS, read_boundary_file
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +50,7 @@ def jurisdictions_import(
 
     Importing the same level and date again replaces that set; other dates are kept.
     """
-    from ioc.cli import _settings, _with_database
+    from ioc.cli.main import _settings, _with_database
     from ioc.store.jurisdictions import save_boundary_set
 
     settings = _settings()
@@ -91,7 +91,7 @@ def jurisdictions_import(
 @jurisdictions.command("list")
 def jurisdictions_list() -> None:
     """List the stored boundary sets."""
-    from ioc.cli import _settings, _with_database
+    from ioc.cli.main import _settings, _with_database
     from ioc.store.jurisdictions import list_boundary_sets
 
     sets = _with_database(_settings(), list_boundary_sets)

@@ -26,7 +26,7 @@ import msgspec
 import psycopg
 
 from ioc.errors import InvalidInput
-from ioc.tickets import OPEN_STATES
+from ioc.tickets.states import OPEN_STATES
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 
 from ioc.deadlines import DeadlineBook
-from ioc.events import FieldReport
-from ioc.routing import Router
+from ioc.events.kinds import FieldReport
+from ioc.routing.router import Router
 
 CHANNEL = "ioc_tickets"
 _M_PER_DEG_LAT = 110_574.0

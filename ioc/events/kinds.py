@@ -2,7 +2,7 @@
 
 The wire format is JSON with a ``kind`` field naming the record. Timestamps are RFC 3339; a
 timestamp without an offset is read in the configured zone (default Asia/Ho_Chi_Minh) by
-``ioc.validation``, never by the decoder.
+``ioc.events.validation``, never by the decoder.
 """
 
 from __future__ import annotations

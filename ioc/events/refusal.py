@@ -2,7 +2,7 @@
 
 Validation refuses every value the database is known to refuse; this is the second line: a
 write that fails with a data or constraint error is retried without the events at fault
-(``ioc.coalesce.isolate``), and each of those gets a 422 naming the column where it can.
+(``ioc.events.coalesce.isolate``), and each of those gets a 422 naming the column where it can.
 """
 
 from __future__ import annotations

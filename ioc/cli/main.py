@@ -231,7 +231,7 @@ def config() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def config_load(file: Path) -> None:
     """Load a TOML file: upsert agencies and categories, replace the rules."""
-    from ioc.config import apply_config, read_config
+    from ioc.routing.rules import apply_config, read_config
 
     try:
         parsed = read_config(file)
@@ -246,7 +246,7 @@ def config_show() -> None:
     """Print the current configuration as JSON."""
     import msgspec
 
-    from ioc.config import dump_config
+    from ioc.routing.rules import dump_config
 
     current = _with_database(_settings(), dump_config)
     click.echo(msgspec.json.format(msgspec.json.encode(current)).decode())
@@ -530,10 +530,10 @@ def show_settings() -> None:
 
 
 def _register() -> None:
-    from ioc.cli_jurisdictions import jurisdictions
+    from ioc.cli.jurisdictions import jurisdictions
 
     main.add_command(jurisdictions)
-    from ioc.cli_alerts import alerts
+    from ioc.cli.alerts import alerts
 
     main.add_command(alerts)
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from ioc.geo.index import How
+from ioc.routing.index import How
 
 LEVELS = ("ward", "district", "province")  # most specific first
 _HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -60,7 +60,7 @@ class Decision:
 class Router:
     """Routes batches of points; vectorised per boundary set, rule matching per point."""
 
-    sets: Sequence[Any]  # BoundaryVersion-like objects (ioc.jurisdictions.BoundarySet)
+    sets: Sequence[Any]  # BoundaryVersion-like objects (ioc.routing.jurisdictions.BoundarySet)
     rules: Sequence[Rule]
     fallback_agency: str = "ioc"
     max_distance_m: float = 500.0

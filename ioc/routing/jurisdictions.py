@@ -22,7 +22,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from ioc.errors import InvalidInput
-from ioc.geo.index import JurisdictionIndex
+from ioc.routing.index import JurisdictionIndex
 
 LEVELS = ("province", "district", "ward")
 

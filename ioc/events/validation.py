@@ -21,8 +21,8 @@ import msgspec
 
 from ioc.clock import Clock
 from ioc.errors import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
-from ioc.events import ACCEPTED_VALUES, DossierEvent, Event, FieldReport, TrafficCount
-from ioc.jsonscan import scan_array, separators
+from ioc.events.jsonscan import scan_array, separators
+from ioc.events.kinds import ACCEPTED_VALUES, DossierEvent, Event, FieldReport, TrafficCount
 
 NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
@@ -125,7 +125,7 @@ def decode_one(body: bytes | bytearray) -> Event:
 def count_events(body: bytes | bytearray, content_type: str | None, most: int) -> None:
     """Refuse (413) a batch of more than ``most`` events, before decoding any of them.
 
-    NDJSON counts its non-blank lines; a JSON array its top-level elements (``ioc.jsonscan``,
+    NDJSON counts its non-blank lines; a JSON array its top-level elements (``ioc.events.jsonscan``,
     which walks the bytes in bounded chunks). Both only look further when a cheap upper bound
     (newlines, commas) is already over the cap.
     """
@@ -257,7 +257,7 @@ _LEADING_BLANKS = re.compile(rb"[ \t\r\n]*")
 def _array_items(body: bytes | bytearray) -> Iterator[tuple[msgspec.Raw | memoryview, int]]:
     """A JSON array's elements, undecoded, each with its offset in the body.
 
-    A body over ``_SLICE`` bytes is cut at its top-level commas (``ioc.jsonscan``) and each
+    A body over ``_SLICE`` bytes is cut at its top-level commas (``ioc.events.jsonscan``) and each
     element is decoded on its own, in place: one decoder call over a whole body would hold the
     GIL (and the event loop) for that long. An element that is not well-formed JSON makes the
     body malformed as a whole, as a whole-body decode would.

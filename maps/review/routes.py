@@ -22,8 +22,9 @@ from ioc.auth import Principal, Role
 from ioc.errors import Forbidden, InvalidInput, Unauthenticated
 from ioc.params import query_of
 from ioc.platform import Platform
-from maps import pages, review
-from maps.review_page import REVIEW_PATH, ReviewView, render_review, table_csv
+from maps import pages
+from maps.review import queries as review
+from maps.review.page import REVIEW_PATH, ReviewView, render_review, table_csv
 
 REVIEWERS: Final = frozenset({Role.LEADER, Role.ADMIN})
 _ERROR = {

@@ -20,10 +20,10 @@ import msgspec
 import psycopg
 
 from ioc.errors import InvalidInput, MalformedBody, NotFound
-from ioc.events import FieldReport
+from ioc.events.kinds import FieldReport
+from ioc.events.validation import explain
 from ioc.params import text
-from ioc.tickets import MOVES, OPEN_STATES, STATES
-from ioc.validation import explain
+from ioc.tickets.states import MOVES, OPEN_STATES, STATES
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -14,16 +14,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from ioc.auth import INGEST_ROLES, Principal, Role
 from ioc.clock import Clock
-from ioc.coalesce import Coalescer, isolate
 from ioc.deadlines import DeadlineBook
 from ioc.dossiers import refold
 from ioc.errors import InvalidInput
-from ioc.events import DossierEvent, Event, FieldReport, TrafficCount
-from ioc.refusal import as_invalid_input, column_and_reason, is_refusal
-from ioc.store.reference import ReferenceData
-from ioc.store.writer import EventWriter, Written
-from ioc.ticketing import TicketDesk
-from ioc.validation import (
+from ioc.events.coalesce import Coalescer, isolate
+from ioc.events.kinds import DossierEvent, Event, FieldReport, TrafficCount
+from ioc.events.refusal import as_invalid_input, column_and_reason, is_refusal
+from ioc.events.validation import (
     NUL_REASON,
     Decoded,
     EventRules,
@@ -34,6 +31,9 @@ from ioc.validation import (
     nul_field,
     reject_lines,
 )
+from ioc.store.reference import ReferenceData
+from ioc.store.writer import EventWriter, Written
+from ioc.tickets.opening import TicketDesk
 
 # Readings per live notice: a NOTIFY payload must stay under 8000 bytes.
 _READINGS_PER_NOTICE = 50

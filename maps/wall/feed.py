@@ -19,7 +19,7 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from ioc.live import Subscription
-from maps import wall_data
+from maps.wall import data as wall_data
 
 # A page more notices than this behind is dropped; it reconnects and catches up.
 MAX_PENDING: Final = 20_000

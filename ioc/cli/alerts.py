@@ -22,7 +22,7 @@ def alerts() -> None:
 
 async def _alerting(at: datetime | None, forever: bool) -> None:
     from alerting.worker import RuleData, one_pass, run_all
-    from ioc.cli import _settings
+    from ioc.cli.main import _settings
     from ioc.clock import SystemClock
     from ioc.store.database import DatabaseLocation, make_pool, with_timezone
 

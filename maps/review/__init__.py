@@ -1,0 +1,1 @@
+"""The leaders' review: its queries, the page, and its routes."""
