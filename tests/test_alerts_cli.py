@@ -28,7 +28,7 @@ SENSOR = {"sensor_id": "HUE-TS-001", "lon": 107.52, "lat": 16.42, "name": "Nút 
 
 def ioc(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ioc.cli.main", "alerts", *args],
+        [sys.executable, "-m", "ioc.cli", "alerts", *args],
         env={**os.environ, "IOC_DATABASE_URL": server.db_url},
         capture_output=True,
         text=True,
@@ -111,7 +111,7 @@ def test_the_worker_runs_the_traffic_watch_and_delivers(
         "IOC_ALERT_DIGEST_S": "1",
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "ioc.cli.main", "alerts", "run"],
+        [sys.executable, "-m", "ioc.cli", "alerts", "run"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def ioc(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ioc.cli.main", *args],
+        [sys.executable, "-m", "ioc.cli", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -96,7 +96,7 @@ def test_serve_on_embedded_database_survives_restart_and_stops_cleanly() -> None
 
     def run_once() -> str:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ioc.cli.main", "serve", "--port", str(port)], env=env, cwd=REPO
+            [sys.executable, "-m", "ioc.cli", "serve", "--port", str(port)], env=env, cwd=REPO
         )
         try:
             deadline = time.monotonic() + 90

@@ -69,7 +69,7 @@ def serving(home: Path, **env: str) -> Iterator[Serving]:
     log = home / f"serve-{port}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ioc.cli.main", "serve", "--port", str(port)],
+            [sys.executable, "-m", "ioc.cli", "serve", "--port", str(port)],
             env=environment,
             cwd=REPO,
             stdout=output,
@@ -144,7 +144,7 @@ def report(external_id: str) -> dict[str, Any]:
 
 def create_key(env: dict[str, str]) -> str:
     created = subprocess.run(
-        [sys.executable, "-m", "ioc.cli.main", "keys", "create", "--source", "hue-s"],
+        [sys.executable, "-m", "ioc.cli", "keys", "create", "--source", "hue-s"],
         env={**os.environ, **env},
         cwd=REPO,
         capture_output=True,

@@ -97,7 +97,7 @@ def aarhus_files(folder: Path) -> tuple[Path, Path]:
 def ioc(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
     return subprocess.run(
-        [sys.executable, "-m", "ioc.cli.main", *args],
+        [sys.executable, "-m", "ioc.cli", *args],
         env=clean | env,
         capture_output=True,
         text=True,

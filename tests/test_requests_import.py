@@ -94,7 +94,7 @@ def write(path: Path, rows: list[dict[str, str]]) -> Path:
 
 def ioc(*args: str, db_url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ioc.cli.main", *args],
+        [sys.executable, "-m", "ioc.cli", *args],
         env={**os.environ, "IOC_DATABASE_URL": db_url, "IOC_LOG_LEVEL": "WARNING"},
         capture_output=True,
         text=True,

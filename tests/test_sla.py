@@ -504,7 +504,7 @@ def test_engine_killed_mid_tick_loses_nothing_and_doubles_nothing(
     with psycopg.connect(server.db_url) as blocker:
         blocker.execute("LOCK TABLE alerts IN EXCLUSIVE MODE")
         engine = subprocess.Popen(
-            [sys.executable, "-m", "ioc.cli.main", "alerts", "tick", "--at", later.isoformat()],
+            [sys.executable, "-m", "ioc.cli", "alerts", "tick", "--at", later.isoformat()],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -519,7 +519,7 @@ def test_engine_killed_mid_tick_loses_nothing_and_doubles_nothing(
     assert _counts(server) == (0, 0)  # the killed batch left nothing behind
     # Restarted, it raises every alert exactly once.
     restarted = subprocess.run(
-        [sys.executable, "-m", "ioc.cli.main", "alerts", "tick", "--at", later.isoformat()],
+        [sys.executable, "-m", "ioc.cli", "alerts", "tick", "--at", later.isoformat()],
         env=env,
         capture_output=True,
         text=True,
