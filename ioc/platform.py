@@ -16,7 +16,7 @@ from ioc.auth import Principal
 from ioc.clock import Clock, SystemClock
 from ioc.deadlines import DeadlineBook, OfficeTime, load_policies
 from ioc.events.intake import Intake
-from ioc.events.validation import EventRules
+from ioc.events.rules import EventRules
 from ioc.jobs import Maintenance
 from ioc.live import LiveHub
 from ioc.metrics import Metrics, pool_stats
