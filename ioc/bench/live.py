@@ -47,7 +47,10 @@ from ioc.settings import Settings
 from ioc.store.database import with_timezone
 from ioc.store.jurisdictions import save_boundary_set
 from ioc.store.keys import create_key
-from maps.review import queries as review
+from maps.review import period as review_period
+from maps.review import queries as review_queries
+from maps.review import rollups as review_rollups
+from maps.review import table as review_table
 
 _CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "hue-responsibility.toml"
 _CATEGORIES = ("moi_truong", "giao_thong", "chieu_sang", "cap_thoat_nuoc", "trat_tu_do_thi")
@@ -325,22 +328,22 @@ async def _review_times(
         load_s = time.perf_counter() - started
         click.echo(f"building the review rollups over {tickets:,} tickets …", err=True)
         started = time.perf_counter()
-        await review.refresh(conn, zone)
+        await review_rollups.refresh(conn, zone)
         build_s = time.perf_counter() - started
         await conn.execute("VACUUM (ANALYZE) review_ticket_days, review_ticket_bins")
-        names = await review.load_names(conn)
-        query = review.ReviewQuery(
+        names = await review_queries.load_names(conn)
+        query = review_period.ReviewQuery(
             data.since.date().replace(day=1),
             (data.until - timedelta(days=1)).date().replace(day=1),
             _ZONE,
         )
         query_ms: dict[str, float] = {}
-        tables: dict[str, review.Table] = {}
-        for name in review.TABLES:
+        tables: dict[str, review_table.Table] = {}
+        for name in review_queries.TABLES:
             runs = []
             for _ in range(3):
                 started = time.perf_counter()
-                tables[name] = await review.build_table(
+                tables[name] = await review_queries.build_table(
                     conn, name, query, data.now, review_data.OFFICE_DAY_S, names
                 )
                 runs.append((time.perf_counter() - started) * 1000)
@@ -368,7 +371,7 @@ async def _review_times(
             " WHERE id % 100 = 0 AND resolution_working_s IS NOT NULL"
         )
         started = time.perf_counter()
-        await review.refresh(conn, zone)
+        await review_rollups.refresh(conn, zone)
         fold_s = time.perf_counter() - started
     return ReviewTimes(
         data.tickets,
