@@ -70,7 +70,8 @@ def replay(
 
     Exits non-zero when a batch could not be stored after its retries.
     """
-    from ingest.replay import ReplayOptions, replay_file
+    from ingest.replay import replay_file
+    from ingest.replay_files import ReplayOptions
 
     settings = cli_settings()
     if url is None:
