@@ -1,4 +1,8 @@
-"""The running platform's resources, opened and closed together (by the app's lifespan)."""
+"""The running platform's resources, opened and closed together (by the app's lifespan).
+
+Wiring, like ``ioc.api`` and ``ioc.cli``: it puts the store, the intake, the live hub and the
+upkeep together for the server; domain modules never import it.
+"""
 
 from __future__ import annotations
 

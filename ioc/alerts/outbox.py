@@ -1,5 +1,8 @@
 """The durable webhook outbox: what is owed to each agency's endpoint, and the log of each try.
 
+In ``ioc`` because a message is written in the transaction of the change it reports, wherever
+that change is made; ``alerting.webhooks`` sends what is owed.
+
 A message is written in the same transaction as the change it reports (an alert raised, a
 digest assembled), so it exists exactly when that change does. A dispatcher claims due rows
 with a lease (``FOR UPDATE SKIP LOCKED``, then a ``lease_until`` time), sends them without
