@@ -116,3 +116,15 @@ def bench_review(tickets: int, dossier_events: int, database: str | None) -> Non
     if tickets < 1 or dossier_events < 1:
         raise click.BadParameter("--tickets and --dossier-events must be positive")
     run_review_benchmark(cli_settings(), tickets, dossier_events, database)
+
+
+@bench.command("clients")
+@click.option("--requests", default=3_000, show_default=True, help="POSTs per client library.")
+@click.option("--concurrency", default=32, show_default=True, help="Concurrent requests.")
+def bench_clients(requests: int, concurrency: int) -> None:
+    """Client CPU per request of aiohttp and httpx driving the same load (why both are used)."""
+    from ioc.bench.clients import run_clients_bench
+
+    if requests < 1 or concurrency < 1:
+        raise click.BadParameter("--requests and --concurrency must be positive")
+    run_clients_bench(requests, concurrency)
