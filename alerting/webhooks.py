@@ -42,7 +42,8 @@ from typing import Any, Final
 import httpx
 from psycopg_pool import AsyncConnectionPool
 
-from ioc import __version__, outbox
+from ioc import __version__
+from ioc.alerts import outbox
 from ioc.clock import Clock
 from ioc.settings import Settings
 

@@ -24,7 +24,7 @@ from alerting.traffic import TrafficCheck, TrafficWatch
 from alerting.webhooks import WebhookDispatcher
 from ioc.clock import Clock, ManualClock
 from ioc.deadlines import DeadlineBook
-from ioc.routing import Router
+from ioc.routing.router import Router
 from ioc.settings import Settings
 from ioc.store.routing_data import fingerprint, load_router
 

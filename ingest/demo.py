@@ -15,10 +15,10 @@ import uvicorn
 
 from ingest.simulator import Event, ProvinceSimulator, RealClock
 from ioc.api.app import create_app
-from ioc.config import apply_config, read_config
-from ioc.geo.synthetic import hue_wards_file
-from ioc.jurisdictions import read_boundary_file
 from ioc.platform import Platform
+from ioc.routing.jurisdictions import read_boundary_file
+from ioc.routing.rules import apply_config, read_config
+from ioc.routing.synthetic import hue_wards_file
 from ioc.settings import Settings
 from ioc.store.jurisdictions import save_boundary_set
 from ioc.store.keys import create_key

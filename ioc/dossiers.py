@@ -21,9 +21,9 @@ from typing import Any, Final, get_args
 
 import psycopg
 
-from ioc.alerts import resolve_alerts
+from ioc.alerts.records import resolve_alerts
 from ioc.deadlines import DeadlineBook, Plan, pauses_of
-from ioc.events import DossierEventName
+from ioc.events.kinds import DossierEventName
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -19,9 +19,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ioc.alerts import CHANNEL as ALERTS
-from ioc.intake import READINGS
-from ioc.ticketing import CHANNEL as TICKETS
+from ioc.alerts.records import CHANNEL as ALERTS
+from ioc.events.intake import READINGS
+from ioc.tickets.opening import CHANNEL as TICKETS
 
 # Everything a live page may show: ticket changes, alerts, and sensor readings.
 CHANNELS = (TICKETS, ALERTS, READINGS)

@@ -1,4 +1,8 @@
-"""The running platform's resources, opened and closed together (by the app's lifespan)."""
+"""The running platform's resources, opened and closed together (by the app's lifespan).
+
+Wiring, like ``ioc.api`` and ``ioc.cli``: it puts the store, the intake, the live hub and the
+upkeep together for the server; domain modules never import it.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from ioc.api.security import Authenticator
 from ioc.auth import Principal
 from ioc.clock import Clock, SystemClock
 from ioc.deadlines import DeadlineBook, OfficeTime, load_policies
-from ioc.intake import Intake
+from ioc.events.intake import Intake
+from ioc.events.rules import EventRules
 from ioc.jobs import Maintenance
 from ioc.live import LiveHub
 from ioc.metrics import Metrics, pool_stats
@@ -28,8 +33,7 @@ from ioc.store.policies import apply_timescale_policies
 from ioc.store.reference import ReferenceData
 from ioc.store.routing_data import fingerprint, load_deadlines, load_router
 from ioc.store.writer import EventWriter
-from ioc.ticketing import TicketDesk
-from ioc.validation import EventRules
+from ioc.tickets.opening import TicketDesk
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any, Final
 import numpy as np
 import shapely
 
-from ioc.jurisdictions import LEVELS, BoundarySet
+from ioc.routing.jurisdictions import LEVELS, BoundarySet
 
 # About 30 m at Vietnam's latitudes: invisible at a province's zoom, a fraction of the bytes.
 SIMPLIFY_DEGREES: Final = 0.0003

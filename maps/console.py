@@ -16,9 +16,9 @@ from folium.plugins import MarkerCluster
 
 from ioc.auth import Principal, Role
 from ioc.errors import Forbidden
-from ioc.tickets import MOVES, OPEN_STATES, STATES
+from ioc.tickets.states import MOVES, OPEN_STATES, STATES
 from maps import page_map
-from maps.wall_data import Labels
+from maps.wall.data import Labels
 
 CONSOLE_PREFIX: Final = "/agencies"
 # The actions the console offers, in the order of its buttons.

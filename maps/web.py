@@ -29,11 +29,13 @@ from ioc.api.body import read_limited
 from ioc.api.security import CrossSiteRefused, SocketGuard, check_same_origin
 from ioc.auth import Principal, Role, csrf_token
 from ioc.errors import Forbidden, IocError, NotFound, RateLimited, Unauthenticated
-from ioc.jurisdictions import LEGAL_ZONE
 from ioc.platform import Platform
+from ioc.routing.jurisdictions import LEGAL_ZONE
 from ioc.store.sessions import end_session, open_session
-from maps import areas, assets, console, pages, wall, wall_data
-from maps.wall_feed import FeedOverflow, WallFeed
+from maps import areas, assets, console, pages
+from maps.wall import data as wall_data
+from maps.wall import page as wall
+from maps.wall.feed import FeedOverflow, WallFeed
 
 WALL_ROLES: Final = frozenset({Role.OPERATOR, Role.ADMIN})
 CONSOLE_ROLES: Final = frozenset({Role.OPERATOR, Role.ADMIN, Role.AGENCY})

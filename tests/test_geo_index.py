@@ -11,10 +11,10 @@ import pytest
 import shapely
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
+from ioc.bench.geo import main as bench_main
+from ioc.bench.geo import run_route_bench, sjoin_locate, tie_break
 from ioc.errors import InvalidInput
-from ioc.geo.bench import main as bench_main
-from ioc.geo.bench import run_route_bench, sjoin_locate, tie_break
-from ioc.geo.index import How, JurisdictionIndex
+from ioc.routing.index import How, JurisdictionIndex
 
 HUE_WARDS = Path(__file__).resolve().parents[2] / "shared/data/vn/hue_wards_2025.geojson"
 

@@ -18,9 +18,9 @@ import pytest
 import websockets
 
 from ioc.errors import MalformedBody, PayloadTooLarge
-from ioc.jsonscan import scan_array, separators
+from ioc.events.jsonscan import scan_array, separators
+from ioc.events.validation import count_events, decode_batch
 from ioc.settings import Settings
-from ioc.validation import count_events, decode_batch
 from tests.conftest import RunningServer, auth, start_server, stop_server
 from tests.test_ingest_api import NDJSON, count, dossier, ndjson, reading, report
 

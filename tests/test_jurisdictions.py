@@ -19,9 +19,9 @@ from click.testing import CliRunner, Result
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
-from ioc.cli_jurisdictions import jurisdictions
+from ioc.cli.jurisdictions import jurisdictions
 from ioc.errors import InvalidInput
-from ioc.jurisdictions import BoundaryFile, BoundarySet, in_force, read_boundary_file
+from ioc.routing.jurisdictions import BoundaryFile, BoundarySet, in_force, read_boundary_file
 from ioc.store.jurisdictions import StoredSet, load_boundary_sets, save_boundary_set
 
 T = TypeVar("T")

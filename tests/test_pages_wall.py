@@ -17,15 +17,15 @@ import pytest
 import shapely
 from folium.plugins import Fullscreen
 
-from ioc.alerts import NewAlert, raise_alerts, resolve_alerts
+from ioc.alerts.records import NewAlert, raise_alerts, resolve_alerts
 from ioc.errors import ConfigError
-from ioc.jurisdictions import BoundarySet, read_boundary_file
+from ioc.routing.jurisdictions import BoundarySet, read_boundary_file
 from ioc.settings import Settings
 from ioc.store.jurisdictions import save_boundary_set
-from ioc.ticketing import notify
+from ioc.tickets.opening import notify
 from maps import areas, assets, page_map
-from maps.wall import WallPage, render_wall
-from maps.wall_data import Labels
+from maps.wall.data import Labels
+from maps.wall.page import WallPage, render_wall
 from tests.conftest import (
     RunningServer,
     auth,

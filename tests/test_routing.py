@@ -13,9 +13,9 @@ import psycopg
 import pytest
 import shapely
 
-from ioc.config import AgencyConfig, ResponsibilityConfig, RuleConfig, apply_config
-from ioc.jurisdictions import BoundarySet
-from ioc.routing import Router, Rule
+from ioc.routing.jurisdictions import BoundarySet
+from ioc.routing.router import Router, Rule
+from ioc.routing.rules import AgencyConfig, ResponsibilityConfig, RuleConfig, apply_config
 from ioc.store.jurisdictions import save_boundary_set
 from tests.conftest import RunningServer, auth
 from tests.test_ingest_api import NDJSON, ndjson, report

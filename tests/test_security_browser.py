@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from ioc.alerts import NewAlert, raise_alerts
+from ioc.alerts.records import NewAlert, raise_alerts
 from ioc.settings import Settings
 from tests.conftest import RunningServer, auth, free_port, log_in, make_key
 

@@ -789,7 +789,7 @@ def test_policies_load_from_config(
 def test_the_example_deployment_config_loads(server: RunningServer) -> None:
     from pathlib import Path
 
-    from ioc.config import apply_config, read_config
+    from ioc.routing.rules import apply_config, read_config
 
     config = read_config(Path(__file__).parent.parent / "deploy" / "hue-responsibility.toml")
     assert any(d.subject == "dossier" for d in config.deadlines)

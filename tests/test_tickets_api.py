@@ -18,7 +18,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from ioc.live import LiveHub
 from ioc.store.keys import create_key
-from ioc.ticketing import CHANNEL
+from ioc.tickets.opening import CHANNEL
 from tests.conftest import RunningServer, auth, make_key
 
 NDJSON = {"Content-Type": "application/x-ndjson"}

@@ -25,9 +25,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from alerting.traffic import LOCK, TrafficCheck, TrafficWatch
 from ioc.clock import ManualClock
-from ioc.config import AgencyConfig, ResponsibilityConfig, RuleConfig, apply_config
 from ioc.jobs import Maintenance
-from ioc.jurisdictions import BoundarySet
+from ioc.routing.jurisdictions import BoundarySet
+from ioc.routing.rules import AgencyConfig, ResponsibilityConfig, RuleConfig, apply_config
 from ioc.settings import Settings
 from ioc.store.jurisdictions import save_boundary_set
 from ioc.store.partitions import PartitionManager

@@ -23,9 +23,9 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from alerting.webhooks import USER_AGENT, WebhookDispatcher, shown_url, sign, verify_signature
-from ioc import outbox
+from ioc.alerts import outbox
 from ioc.clock import ManualClock
-from ioc.config import AgencyConfig, ResponsibilityConfig, apply_config
+from ioc.routing.rules import AgencyConfig, ResponsibilityConfig, apply_config
 from ioc.settings import Settings
 from ioc.store.database import make_pool
 from tests.conftest import RunningServer, auth, free_port, make_key

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Request
 from ioc.api.body import read_json_buffer
 from ioc.api.inputs import body_schema, json_body
 from ioc.auth import Role
-from ioc.config import ResponsibilityConfig, apply_config, dump_config, parse_config
 from ioc.errors import MalformedBody
 from ioc.params import check_tree
 from ioc.platform import Platform
+from ioc.routing.rules import ResponsibilityConfig, apply_config, dump_config, parse_config
 
 _ADMIN = frozenset({Role.ADMIN})
 _READERS = frozenset({Role.ADMIN, Role.OPERATOR, Role.LEADER})

@@ -8,12 +8,12 @@ import msgspec
 from fastapi import APIRouter, Path, Request, WebSocket
 from fastapi.responses import Response
 
-from ioc import alert_queries as q
+from ioc.alerts import queries as q
 from ioc.api.body import read_json
 from ioc.api.feeds import serve_feed
 from ioc.params import query_of
 from ioc.platform import Platform
-from ioc.queue import actor_of
+from ioc.tickets.actions import actor_of
 
 _ERROR: dict[str, Any] = {
     "description": "error",

@@ -9,11 +9,12 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from alerting.setup import install, working_calendar
+from alerting.setup import working_calendar
 from ioc import __version__
 from ioc.api import errors
 from ioc.api.admin import build_admin_router
 from ioc.api.alerts import build_alerts_router
+from ioc.api.background import install_alerting
 from ioc.api.deliveries import build_deliveries_router
 from ioc.api.ingest import build_ingest_router
 from ioc.api.inputs import storable_parameters
@@ -23,10 +24,10 @@ from ioc.api.reference import build_reference_router
 from ioc.api.security import install_log_redaction
 from ioc.api.tickets import build_tickets_router
 from ioc.clock import Clock
-from ioc.events import json_schemas
+from ioc.events.kinds import json_schemas
 from ioc.platform import Platform
 from ioc.settings import Settings, load_settings
-from maps.review_web import build_review_router
+from maps.review.routes import build_review_router
 from maps.web import build_pages_router
 
 _ERROR_SCHEMA = {
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         dependencies=[Depends(storable_parameters)],
     )
     app.state.platform = platform
-    install(platform)
+    install_alerting(platform)
     errors.install(app)
     app.include_router(build_ops_router(platform))
     app.include_router(build_ingest_router(platform))

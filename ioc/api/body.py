@@ -10,8 +10,8 @@ from typing import Any
 from starlette.requests import Request
 
 from ioc.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
+from ioc.events.validation import JSON_TYPES, media_type
 from ioc.settings import Settings
-from ioc.validation import JSON_TYPES, media_type
 
 # Bodies at least this large hand their memory back to the system once answered.
 LARGE_BODY_BYTES = 4 * 1024 * 1024

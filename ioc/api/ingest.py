@@ -23,10 +23,10 @@ from ioc.api.body import (
 from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to_store_unavailable
 from ioc.api.security import SocketGuard
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
-from ioc.events import json_schemas
-from ioc.intake import BatchResult
+from ioc.events.intake import BatchResult
+from ioc.events.kinds import json_schemas
+from ioc.events.validation import BATCH_TYPES, JSON_TYPES, NDJSON_TYPES, media_type
 from ioc.platform import Platform
-from ioc.validation import BATCH_TYPES, JSON_TYPES, NDJSON_TYPES, media_type
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from ioc.api.body import read_json_buffer
 from ioc.api.inputs import body_schema, json_body
 from ioc.auth import Role
 from ioc.errors import InvalidInput, MalformedBody
+from ioc.events.validation import explain
 from ioc.params import unstorable
 from ioc.platform import Platform
 from ioc.store.reference import Sensor, list_sensors, upsert_sensors
-from ioc.validation import explain
 
 _sensors = msgspec.json.Decoder(list[msgspec.Raw])
 _sensor = msgspec.json.Decoder(Sensor)

@@ -15,6 +15,7 @@ import numpy as np
 import psycopg
 import shapely
 
+from ioc.bench.geo import run_route_bench
 from ioc.bench.harness import (
     cost_per_event,
     machine_line,
@@ -23,14 +24,13 @@ from ioc.bench.harness import (
     scratch_database,
     server_process,
 )
-from ioc.config import apply_config, read_config
-from ioc.geo.bench import run_route_bench
-from ioc.geo.synthetic import hue_wards_file
-from ioc.jurisdictions import read_boundary_file
+from ioc.routing.jurisdictions import read_boundary_file
+from ioc.routing.rules import apply_config, read_config
+from ioc.routing.synthetic import hue_wards_file
 from ioc.settings import Settings
 from ioc.store.jurisdictions import save_boundary_set
 from ioc.store.keys import create_key
-from maps import review
+from maps.review import rollups as review_rollups
 
 _CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "hue-responsibility.toml"
 _CATEGORIES = ("moi_truong", "giao_thong", "chieu_sang", "cap_thoat_nuoc", "trat_tu_do_thi")
@@ -72,7 +72,7 @@ async def _prepare(
         key, _ = await create_key(conn, "source", "bench", None, "ioc bench route")
         # The whole platform on: the review's rollups are built, so every ticket write
         # also logs its change for them (migration 0005's triggers).
-        await review.refresh(conn, zone)
+        await review_rollups.refresh(conn, zone)
     minx, miny, maxx, maxy = (
         float(v) for v in shapely.total_bounds(list(read.boundaries.geometries))
     )

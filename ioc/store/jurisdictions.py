@@ -12,7 +12,7 @@ import psycopg
 import shapely
 
 from ioc.errors import InvalidInput
-from ioc.jurisdictions import LEVELS, BoundarySet
+from ioc.routing.jurisdictions import LEVELS, BoundarySet
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 import psycopg
 
-from ioc.events import Ident
+from ioc.events.kinds import Ident
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 
-from ioc.routing import Router, Rule
+from ioc.routing.router import Router, Rule
 from ioc.settings import Settings
 
 

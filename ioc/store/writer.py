@@ -16,7 +16,7 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from ioc.events import DossierEvent, Event, FieldReport, TrafficCount, event_time
+from ioc.events.kinds import DossierEvent, Event, FieldReport, TrafficCount, event_time
 from ioc.store.aggregates import note_written
 from ioc.store.partitions import PartitionManager
 

@@ -1,0 +1,1 @@
+"""The ``ioc`` command line: one module per command group."""

@@ -1,0 +1,5 @@
+"""``python -m ioc.cli``: the same command line as ``ioc``."""
+
+from ioc.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Events: their kinds, checking request bodies, and the ingest use case that stores them."""

@@ -1,0 +1,142 @@
+"""The three event kinds: typed, frozen records with stable names.
+
+The wire format is JSON with a ``kind`` field naming the record. Timestamps are RFC 3339; a
+timestamp without an offset is read in the configured zone (default Asia/Ho_Chi_Minh) by
+``ioc.events.validation``, never by the decoder.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final, Literal, get_args
+
+import msgspec
+from msgspec import Meta
+
+Lon = Annotated[float, Meta(ge=-180.0, le=180.0, description="Longitude, WGS 84 degrees")]
+Lat = Annotated[float, Meta(ge=-90.0, le=90.0, description="Latitude, WGS 84 degrees")]
+# Identifiers go into COPY text unescaped, so their alphabet excludes tabs, newlines, backslashes.
+Ident = Annotated[
+    str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@#+\-]*$")
+]
+Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
+SourceName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
+Text = Annotated[str, Meta(max_length=10_000)]
+Url = Annotated[str, Meta(max_length=2048, pattern=r"^https?://")]
+# The document says what the decoder reads: an RFC 3339 date-time (one without an offset is also
+# read, in the configured zone).
+Moment = Annotated[datetime, Meta(extra_json_schema={"format": "date-time"})]
+
+DossierEventName = Literal[
+    "registered",
+    "accepted",
+    "refused",
+    "in_processing",
+    "supplement_requested",
+    "supplement_received",
+    "fee_requested",
+    "fee_paid",
+    "processed",
+    "result_returned",
+    "withdrawn",
+    "stopped",
+]
+Channel = Literal["online", "counter", "postal"]
+OnlineLevel = Literal["partial", "full_process"]
+
+
+class Reporter(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Who reported: personal data, never shown on public pages or written to logs."""
+
+    name: Annotated[str, Meta(max_length=200)] | None = None
+    phone: Annotated[str, Meta(max_length=32)] | None = None
+    email: Annotated[str, Meta(max_length=254)] | None = None
+
+    def __repr__(self) -> str:
+        return "Reporter(<personal data withheld>)"
+
+
+class _Event(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag_field="kind"
+):
+    pass
+
+
+class FieldReport(_Event, tag="field_report", frozen=True):
+    """A citizen's or official's report from the field (phản ánh hiện trường)."""
+
+    external_id: Ident
+    category: Code
+    description: Text
+    lon: Lon
+    lat: Lat
+    occurred_at: Moment
+    source: SourceName | None = None
+    address: Annotated[str, Meta(max_length=500)] | None = None
+    reporter: Reporter | None = None
+    media_urls: Annotated[tuple[Url, ...], Meta(max_length=20)] = ()
+
+
+class TrafficCount(_Event, tag="traffic_count", frozen=True):
+    """One counter reading; the sensor's position is registered data, not part of the reading."""
+
+    sensor_id: Ident
+    observed_at: Moment
+    interval_s: Annotated[int, Meta(gt=0, le=86_400)]
+    vehicle_count: Annotated[int, Meta(ge=0, le=1_000_000)]
+    avg_speed_kmh: Annotated[float, Meta(ge=0.0, le=400.0)] | None = None
+    occupancy: Annotated[float, Meta(ge=0.0, le=100.0, description="percent of time")] | None = None
+    lane: Annotated[int, Meta(ge=0, le=64)] | None = None
+
+
+class DossierEvent(_Event, tag="dossier_event", frozen=True):
+    """A step in an administrative dossier's life (hồ sơ TTHC), from the one-stop-shop system."""
+
+    dossier_id: Ident
+    procedure_code: Ident
+    agency: Ident
+    event: DossierEventName
+    at: Moment
+    channel: Channel
+    online_level: OnlineLevel | None = None
+    appointment_at: Moment | None = None
+    paid_online: bool = False
+    digitised: bool = False
+    lon: Lon | None = None
+    lat: Lat | None = None
+    source: SourceName | None = None
+    external_id: Ident | None = None
+
+
+Event = FieldReport | TrafficCount | DossierEvent
+
+KINDS: Final[dict[str, type[Event]]] = {
+    "field_report": FieldReport,
+    "traffic_count": TrafficCount,
+    "dossier_event": DossierEvent,
+}
+
+# Values that a closed field accepts, quoted back in error messages.
+ACCEPTED_VALUES: Final[dict[str, tuple[str, ...]]] = {
+    "kind": tuple(KINDS),
+    "event": get_args(DossierEventName),
+    "channel": get_args(Channel),
+    "online_level": get_args(OnlineLevel),
+}
+
+
+def event_time(event: Event) -> datetime:
+    """The time an event happened, whatever its kind."""
+    if isinstance(event, TrafficCount):
+        return event.observed_at
+    if isinstance(event, FieldReport):
+        return event.occurred_at
+    return event.at
+
+
+def json_schemas() -> tuple[dict[str, object], dict[str, object]]:
+    """(schema of one event, component schemas) for the OpenAPI document."""
+    (schema,), components = msgspec.json.schema_components(
+        [Event], ref_template="#/components/schemas/{name}"
+    )
+    return schema, components

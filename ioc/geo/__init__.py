@@ -1,1 +1,0 @@
-"""Geography for routing: which jurisdiction a point belongs to."""

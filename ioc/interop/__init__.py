@@ -1,0 +1,1 @@
+"""Other systems' protocols, mapped onto our events and tickets."""

@@ -1,0 +1,1 @@
+"""Routing: boundaries, the point-in-polygon index, responsibility rules, and the router."""

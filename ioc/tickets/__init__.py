@@ -1,0 +1,1 @@
+"""Tickets: states, opening at intake, the SLA clock, agency queues and the actions people take."""

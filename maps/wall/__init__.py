@@ -1,0 +1,1 @@
+"""The operators' wall map: the page, its data, and its live feed."""

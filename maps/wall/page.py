@@ -1,0 +1,138 @@
+"""The operators' wall map: the province's jurisdictions, tickets, sensors and active alerts.
+
+folium lays out the map and its layers (jurisdictions as a GeoJSON layer, an empty marker
+cluster for tickets, an empty group for sensors, a layer control); ``wall.js`` fills them from
+the snapshot and keeps them current from the live feed. Kiosk mode is the same page for the
+video wall: full screen, no controls, large type.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any, Final
+
+import folium
+from folium.plugins import MarkerCluster
+
+from ioc.routing.jurisdictions import BoundarySet
+from maps import areas, page_map
+from maps.wall.data import TICKET_COLUMNS, Labels
+
+WALL_PATH: Final = "/wall"
+SNAPSHOT_PATH: Final = "/v1/wall/snapshot"
+CHANGES_PATH: Final = "/v1/wall/changes"
+FEED_PATH: Final = "/v1/wall/ws"
+
+_CLUSTER_OPTIONS: Final = {
+    "chunkedLoading": True,
+    "showCoverageOnHover": False,
+    "maxClusterRadius": 50,
+    "spiderfyOnMaxZoom": True,
+}
+
+
+@dataclass(frozen=True)
+class WallPage:
+    """What the wall page is built from."""
+
+    tiles: str
+    boundaries: BoundarySet | None
+    labels: Labels
+    kiosk: bool
+    due_soon_fraction: float
+    who: str
+
+
+def _areas_layer(boundaries: BoundarySet | None) -> folium.GeoJson | None:
+    if boundaries is None or len(boundaries) == 0:
+        return None
+    return folium.GeoJson(
+        areas.geojson(boundaries),
+        name=f"{_LEVEL_NAMES.get(boundaries.level, boundaries.level)} (phiếu mở, quá hạn)",
+        style_function=lambda _: {"color": "#33415c", "weight": 1, "fillOpacity": 0.15},
+        highlight_function=None,
+        zoom_on_click=False,
+    )
+
+
+_LEVEL_NAMES: Final = {"ward": "Phường, xã", "district": "Quận, huyện", "province": "Tỉnh, thành"}
+
+
+def _panels(page: WallPage) -> str:
+    controls = (
+        ""
+        if page.kiosk
+        else f"""<nav class="ioc-nav">
+      <span class="who">{html.escape(page.who)}</span>
+      <a href="{WALL_PATH}?kiosk=1" title="Toàn màn hình, không nút bấm, chữ lớn">Màn hình lớn</a>
+      <form method="post" action="/logout"><button type="submit">Đăng xuất</button></form>
+    </nav>"""
+    )
+    return f"""<header class="ioc-bar" id="bar">
+  <h1>Trung tâm IOC · Bản đồ giám sát</h1>
+  <dl class="ioc-stats">
+    <div><dt>Phiếu đang mở</dt><dd id="stat-open">–</dd></div>
+    <div class="due-soon"><dt>Sắp đến hạn</dt><dd id="stat-due-soon">–</dd></div>
+    <div class="overdue"><dt>Quá hạn</dt><dd id="stat-overdue">–</dd></div>
+    <div class="alerting"><dt>Cảnh báo</dt><dd id="stat-alerts">–</dd></div>
+  </dl>
+  <span id="live" class="ioc-live" data-state="connecting">Đang kết nối…</span>
+  <time id="clock" class="ioc-clock"></time>
+  {controls}
+</header>
+<aside class="ioc-alerts" id="alerts-panel">
+  <h2>Cảnh báo đang hoạt động</h2>
+  <ol id="alerts"><li class="empty">Không có cảnh báo</li></ol>
+  <h2>Phiếu mới nhất</h2>
+  <ol id="recent"></ol>
+</aside>
+<div class="ioc-legend" id="legend">
+  <div><span class="dot on-track"></span>Trong hạn</div>
+  <div><span class="dot due-soon"></span>Sắp đến hạn</div>
+  <div><span class="dot overdue"></span>Quá hạn</div>
+  <div><span class="sq free"></span>Thông thoáng</div>
+  <div><span class="sq slow"></span>Chậm</div>
+  <div><span class="sq jam"></span>Ùn tắc</div>
+  <div><span class="sq silent"></span>Không có số liệu</div>
+</div>"""
+
+
+def render_wall(page: WallPage) -> str:
+    """The wall page's HTML (no ticket data: the page loads the snapshot itself)."""
+    fmap = page_map.base_map(page.tiles, areas.bounds(page.boundaries), controls=not page.kiosk)
+    area_layer = _areas_layer(page.boundaries)
+    if area_layer is not None:
+        area_layer.add_to(fmap)
+    cluster = MarkerCluster(  # type: ignore[no-untyped-call]
+        name="Phiếu phản ánh (theo hạn xử lý)",
+        icon_create_function="IocWall.clusterIcon",
+        options=_CLUSTER_OPTIONS,
+    ).add_to(fmap)
+    sensor_layer = folium.FeatureGroup(name="Cảm biến giao thông (mức ùn tắc)").add_to(fmap)
+    if not page.kiosk:
+        folium.LayerControl(collapsed=False, position="topleft").add_to(fmap)
+    config: dict[str, Any] = {
+        "map": fmap.get_name(),
+        "tickets": cluster.get_name(),
+        "sensors": sensor_layer.get_name(),
+        "areas": area_layer.get_name() if area_layer is not None else None,
+        "kiosk": page.kiosk,
+        "snapshot": SNAPSHOT_PATH,
+        "changes": CHANGES_PATH,
+        "feed": FEED_PATH,
+        "ticketColumns": list(TICKET_COLUMNS),
+        "page": WALL_PATH + ("?kiosk=1" if page.kiosk else ""),
+        "categories": page.labels.categories,
+        "agencies": page.labels.agencies,
+        "dueSoonFraction": page.due_soon_fraction,
+    }
+    return page_map.render(
+        fmap,
+        title="Bản đồ giám sát — Trung tâm IOC",
+        css=["pages.css", "wall.css"],
+        scripts=["common.js", "wall.js"],
+        body=_panels(page),
+        entry="IocWall.start",
+        config=config,
+    ).replace("<body>", f'<body class="ioc-wall{" kiosk" if page.kiosk else ""}">', 1)
