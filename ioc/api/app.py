@@ -18,6 +18,7 @@ from ioc.api.background import install_alerting
 from ioc.api.deliveries import build_deliveries_router
 from ioc.api.ingest import build_ingest_router
 from ioc.api.inputs import storable_parameters
+from ioc.api.ngsi_ld import build_ngsi_ld_router
 from ioc.api.open311 import build_open311_router
 from ioc.api.ops import build_ops_router
 from ioc.api.reference import build_reference_router
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(build_alerts_router(platform))
     app.include_router(build_deliveries_router(platform))
     app.include_router(build_open311_router(platform))
+    app.include_router(build_ngsi_ld_router(platform))
     app.include_router(build_pages_router(platform))
     app.include_router(build_review_router(platform))
     _extend_openapi(app)
