@@ -49,6 +49,10 @@ _SEMANTIC_422 = {
     "reason; transfer names an agency that exists",
     ("POST", "/open311/v2/requests.{fmt}"): "service_code must be a service of this platform; "
     "a location (lat and long, or address_string) is required and must lie in the province",
+    ("GET", "/ngsi-ld/v1/entities"): "type is required; q, georel, geometry and coordinates "
+    "follow the NGSI-LD grammar; limit=0 needs count=true",
+    ("POST", "/ngsi-ld/v1/notify"): "the entities must be TrafficFlowObserved of registered "
+    "sensors, with dateObserved and intensity",
 }
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 _CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
@@ -62,10 +66,11 @@ _CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
                 "include-name": f"{method} {path}",
                 "checks": {
                     "positive_data_acceptance": {
-                        # Open311 refuses with 400 (its specification), the platform with 422.
+                        # Open311 and NGSI-LD refuse with 400 (their specifications), the
+                        # platform with 422.
                         "expected-statuses": [
                             *_ACCEPTED,
-                            "400" if path.startswith("/open311/") else "422",
+                            "400" if path.startswith(("/open311/", "/ngsi-ld/")) else "422",
                         ]
                     }
                 },

@@ -87,12 +87,10 @@ _RECEIVED = {
 }
 _NOTIFICATION = {
     "type": "object",
+    "description": "an NGSI-LD Notification (id, type, subscriptionId, notifiedAt, data)",
     "required": ["data"],
     "properties": {
-        "id": {"type": "string"},
         "type": {"type": "string", "enum": ["Notification"]},
-        "subscriptionId": {"type": "string"},
-        "notifiedAt": {"type": "string"},
         "data": {"type": "array", "items": {"type": "object"}},
     },
 }
@@ -283,7 +281,7 @@ def build_ngsi_ld_router(platform: Platform) -> APIRouter:
             "parameters": [
                 {"name": name, "in": "query", "required": False, "schema": schema}
                 for name, schema in (
-                    ("type", {"type": "string", "enum": list(ngsi_entities.TYPES)}),
+                    ("type", {"type": "string", "examples": list(ngsi_entities.TYPES)}),
                     ("id", {"type": "string"}),
                     ("q", {"type": "string"}),
                     ("georel", {"type": "string"}),
@@ -292,7 +290,7 @@ def build_ngsi_ld_router(platform: Platform) -> APIRouter:
                     ("geoproperty", {"type": "string", "enum": ["location"]}),
                     ("attrs", {"type": "string"}),
                     ("options", {"type": "string", "enum": list(ngsi_entities.FORMATS)}),
-                    ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    ("limit", {"type": "integer", "minimum": 0, "maximum": 1000}),
                     ("offset", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}),
                     ("count", {"type": "boolean"}),
                 )

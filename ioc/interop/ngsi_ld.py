@@ -306,8 +306,8 @@ def entities_of(notification: Any, most: int) -> list[Any]:
     """The entities a Notification carries; raises InvalidInput for anything else."""
     if not isinstance(notification, Mapping):
         raise InvalidInput("the body is not an NGSI-LD Notification (a JSON object)")
-    kind = notification.get("type")
-    if kind is not None and kind != "Notification":
+    kind = notification.get("type", "Notification")
+    if kind != "Notification":
         raise InvalidInput(f"type is {kind!r}; a notification has type 'Notification'")
     data = notification.get("data")
     if not isinstance(data, list):
