@@ -642,3 +642,13 @@ def test_the_openapi_document_declares_problem_details(client: httpx.Client) -> 
             assert {"400", "401", "403", "503"} <= set(declared), path
             schema = declared["400"]["content"]["application/json"]["schema"]
             assert {"type", "title", "status", "detail"} <= set(schema["required"])
+
+
+@pytest.mark.parametrize(
+    "params", [{"type": "Alert", "q": 'description=="a\x00b"'}, {"type": "a\x00b"}]
+)
+def test_nul_in_a_parameter_is_a_bad_request_data_problem(
+    client: httpx.Client, operator: str, params: dict[str, str]
+) -> None:
+    body = problem(get(client, operator, **params), 400, "BadRequestData")
+    assert "NUL" in body["detail"]
