@@ -369,6 +369,7 @@ def test_json_ld_answers_carry_the_context_in_each_entity(
         ("intensity!=80", [0]),
         ("(intensity>100|intensity<60);laneId==1", [0]),
         ("averageVehicleSpeed", [0, 1]),
+        ("refDevice==urn:ngsi-ld:Device:HUE-TS-002", [1]),
         ("congested==true", []),  # an attribute these entities do not have matches nothing
         ('name~="(?i)nút giao 1"', [1]),
         (f"dateObserved>={z(END)}", [0, 1]),
@@ -583,8 +584,13 @@ def test_alerts_are_the_open_alerts_in_the_alert_model(
     assert (second["category"]["value"], second["severity"]["value"]) == ("environment", "critical")
     assert second["alertSource"]["object"] == "urn:ngsi-ld:Open311ServiceRequest:7"
     assert second["data"]["value"]["rule"] == "deadline"
-    critical = get(client, operator, type="Alert", q='severity=="critical"').json()
-    assert [a["id"] for a in critical] == [second["id"]]
+    for q in (
+        'severity=="critical"',
+        'data[rule]=="deadline"',
+        "data[acknowledged]==false;alertSource==urn:ngsi-ld:Open311ServiceRequest:7",
+    ):
+        found = get(client, operator, type="Alert", q=q).json()
+        assert [a["id"] for a in found] == [second["id"]], q
     agency = make_key(server, "agency", agency="ioc")
     assert [a["id"] for a in get(client, agency, type="Alert").json()] == [second["id"]]
 

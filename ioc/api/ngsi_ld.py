@@ -8,6 +8,7 @@ platform's ``code`` and, where there are any, ``details``. This router renders t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable, Coroutine
@@ -45,6 +46,7 @@ ERRORS: Final = "https://uri.etsi.org/ngsi-ld/errors/"
 CONTEXT_REL: Final = "http://www.w3.org/ns/json-ld#context"
 JSON_LD: Final = "application/ld+json"
 NOTIFY_TYPES: Final = ("application/json", JSON_LD)
+_INLINE_BYTES: Final = 1024 * 1024
 _LINK_CONTEXT = re.compile(r'<([^>]*)>[^,]*rel="?' + re.escape(CONTEXT_REL) + '"?')
 _PROBLEM_SCHEMA: Final = {
     "type": "object",
@@ -240,7 +242,10 @@ def build_ngsi_ld_router(platform: Platform) -> APIRouter:
         interval = _interval(request)
         body = await read_limited(request, platform.settings.max_body_bytes)
         try:
-            notification = msgspec.json.decode(body)
+            if len(body) > _INLINE_BYTES:  # large bodies are decoded off the event loop
+                notification = await asyncio.to_thread(msgspec.json.decode, body)
+            else:
+                notification = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise MalformedBody(f"the body is not JSON: {exc}") from None
         received = await ngsi_ld.receive(

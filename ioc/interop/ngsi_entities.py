@@ -70,6 +70,12 @@ _ALERT_CATEGORY = sql.SQL(
 ).format(_case("category", ALERT_CATEGORIES, sql.NULL))
 
 
+_ALERT_SOURCE = sql.SQL(
+    "('urn:ngsi-ld:' || CASE subject_kind WHEN 'sensor' THEN {} WHEN 'ticket' THEN {} "
+    "ELSE 'Dossier' END || ':' || subject_id)"
+).format(sql.Literal(TRAFFIC), sql.Literal("Open311ServiceRequest"))
+
+
 @dataclass(frozen=True)
 class EntityType:
     name: str
@@ -129,6 +135,15 @@ ENTITY_TYPES: Final[dict[str, EntityType]] = {
             "description": Column(_col("title"), "text"),
             "dateIssued": Column(_col("raised_at"), "datetime"),
             "validFrom": Column(_col("raised_at"), "datetime"),
+            "alertSource": Column(_ALERT_SOURCE, "text"),
+            "data[rule]": Column(_col("rule"), "text"),
+            "data[level]": Column(_col("level"), "text"),
+            "data[subjectKind]": Column(_col("subject_kind"), "text"),
+            "data[subjectId]": Column(_col("subject_id"), "text"),
+            "data[agency]": Column(_col("agency"), "text"),
+            "data[escalatedTo]": Column(_col("escalated_to"), "text"),
+            "data[category]": Column(_col("category"), "text"),
+            "data[acknowledged]": Column(sql.SQL("(acked_at IS NOT NULL)"), "bool"),
         },
         key_is_number=True,
     ),

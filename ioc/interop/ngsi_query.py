@@ -40,6 +40,7 @@ _OPERATORS: Final = ("!~=", "~=", "==", "!=", ">=", "<=", ">", "<")
 _SQL_OPERATORS: Final = {"==": "=", "!=": "<>", ">=": ">=", "<=": "<=", ">": ">", "<": "<"}
 _ATTRIBUTE = re.compile(r"[A-Za-z0-9_@:#/.\[\]\-]+")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s\"]+")
 _DISTANCE = re.compile(r"near;(maxDistance|minDistance)==(\d+(?:\.\d+)?)")
 
 
@@ -242,6 +243,8 @@ def _value(name: str, column: Column, raw: str) -> Any:
         except ValueError:
             raise _bad("q", f"{name} is a date-time; {raw!r} is not ISO 8601") from None
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    if text is None and _URI.fullmatch(raw):
+        return raw  # an entity id compared with a Relationship may go unquoted
     if text is None:
         raise _bad("q", f'{name} is text; quote the value ("…"), got {raw!r}')
     return text
