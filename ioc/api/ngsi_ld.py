@@ -36,7 +36,7 @@ from ioc.errors import (
 from ioc.events.validation import media_type
 from ioc.interop import ngsi_entities, ngsi_ld
 from ioc.interop.ngsi_query import InvalidRequest
-from ioc.interop.ngsi_request import parse_request
+from ioc.interop.ngsi_request import EntityRequest, parse_request
 from ioc.params import one, query_of
 from ioc.platform import Platform
 
@@ -195,6 +195,29 @@ def _links(request: Request, offset: int, limit: int, shown: int, total: int | N
     return links
 
 
+def _page(
+    request: Request, asked: EntityRequest, rows: list[dict[str, Any]], total: int | None
+) -> Response:
+    """The entities of a page in the representation and media type asked for, with the count
+    and the @context and paging links in headers."""
+    kind = asked.query.kind.name if asked.query is not None else ""
+    found = ngsi_entities.render(kind, rows, asked.form, asked.attrs) if rows else []
+    headers: dict[str, str] = {}
+    if total is not None:
+        headers["NGSILD-Results-Count"] = str(total)
+    ld = JSON_LD in request.headers.get("accept", "")
+    if ld:
+        context = [ngsi_entities.SDM_CONTEXT, ngsi_entities.CORE_CONTEXT]
+        found = [{**entity, "@context": context} for entity in found]
+    response = Response(
+        msgspec.json.encode(found), 200, headers, media_type=JSON_LD if ld else "application/json"
+    )
+    for link in _links(request, asked.offset, asked.limit, len(rows), total):
+        if not ld or CONTEXT_REL not in link:  # JSON-LD carries its context in the body
+            response.headers.append("Link", link)
+    return response
+
+
 def build_ngsi_ld_router(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"], route_class=NgsiRoute)
 
@@ -311,24 +334,6 @@ def build_ngsi_ld_router(platform: Platform) -> APIRouter:
         if asked.query is not None:
             async with platform.pool.connection() as conn:
                 rows, total = await ngsi_entities.find(conn, asked.query, who)
-        kind = asked.query.kind.name if asked.query is not None else ""
-        found = ngsi_entities.render(kind, rows, asked.form, asked.attrs) if rows else []
-        headers: dict[str, str] = {}
-        if total is not None:
-            headers["NGSILD-Results-Count"] = str(total)
-        linked = JSON_LD not in request.headers.get("accept", "")
-        if not linked:
-            context = [ngsi_entities.SDM_CONTEXT, ngsi_entities.CORE_CONTEXT]
-            found = [{**entity, "@context": context} for entity in found]
-        response = Response(
-            msgspec.json.encode(found),
-            200,
-            headers,
-            media_type="application/json" if linked else JSON_LD,
-        )
-        for link in _links(request, asked.offset, asked.limit, len(rows), total):
-            if linked or 'rel="next"' in link or 'rel="prev"' in link:
-                response.headers.append("Link", link)
-        return response
+        return _page(request, asked, rows, total)
 
     return router
