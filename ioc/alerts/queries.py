@@ -214,7 +214,7 @@ async def acknowledge(
         return await get_alert(conn, who, alert_id)
 
 
-def decode_silence(body: bytes) -> _SilenceBody:
+def decode_silence(body: bytes | bytearray) -> _SilenceBody:
     try:
         silence = msgspec.json.decode(body, type=_SilenceBody)
     except msgspec.ValidationError as exc:
@@ -238,7 +238,7 @@ def decode_silence(body: bytes) -> _SilenceBody:
 
 
 async def create_silence(
-    conn: Conn, who: Principal, body: bytes, actor: str, now: datetime
+    conn: Conn, who: Principal, body: bytes | bytearray, actor: str, now: datetime
 ) -> Silence:
     who.require(ACTORS)
     silence = decode_silence(body)

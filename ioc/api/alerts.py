@@ -9,8 +9,9 @@ from fastapi import APIRouter, Path, Request, WebSocket
 from fastapi.responses import Response
 
 from ioc.alerts import queries as q
-from ioc.api.body import read_json
+from ioc.api.body import read_body
 from ioc.api.feeds import serve_feed
+from ioc.events.validation import JSON_TYPES
 from ioc.params import query_of
 from ioc.platform import Platform
 from ioc.tickets.queue import actor_of
@@ -101,7 +102,7 @@ def build_alerts_router(platform: Platform) -> APIRouter:
     )
     async def create_silence(request: Request) -> Response:
         who = await platform.authenticate(request)
-        body = await read_json(request, platform.settings.max_body_bytes)
+        body = await read_body(request, platform.settings.max_body_bytes, JSON_TYPES)
         async with platform.pool.connection() as conn:
             silence = await q.create_silence(conn, who, body, actor_of(who), platform.clock.now())
         return _json(silence, 201)

@@ -9,8 +9,9 @@ import msgspec
 from fastapi import APIRouter, Path, Query, Request, WebSocket
 from fastapi.responses import Response
 
-from ioc.api.body import read_json
+from ioc.api.body import read_body
 from ioc.api.feeds import serve_feed
+from ioc.events.validation import JSON_TYPES
 from ioc.params import query_of
 from ioc.platform import Platform
 from ioc.tickets import queue
@@ -118,7 +119,9 @@ def build_tickets_router(platform: Platform) -> APIRouter:
     async def post_action(request: Request, ticket_id: _TicketId) -> Response:
         who = await platform.authenticate(request)
         who.require(queue.ACTORS)
-        action = queue.decode_action(await read_json(request, platform.settings.max_body_bytes))
+        action = queue.decode_action(
+            await read_body(request, platform.settings.max_body_bytes, JSON_TYPES)
+        )
         async with platform.pool.connection() as conn:
             ticket = await queue.act(
                 conn, who, ticket_id, action, platform.clock.now(), platform.book

@@ -250,7 +250,7 @@ def parse_filters(
     )
 
 
-def decode_action(body: bytes) -> Action:
+def decode_action(body: bytes | bytearray) -> Action:
     """An action request body; raises MalformedBody (not JSON) or InvalidInput."""
     try:
         given = _action_decoder.decode(body)
