@@ -9,6 +9,8 @@ from fastapi import APIRouter, Path, Request, WebSocket
 from fastapi.responses import Response
 
 from ioc.alerts import queries as q
+from ioc.alerts.records import SUBJECT_KINDS
+from ioc.api import inputs
 from ioc.api.body import read_body
 from ioc.api.feeds import serve_feed
 from ioc.events.validation import JSON_TYPES
@@ -44,6 +46,19 @@ _SILENCE_SCHEMA = {
 }
 
 
+_QUERY = inputs.query_parameters(
+    inputs.query("status", inputs.one_of(("active", "resolved", "all"), "active"), "which alerts"),
+    inputs.query("agency", {"type": "string"}, "responsible or escalated to (agency keys: own)"),
+    inputs.query("rule", {"type": "string"}, "the rule that raised it"),
+    inputs.query("level", {"type": "string"}, "e.g. due_soon, overdue, escalated"),
+    inputs.query("subject_kind", inputs.one_of(SUBJECT_KINDS), "what the alert is about"),
+    inputs.query("subject_id", {"type": "string"}, "the subject's id"),
+    inputs.query("category", {"type": "string"}, "category code"),
+    inputs.query("cursor", inputs.cursor("alert"), "`next` of the previous page"),
+    inputs.query("limit", inputs.whole_number(1, q.MAX_LIMIT, q.DEFAULT_LIMIT), "alerts a page"),
+)
+
+
 def _json(value: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status_code=status, media_type="application/json")
 
@@ -54,8 +69,8 @@ def build_alerts_router(platform: Platform) -> APIRouter:
 
     @router.get(
         "/v1/alerts",
-        summary="Alerts, newest first: status (active|resolved|all), agency, rule, level, "
-        "subject_kind, subject_id, category; cursor pagination",
+        summary="Alerts, newest first (cursor pagination)",
+        openapi_extra=_QUERY,
         responses=errors,
     )
     async def list_alerts(request: Request) -> Response:

@@ -60,7 +60,8 @@ def _documented(description: str) -> dict[str, Any]:
 _TEXT = {"type": "string"}
 _FORM_SCHEMA = {
     "type": "object",
-    "required": ["service_code"],
+    # The spec lets address_string stand for a location; here a request must be on the map.
+    "required": ["service_code", "lat", "long"],
     "properties": {
         "api_key": {**_TEXT, "description": "a source key (or send it as Authorization)"},
         "service_code": {**_TEXT, "description": "a code of services.json"},
