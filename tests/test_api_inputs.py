@@ -17,6 +17,7 @@ from ioc import params
 from ioc.alerts import outbox
 from ioc.alerts import queries as alert_queries
 from ioc.api import errors
+from ioc.api.body import SMALL_BODY_BYTES
 from ioc.errors import InvalidInput, StoreUnavailable
 from ioc.tickets import queue
 from ioc.tickets.states import MOVES, STATES
@@ -302,3 +303,22 @@ def test_each_ticket_action_states_the_fields_it_needs(client: httpx.Client) -> 
         for name, move in MOVES.items()
     }
     assert needs["transfer"] == {"reason", "to_agency"} and needs["start"] == set()
+
+
+def test_endpoints_of_small_bodies_refuse_large_ones_before_reading(
+    client: httpx.Client, admin_key: str, source_key: str
+) -> None:
+    # Under the server's body limit, over what a silence, an action or a service request needs.
+    big = b'{"comment": "' + b"x" * SMALL_BODY_BYTES + b'"}'
+    json_body = {"Content-Type": "application/json"}
+    for path in ("/v1/silences", "/v1/tickets/1/actions"):
+        answer = client.post(path, content=big, headers=auth(admin_key) | json_body)
+        assert answer.status_code == 413, (path, answer.text)
+        assert platform_error(answer)["code"] == "payload_too_large"
+    form = b"service_code=moi_truong&lat=16.46&long=107.58&description=" + b"x" * SMALL_BODY_BYTES
+    answer = client.post(
+        "/open311/v2/requests.json",
+        content=form,
+        headers=auth(source_key) | {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    open311_error(answer, 413)

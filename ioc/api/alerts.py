@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from ioc.alerts import queries as q
 from ioc.alerts.records import SUBJECT_KINDS
 from ioc.api import inputs
-from ioc.api.body import read_body
+from ioc.api.body import SMALL_BODY_BYTES, read_body
 from ioc.api.feeds import serve_feed
 from ioc.events.validation import JSON_TYPES
 from ioc.params import query_of
@@ -65,6 +65,7 @@ def _json(value: Any, status: int = 200) -> Response:
 
 def build_alerts_router(platform: Platform) -> APIRouter:
     router = APIRouter(tags=["alerts"])
+    small = min(platform.settings.max_body_bytes, SMALL_BODY_BYTES)
     errors: dict[int | str, dict[str, Any]] = {code: _ERROR for code in (401, 403, 404, 422, 503)}
 
     @router.get(
@@ -117,7 +118,7 @@ def build_alerts_router(platform: Platform) -> APIRouter:
     )
     async def create_silence(request: Request) -> Response:
         who = await platform.authenticate(request)
-        body = await read_body(request, platform.settings.max_body_bytes, JSON_TYPES)
+        body = await read_body(request, small, JSON_TYPES)
         async with platform.pool.connection() as conn:
             silence = await q.create_silence(conn, who, body, actor_of(who), platform.clock.now())
         return _json(silence, 201)

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
-from ioc.api.body import read_body
+from ioc.api.body import SMALL_BODY_BYTES, read_body
 from ioc.api.errors import status_of, translate
 from ioc.api.security import token_of
 from ioc.auth import Principal, Role
@@ -216,7 +216,7 @@ def build_open311_router(platform: Platform) -> APIRouter:
     )
     async def create(request: Request, fmt: Format) -> Response:
         kind = _format(fmt)
-        body = await read_body(request, platform.settings.max_body_bytes)
+        body = await read_body(request, min(platform.settings.max_body_bytes, SMALL_BODY_BYTES))
         if body and not body.isspace() and media_type(request.headers.get("content-type")) != FORM:
             raise UnsupportedMediaType(f"send the service request as {FORM}")
         query = {k: v for k, v in request.query_params.items() if v.strip()}

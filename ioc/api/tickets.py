@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Request, WebSocket
 from fastapi.responses import Response
 
 from ioc.api import inputs
-from ioc.api.body import read_body
+from ioc.api.body import SMALL_BODY_BYTES, read_body
 from ioc.api.feeds import serve_feed
 from ioc.events.validation import JSON_TYPES
 from ioc.params import query_of
@@ -107,6 +107,7 @@ def _json(value: Any) -> Response:
 
 def build_tickets_router(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
+    small = min(platform.settings.max_body_bytes, SMALL_BODY_BYTES)
 
     @router.get(
         "",
@@ -167,9 +168,7 @@ def build_tickets_router(platform: Platform) -> APIRouter:
     async def post_action(request: Request, ticket_id: _TicketId) -> Response:
         who = await platform.authenticate(request)
         who.require(queue.ACTORS)
-        action = queue.decode_action(
-            await read_body(request, platform.settings.max_body_bytes, JSON_TYPES)
-        )
+        action = queue.decode_action(await read_body(request, small, JSON_TYPES))
         async with platform.pool.connection() as conn:
             ticket = await queue.act(
                 conn, who, ticket_id, action, platform.clock.now(), platform.book
