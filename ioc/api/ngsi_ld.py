@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
-from ioc.api.body import read_limited
+from ioc.api.body import read_body
 from ioc.api.errors import nested_too_deeply, status_of, translate
 from ioc.errors import (
     InvalidInput,
@@ -263,7 +263,7 @@ def build_ngsi_ld_router(platform: Platform) -> APIRouter:
                 + " or ".join(NOTIFY_TYPES)
             )
         interval = _interval(request)
-        body = await read_limited(request, platform.settings.max_body_bytes)
+        body = await read_body(request, platform.settings.max_body_bytes)
         try:
             if len(body) > _INLINE_BYTES:  # large bodies are decoded off the event loop
                 notification = await asyncio.to_thread(msgspec.json.decode, body)
