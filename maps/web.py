@@ -25,7 +25,7 @@ from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconn
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from ioc.api.body import read_limited
+from ioc.api.body import read_body
 from ioc.api.security import CrossSiteRefused, SocketGuard, check_same_origin
 from ioc.auth import Principal, Role, csrf_token
 from ioc.errors import Forbidden, IocError, NotFound, RateLimited, Unauthenticated
@@ -154,7 +154,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
 
     @router.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
-        form = parse_qs((await read_limited(request, _LOGIN_FORM_LIMIT)).decode("utf-8", "replace"))
+        form = parse_qs((await read_body(request, _LOGIN_FORM_LIMIT)).decode("utf-8", "replace"))
         key = (form.get("key") or [""])[0].strip()
         target = safe_next((form.get("next") or [""])[0])
         try:

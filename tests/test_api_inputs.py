@@ -14,8 +14,13 @@ import psycopg
 import pytest
 
 from ioc import params
+from ioc.alerts import outbox
+from ioc.alerts import queries as alert_queries
 from ioc.api import errors
+from ioc.api.body import SMALL_BODY_BYTES
 from ioc.errors import InvalidInput, StoreUnavailable
+from ioc.tickets import queue
+from ioc.tickets.states import MOVES, STATES
 from tests.conftest import RunningServer, auth, make_key
 
 NUL = "a\x00b"
@@ -236,3 +241,84 @@ def test_blank_review_filters_count_as_absent(client: httpx.Client, server: Runn
     key = make_key(server, "leader")
     response = client.get("/v1/review?agency=&category=", headers=auth(key))
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "states", "max_limit"),
+    [
+        ("/v1/tickets", STATES, queue.MAX_LIMIT),
+        ("/v1/deliveries", outbox.STATES, outbox.MAX_LIMIT),
+        ("/v1/alerts", None, alert_queries.MAX_LIMIT),
+    ],
+)
+def test_listings_type_their_parameters_and_keep_their_refusals(
+    client: httpx.Client, admin_key: str, path: str, states: Any, max_limit: int
+) -> None:
+    operation = client.get("/openapi.json").json()["paths"][path]["get"]
+    declared = {p["name"]: p for p in operation["parameters"]}
+    assert declared["limit"]["schema"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": max_limit,
+        "default": 100,
+    }
+    assert declared["cursor"]["schema"]["format"].endswith("-cursor")
+    if states is not None:
+        state = declared["state"]
+        assert state["schema"] == {"type": "array", "items": {"type": "string", "enum": [*states]}}
+        assert state["style"] == "form" and state["explode"] is True
+        # The domain still words the refusal, in the one error shape, naming the field.
+        error = platform_error(
+            client.get(f"{path}?state=nope", headers=auth(admin_key)), "state", "accepted:"
+        )
+        assert error["details"] == [{"field": "state", "reason": error["message"][7:]}]
+    else:
+        assert declared["status"]["schema"]["enum"] == ["active", "resolved", "all"]
+        assert declared["subject_kind"]["schema"]["enum"] == ["ticket", "dossier", "sensor"]
+    error = platform_error(
+        client.get(f"{path}?limit={max_limit + 1}", headers=auth(admin_key)), "limit"
+    )
+    assert error["code"] == "invalid_input" and error["details"][0]["field"] == "limit"
+    assert client.get(f"{path}?limit={max_limit}", headers=auth(admin_key)).status_code == 200
+
+
+def test_each_ticket_action_states_the_fields_it_needs(client: httpx.Client) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/v1/tickets/{ticket_id}/actions"]
+    schema = operation["post"]["requestBody"]["content"]["application/json"]["schema"]
+    needs = {
+        action: set(branch["required"]) - {"action"}
+        for branch in schema["anyOf"]
+        for action in branch["properties"]["action"]["enum"]
+    }
+    assert needs == {
+        name: {
+            field
+            for field, needed in (
+                ("reason", move.needs_reason),
+                ("assignee", move.needs_assignee),
+                ("to_agency", move.needs_agency),
+            )
+            if needed
+        }
+        for name, move in MOVES.items()
+    }
+    assert needs["transfer"] == {"reason", "to_agency"} and needs["start"] == set()
+
+
+def test_endpoints_of_small_bodies_refuse_large_ones_before_reading(
+    client: httpx.Client, admin_key: str, source_key: str
+) -> None:
+    # Under the server's body limit, over what a silence, an action or a service request needs.
+    big = b'{"comment": "' + b"x" * SMALL_BODY_BYTES + b'"}'
+    json_body = {"Content-Type": "application/json"}
+    for path in ("/v1/silences", "/v1/tickets/1/actions"):
+        answer = client.post(path, content=big, headers=auth(admin_key) | json_body)
+        assert answer.status_code == 413, (path, answer.text)
+        assert platform_error(answer)["code"] == "payload_too_large"
+    form = b"service_code=moi_truong&lat=16.46&long=107.58&description=" + b"x" * SMALL_BODY_BYTES
+    answer = client.post(
+        "/open311/v2/requests.json",
+        content=form,
+        headers=auth(source_key) | {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    open311_error(answer, 413)

@@ -365,6 +365,13 @@ def test_a_key_in_the_url_still_works_where_open311_and_websockets_need_it(
         ws.recv(timeout=1)
 
 
+def _server_lines(caplog: pytest.LogCaptureFixture) -> str:
+    """The server's log lines (the test's own HTTP client logs what it sent; that is not ours)."""
+    return "\n".join(
+        r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))
+    )
+
+
 def test_no_key_is_written_to_the_logs(
     server: RunningServer,
     client: httpx.Client,
@@ -381,12 +388,18 @@ def test_no_key_is_written_to_the_logs(
         client.get("/v1/tickets", params={"api_key": operator_key})
         with connect(f"{server.ws_url}/v1/tickets/ws?api_key={operator_key}", open_timeout=5):
             pass
-        time.sleep(0.5)  # let the server thread write its access lines
-    # The server's lines (the test's own HTTP client logs what it sent; that is not ours).
-    written = "\n".join(
-        r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))
-    )
-    assert "api_key=***" in written and "WebSocket /v1/tickets/ws?api_key=***" in written
+        # The server thread writes its access lines after answering: wait until they are in.
+        expected = (
+            "POST /open311/v2/requests.json?api_key=***",
+            "GET /v1/tickets?api_key=***",
+            "WebSocket /v1/tickets/ws?api_key=***",
+        )
+        deadline = time.monotonic() + 10
+        written = _server_lines(caplog)
+        while not all(line in written for line in expected) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            written = _server_lines(caplog)
+    assert all(line in written for line in expected), written
     for key in (source_key, operator_key):
         assert key not in written and key.split("_")[2] not in written
 
@@ -447,6 +460,29 @@ def test_repeated_failed_authentication_is_answered_429(strict: RunningServer) -
             "/login", data={"key": "ioc_abcdef012345_x", "csrf_token": token.group(1)}
         )
         assert login.status_code == 429 and "Retry-After" in login.headers
+
+
+def test_a_working_key_is_served_from_a_throttled_address(strict: RunningServer) -> None:
+    # The test servers run with IOC_KEY_CACHE_S=0: every request asks the database.
+    good = make_key(strict, "operator")
+    with httpx.Client(base_url=strict.url) as client:
+        assert client.get("/v1/tickets", headers=auth(good)).status_code == 200
+        wrong = auth("ioc_abcdef012345_wrongsecret")
+        for _ in range(3):
+            assert client.get("/v1/tickets", headers=wrong).status_code == 401
+        assert client.get("/v1/tickets", headers=wrong).status_code == 429
+        # Only the guesses are held back: the key that works is still served, every time.
+        for _ in range(5):
+            answer = client.get("/v1/tickets", headers=auth(good))
+            assert answer.status_code == 200, answer.text
+        assert client.get("/v1/tickets", headers=wrong).status_code == 429
+        # A key not yet seen to work is a guess like any other until the throttle refills.
+        fresh = make_key(strict, "operator")
+        assert client.get("/v1/tickets", headers=auth(fresh)).status_code == 429
+        # Revoked, the known key is refused at once (it is still looked up), then throttled.
+        revoke(strict, good)
+        assert client.get("/v1/tickets", headers=auth(good)).status_code == 401
+        assert client.get("/v1/tickets", headers=auth(good)).status_code == 429
 
 
 def test_the_limiter_refills_over_time() -> None:

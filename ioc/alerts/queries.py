@@ -29,6 +29,7 @@ Conn = psycopg.AsyncConnection[Any]
 READERS: Final = frozenset({Role.OPERATOR, Role.AGENCY, Role.LEADER, Role.ADMIN})
 ACTORS: Final = frozenset({Role.OPERATOR, Role.AGENCY, Role.ADMIN})
 MAX_LIMIT: Final = 500
+DEFAULT_LIMIT: Final = 100
 MATCHER_KEYS: Final = (
     "agency",
     "rule",
@@ -131,7 +132,7 @@ def _cursor(token: str) -> int:
     return value
 
 
-def _token(last_id: int) -> str:
+def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
 
 
@@ -149,7 +150,7 @@ async def list_alerts(conn: Conn, who: Principal, query: Mapping[str, Sequence[s
     if one.get("subject_kind", SUBJECT_KINDS[0]) not in SUBJECT_KINDS:
         raise _bad("subject_kind", f"must be one of {', '.join(SUBJECT_KINDS)}")
     try:
-        limit = int(one.get("limit", "100"))
+        limit = int(one.get("limit", DEFAULT_LIMIT))
     except ValueError:
         raise _bad("limit", "must be a whole number") from None
     if not 1 <= limit <= MAX_LIMIT:
@@ -182,7 +183,7 @@ async def list_alerts(conn: Conn, who: Principal, query: Mapping[str, Sequence[s
     cur = await conn.execute(query_sql, [*params, limit + 1])
     rows = await cur.fetchall()
     alerts = [_alert(r) for r in rows[:limit]]
-    return AlertPage(alerts, _token(alerts[-1].id) if len(rows) > limit else None)
+    return AlertPage(alerts, encode_cursor(alerts[-1].id) if len(rows) > limit else None)
 
 
 async def get_alert(conn: Conn, who: Principal, alert_id: int) -> Alert:
@@ -214,7 +215,7 @@ async def acknowledge(
         return await get_alert(conn, who, alert_id)
 
 
-def decode_silence(body: bytes) -> _SilenceBody:
+def decode_silence(body: bytes | bytearray) -> _SilenceBody:
     try:
         silence = msgspec.json.decode(body, type=_SilenceBody)
     except msgspec.ValidationError as exc:
@@ -238,7 +239,7 @@ def decode_silence(body: bytes) -> _SilenceBody:
 
 
 async def create_silence(
-    conn: Conn, who: Principal, body: bytes, actor: str, now: datetime
+    conn: Conn, who: Principal, body: bytes | bytearray, actor: str, now: datetime
 ) -> Silence:
     who.require(ACTORS)
     silence = decode_silence(body)

@@ -7,10 +7,11 @@ from typing import Any
 import msgspec
 from fastapi import APIRouter, Request
 
-from ioc.api.body import read_json_buffer
+from ioc.api.body import read_body
 from ioc.api.inputs import body_schema, json_body
 from ioc.auth import Role
 from ioc.errors import MalformedBody
+from ioc.events.validation import JSON_TYPES
 from ioc.params import check_tree
 from ioc.platform import Platform
 from ioc.routing.rules import ResponsibilityConfig, apply_config, dump_config, parse_config
@@ -35,7 +36,7 @@ def build_admin_router(platform: Platform) -> APIRouter:
     )
     async def replace(request: Request) -> dict[str, Any]:
         (await platform.authenticate(request)).require(_ADMIN)
-        body = await read_json_buffer(request, platform.settings.max_body_bytes)
+        body = await read_body(request, platform.settings.max_body_bytes, JSON_TYPES)
         try:
             data = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:

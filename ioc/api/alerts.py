@@ -9,8 +9,11 @@ from fastapi import APIRouter, Path, Request, WebSocket
 from fastapi.responses import Response
 
 from ioc.alerts import queries as q
-from ioc.api.body import read_json
+from ioc.alerts.records import SUBJECT_KINDS
+from ioc.api import inputs
+from ioc.api.body import SMALL_BODY_BYTES, read_body
 from ioc.api.feeds import serve_feed
+from ioc.events.validation import JSON_TYPES
 from ioc.params import query_of
 from ioc.platform import Platform
 from ioc.tickets.actions import actor_of
@@ -43,18 +46,32 @@ _SILENCE_SCHEMA = {
 }
 
 
+_QUERY = inputs.query_parameters(
+    inputs.query("status", inputs.one_of(("active", "resolved", "all"), "active"), "which alerts"),
+    inputs.query("agency", {"type": "string"}, "responsible or escalated to (agency keys: own)"),
+    inputs.query("rule", {"type": "string"}, "the rule that raised it"),
+    inputs.query("level", {"type": "string"}, "e.g. due_soon, overdue, escalated"),
+    inputs.query("subject_kind", inputs.one_of(SUBJECT_KINDS), "what the alert is about"),
+    inputs.query("subject_id", {"type": "string"}, "the subject's id"),
+    inputs.query("category", {"type": "string"}, "category code"),
+    inputs.query("cursor", inputs.cursor("alert"), "`next` of the previous page"),
+    inputs.query("limit", inputs.whole_number(1, q.MAX_LIMIT, q.DEFAULT_LIMIT), "alerts a page"),
+)
+
+
 def _json(value: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status_code=status, media_type="application/json")
 
 
 def build_alerts_router(platform: Platform) -> APIRouter:
     router = APIRouter(tags=["alerts"])
+    small = min(platform.settings.max_body_bytes, SMALL_BODY_BYTES)
     errors: dict[int | str, dict[str, Any]] = {code: _ERROR for code in (401, 403, 404, 422, 503)}
 
     @router.get(
         "/v1/alerts",
-        summary="Alerts, newest first: status (active|resolved|all), agency, rule, level, "
-        "subject_kind, subject_id, category; cursor pagination",
+        summary="Alerts, newest first (cursor pagination)",
+        openapi_extra=_QUERY,
         responses=errors,
     )
     async def list_alerts(request: Request) -> Response:
@@ -101,7 +118,7 @@ def build_alerts_router(platform: Platform) -> APIRouter:
     )
     async def create_silence(request: Request) -> Response:
         who = await platform.authenticate(request)
-        body = await read_json(request, platform.settings.max_body_bytes)
+        body = await read_body(request, small, JSON_TYPES)
         async with platform.pool.connection() as conn:
             silence = await q.create_silence(conn, who, body, actor_of(who), platform.clock.now())
         return _json(silence, 201)

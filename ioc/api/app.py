@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -15,9 +16,11 @@ from ioc.api import errors
 from ioc.api.admin import build_admin_router
 from ioc.api.alerts import build_alerts_router
 from ioc.api.background import install_alerting
+from ioc.api.body import freeze_startup_heap
 from ioc.api.deliveries import build_deliveries_router
 from ioc.api.ingest import build_ingest_router
 from ioc.api.inputs import storable_parameters
+from ioc.api.ngsi_ld import build_ngsi_ld_router
 from ioc.api.open311 import build_open311_router
 from ioc.api.ops import build_ops_router
 from ioc.api.reference import build_reference_router
@@ -56,6 +59,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await platform.start()
         try:
+            await _build_routes(app)
+            freeze_startup_heap()
             yield
         finally:
             await platform.stop()
@@ -79,10 +84,20 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(build_alerts_router(platform))
     app.include_router(build_deliveries_router(platform))
     app.include_router(build_open311_router(platform))
+    app.include_router(build_ngsi_ld_router(platform))
     app.include_router(build_pages_router(platform))
     app.include_router(build_review_router(platform))
     _extend_openapi(app)
     return app
+
+
+async def _build_routes(app: FastAPI) -> None:
+    """Have FastAPI build its state for every route now, not on the event loop at the first
+    request that reaches each router (about 170 ms in all, while other requests wait): a
+    request that matches no route walks them all."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://startup") as client:
+        await client.get("/.no-such-route")
 
 
 def _extend_openapi(app: FastAPI) -> None:

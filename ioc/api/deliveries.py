@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from ioc.alerts import deliveries as delivery_log
+from ioc.api import inputs
 from ioc.params import query_of
 from ioc.platform import Platform
 
@@ -17,6 +18,18 @@ _ERROR = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 _DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the delivery's id")]
+
+
+_QUERY = inputs.query_parameters(
+    inputs.query("agency", {"type": "string"}, "agency code (an agency key sees only its own)"),
+    inputs.query("state", inputs.any_of(delivery_log.STATES), "repeatable delivery state"),
+    inputs.query("cursor", inputs.cursor("delivery"), "`next` of the previous page"),
+    inputs.query(
+        "limit",
+        inputs.whole_number(1, delivery_log.MAX_LIMIT, delivery_log.DEFAULT_LIMIT),
+        "deliveries a page",
+    ),
+)
 
 
 def _json(value: Any) -> Response:
@@ -29,26 +42,15 @@ def build_deliveries_router(platform: Platform) -> APIRouter:
     @router.get(
         "",
         summary="The webhook delivery log, newest first (cursor pagination)",
+        openapi_extra=_QUERY,
         responses={
             200: {"description": '{"deliveries": [...], "next": cursor or null}'},
             **{code: _ERROR for code in (401, 403, 422, 503)},
         },
     )
-    async def list_deliveries(
-        request: Request,
-        agency: Annotated[
-            str | None, Query(description="agency code (an agency key sees only its own)")
-        ] = None,
-        state: Annotated[
-            list[str], Query(description="repeatable: " + ", ".join(delivery_log.STATES))
-        ] = [],  # noqa: B006
-        cursor: Annotated[str | None, Query(description="`next` of the previous page")] = None,
-        limit: Annotated[
-            str | None,
-            Query(description=f"1–{delivery_log.MAX_LIMIT}, default {delivery_log.DEFAULT_LIMIT}"),
-        ] = None,
-    ) -> Response:
-        # The parameters document the API; the domain parses the raw strings (and words errors).
+    async def list_deliveries(request: Request) -> Response:
+        # The parameters are declared for the document (_QUERY); the domain parses the raw
+        # strings (and words the errors).
         who = await platform.authenticate(request)
         filters = delivery_log.parse_filters(query_of(request.query_params.multi_items()))
         async with platform.pool.connection() as conn:

@@ -179,15 +179,16 @@ _MEANING = {
 }
 # Operations that need no key and take no input: nothing of the above can happen to them.
 _PUBLIC = frozenset({"/healthz", "/readyz"})
-_OPEN311 = "/open311/"
+# Open311 and NGSI-LD routes declare their specifications' own error formats themselves.
+_OWN_FORMATS = ("/open311/", "/ngsi-ld/")
 
 
 def document(document: dict[str, Any]) -> None:
     """Declare, once for every operation, the error statuses the platform can answer it with
     (in the one error shape), unless the route already declared them itself."""
     for path, operations in document.get("paths", {}).items():
-        if path in _PUBLIC or path.startswith(_OPEN311):
-            continue  # Open311 routes declare the spec's own error format themselves
+        if path in _PUBLIC or path.startswith(_OWN_FORMATS):
+            continue
         for operation in operations.values():
             statuses = [401, 403, 422, 429, 503]
             if "requestBody" in operation:

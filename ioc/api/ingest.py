@@ -17,7 +17,7 @@ from ioc.api.body import (
     LARGE_BODY_BYTES,
     favour_the_event_loop,
     hand_back_large_buffers,
-    read_buffer,
+    read_body,
     release_memory,
 )
 from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to_store_unavailable
@@ -88,7 +88,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         who = await platform.authenticate(request)
         if media_type(request.headers.get("content-type")) not in JSON_TYPES:
             raise UnsupportedMediaType("send one event as application/json")
-        body = await read_buffer(request, limit)
+        body = await read_body(request, limit)
         try:
             stored = await platform.intake.one(body, who)
         finally:
@@ -133,7 +133,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
                 f"content type {media_type(kind) or '(none)'!r} is not accepted for a batch; "
                 "use one of: " + ", ".join(BATCH_TYPES)
             )
-        body = await read_buffer(request, limit)
+        body = await read_body(request, limit)
         try:
             result = await platform.intake.batch(body, kind, who)
         finally:

@@ -8,6 +8,7 @@ error shape, Open311's for its routes, a policy-violation close for WebSocket ha
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -53,3 +54,51 @@ def body_schema(kind: Any) -> dict[str, Any]:
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:
     """``openapi_extra`` declaring a required JSON request body of this schema."""
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+# --- query parameters, declared for the document ---------------------------------------------
+# The list endpoints parse their query in the domain (one value each, blank counts as absent,
+# errors that name the field and list what is accepted), so the routes take no typed parameters
+# and declare them here instead: the document states the types, enums and bounds the domain
+# enforces, and a refusal keeps the domain's words and the one error shape.
+
+
+def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """One optional query parameter; an array schema is sent repeated (``?state=a&state=b``)."""
+    parameter = {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+    if schema.get("type") == "array":
+        parameter |= {"style": "form", "explode": True}
+    return parameter
+
+
+def whole_number(low: int, high: int, default: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high, "default": default}
+
+
+def one_of(values: Iterable[str], default: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "enum": list(values)}
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+def any_of(values: Iterable[str]) -> dict[str, Any]:
+    """Repeatable; each value one of ``values``."""
+    return {"type": "array", "items": one_of(values)}
+
+
+def cursor(listing: str) -> dict[str, Any]:
+    """A page cursor: opaque, valid only as the ``next`` of a page this API gave out. Its
+    format names the listing it belongs to (a tool that knows the encoding can make them)."""
+    return {"type": "string", "format": f"{listing}-cursor"}
+
+
+def query_parameters(*parameters: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` declaring an operation's query parameters."""
+    return {"parameters": list(parameters)}

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
-from ioc.api.body import read_limited
+from ioc.api.body import SMALL_BODY_BYTES, read_body
 from ioc.api.errors import status_of, translate
 from ioc.api.security import token_of
 from ioc.auth import Principal, Role
@@ -60,7 +60,8 @@ def _documented(description: str) -> dict[str, Any]:
 _TEXT = {"type": "string"}
 _FORM_SCHEMA = {
     "type": "object",
-    "required": ["service_code"],
+    # The spec lets address_string stand for a location; here a request must be on the map.
+    "required": ["service_code", "lat", "long"],
     "properties": {
         "api_key": {**_TEXT, "description": "a source key (or send it as Authorization)"},
         "service_code": {**_TEXT, "description": "a code of services.json"},
@@ -215,8 +216,8 @@ def build_open311_router(platform: Platform) -> APIRouter:
     )
     async def create(request: Request, fmt: Format) -> Response:
         kind = _format(fmt)
-        body = await read_limited(request, platform.settings.max_body_bytes)
-        if body.strip() and media_type(request.headers.get("content-type")) != FORM:
+        body = await read_body(request, min(platform.settings.max_body_bytes, SMALL_BODY_BYTES))
+        if body and not body.isspace() and media_type(request.headers.get("content-type")) != FORM:
             raise UnsupportedMediaType(f"send the service request as {FORM}")
         query = {k: v for k, v in request.query_params.items() if v.strip()}
         fields = {**query, **open311_input.parse_form(body)}

@@ -8,11 +8,11 @@ import msgspec
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from ioc.api.body import read_json_buffer
+from ioc.api.body import read_body
 from ioc.api.inputs import body_schema, json_body
 from ioc.auth import Role
 from ioc.errors import InvalidInput, MalformedBody
-from ioc.events.validation import explain
+from ioc.events.validation import JSON_TYPES, explain
 from ioc.params import unstorable
 from ioc.platform import Platform
 from ioc.store.reference import Sensor, list_sensors, upsert_sensors
@@ -58,7 +58,7 @@ def build_reference_router(platform: Platform) -> APIRouter:
     )
     async def register(request: Request) -> JSONResponse:
         (await platform.authenticate(request)).require(frozenset({Role.ADMIN}))
-        body = await read_json_buffer(request, platform.settings.max_body_bytes)
+        body = await read_body(request, platform.settings.max_body_bytes, JSON_TYPES)
         try:
             items = _sensors.decode(body)
         except msgspec.MsgspecError as exc:

@@ -6,14 +6,16 @@ cookie that ``/login`` sets. A browser attaches that cookie to requests other pa
 a cookie-authenticated request that changes something must prove it comes from our own pages:
 Origin and Sec-Fetch-Site, when sent, name this origin, and the ``X-CSRF-Token`` header carries
 the token bound to the session. A cookie-authenticated WebSocket handshake must come from this
-origin. Failed authentications are limited per client address, and open WebSockets re-check
-their credential within the key-cache lifetime.
+origin. Failed authentications are limited per client address (a credential already seen to
+work is still served from a throttled address), and open WebSockets re-check their credential
+within the key-cache lifetime.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import re
@@ -211,6 +213,34 @@ class FailureLimiter:
                 del self._buckets[gone]
 
 
+class KnownGood:
+    """Credentials this process has seen verified, as digests (never the secrets themselves),
+    the most recent ``bound`` of them. One of these is still looked up while its address is
+    throttled: the throttle spares the database the guesses, not the keys that work."""
+
+    def __init__(self, bound: int = 10_000) -> None:
+        self._bound = bound
+        self._seen: dict[bytes, None] = {}
+
+    @staticmethod
+    def _digest(credential: Credential) -> bytes:
+        text = f"{credential.kind}:{credential.value}".encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(text, digest_size=16).digest()
+
+    def __contains__(self, credential: Credential) -> bool:
+        return self._digest(credential) in self._seen
+
+    def add(self, credential: Credential) -> None:
+        digest = self._digest(credential)
+        self._seen.pop(digest, None)  # re-inserted last: the dict stays oldest-first
+        self._seen[digest] = None
+        if len(self._seen) > self._bound:
+            del self._seen[next(iter(self._seen))]
+
+    def discard(self, credential: Credential) -> None:
+        self._seen.pop(self._digest(credential), None)
+
+
 def client_address(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client is not None else "unknown"
 
@@ -225,6 +255,7 @@ class Authenticator:
         self.keys = KeyVerifier(settings.key_cache_s)
         self.sessions = SessionVerifier(settings.key_cache_s)
         self.limiter = FailureLimiter(settings.auth_failure_burst, settings.auth_failure_per_minute)
+        self.known = KnownGood()
         self.cookie = session_cookie(settings)
         # Open sockets re-check their credential this often: with the cache's own lifetime,
         # a revoked key or ended login closes them within key_cache_s.
@@ -259,12 +290,18 @@ class Authenticator:
         if cache.get(credential.value, max_age) is not None:
             return await self._verify(credential, max_age)
         address = client_address(conn)
-        self.limiter.check(address)
+        if credential not in self.known:
+            # A credential never seen to work is a guess until the database says otherwise;
+            # telling a new good key from a guess would cost the query the throttle saves.
+            self.limiter.check(address)
         try:
-            return await self._verify(credential, max_age)
+            principal = await self._verify(credential, max_age)
         except Unauthenticated:
+            self.known.discard(credential)
             self.limiter.failed(address)
             raise
+        self.known.add(credential)
+        return principal
 
     async def _verify(self, credential: Credential, max_age: float | None) -> Principal:
         if credential.kind == "key":

@@ -6,16 +6,18 @@ import logging
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Path, Query, Request, WebSocket
+from fastapi import APIRouter, Path, Request, WebSocket
 from fastapi.responses import Response
 
-from ioc.api.body import read_json
+from ioc.api import inputs
+from ioc.api.body import SMALL_BODY_BYTES, read_body
 from ioc.api.feeds import serve_feed
+from ioc.events.validation import JSON_TYPES
 from ioc.params import query_of
 from ioc.platform import Platform
 from ioc.tickets import actions, queue
 from ioc.tickets import filters as queue_filters
-from ioc.tickets.states import MOVES
+from ioc.tickets.states import MOVES, STATES, Move
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +26,82 @@ _ERROR = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 _TicketId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the ticket's id")]
-_ACTION_SCHEMA = {
-    "type": "object",
-    "required": ["action"],
-    "additionalProperties": False,
-    "properties": {
-        "action": {"type": "string", "enum": list(MOVES)},
-        "assignee": {"type": "string", "description": "who works it (assign)"},
-        "reason": {"type": "string", "description": "required by wait, reopen, transfer, reject"},
-        "to_agency": {"type": "string", "description": "the agency code (transfer)"},
-    },
-}
+# Text that is not blank (the domain strips it before checking that it was given).
+_GIVEN = {"type": "string", "pattern": r"\S"}
+
+
+def _action_schema() -> dict[str, Any]:
+    """The action body: each action with the fields it needs (``MOVES``), given and not blank."""
+
+    def needs(move: Move) -> tuple[str, ...]:
+        return tuple(
+            field
+            for field, needed in (
+                ("reason", move.needs_reason),
+                ("assignee", move.needs_assignee),
+                ("to_agency", move.needs_agency),
+            )
+            if needed
+        )
+
+    by_needs: dict[tuple[str, ...], list[str]] = {}
+    for name, move in MOVES.items():
+        by_needs.setdefault(needs(move), []).append(name)
+    return {
+        "type": "object",
+        "required": ["action"],
+        "additionalProperties": False,
+        "properties": {
+            "action": {"type": "string", "enum": list(MOVES)},
+            "assignee": {"type": "string", "description": "who works it (assign)"},
+            "reason": {
+                "type": "string",
+                "description": "why: "
+                + ", ".join(n for n, m in MOVES.items() if m.needs_reason)
+                + " need one",
+            },
+            "to_agency": {"type": "string", "description": "the agency code (transfer)"},
+        },
+        "anyOf": [
+            {
+                "required": ["action", *fields],
+                "properties": {"action": {"enum": names}, **dict.fromkeys(fields, _GIVEN)},
+            }
+            for fields, names in by_needs.items()
+        ],
+    }
+
+
+_ACTION_SCHEMA = _action_schema()
+
+
+_QUERY = inputs.query_parameters(
+    inputs.query("state", inputs.any_of(STATES), "repeatable ticket state"),
+    inputs.query("overdue", {"type": "boolean"}, "true: open and past the deadline; false: not"),
+    inputs.query(
+        "category", {"type": "array", "items": {"type": "string"}}, "repeatable category code"
+    ),
+    inputs.query(
+        "bbox",
+        {
+            "type": "array",
+            "items": {"type": "number", "minimum": -180, "maximum": 180},
+            "minItems": 4,
+            "maxItems": 4,
+        },
+        "min_lon,min_lat,max_lon,max_lat in degrees (min ≤ max; latitudes within ±90)",
+    )
+    | {"style": "form", "explode": False},
+    inputs.query("since", {"type": "string"}, "opened at or after (ISO 8601; no offset: local)"),
+    inputs.query("until", {"type": "string"}, "opened before (ISO 8601), not before since"),
+    inputs.query("agency", {"type": "string"}, "agency code (not for agency keys)"),
+    inputs.query("cursor", inputs.cursor("ticket"), "`next` of the previous page"),
+    inputs.query(
+        "limit",
+        inputs.whole_number(1, queue_filters.MAX_LIMIT, queue_filters.DEFAULT_LIMIT),
+        "tickets a page",
+    ),
+)
 
 
 def _json(value: Any) -> Response:
@@ -43,37 +110,20 @@ def _json(value: Any) -> Response:
 
 def build_tickets_router(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
+    small = min(platform.settings.max_body_bytes, SMALL_BODY_BYTES)
 
     @router.get(
         "",
         summary="The ticket queue, most urgent deadline first (cursor pagination)",
+        openapi_extra=_QUERY,
         responses={
             200: {"description": '{"tickets": [...], "next": cursor or null}'},
             **{code: _ERROR for code in (401, 403, 422, 503)},
         },
     )
-    async def list_tickets(
-        request: Request,
-        state: Annotated[list[str], Query(description="repeatable: new, assigned, …")] = [],  # noqa: B006
-        overdue: Annotated[
-            str | None, Query(description="true: open and past the deadline; false: not")
-        ] = None,
-        category: Annotated[list[str], Query(description="repeatable category code")] = [],  # noqa: B006
-        bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
-        since: Annotated[
-            str | None, Query(description="opened at or after (ISO 8601; no offset: local)")
-        ] = None,
-        until: Annotated[str | None, Query(description="opened before (ISO 8601)")] = None,
-        agency: Annotated[
-            str | None, Query(description="agency code (not for agency keys)")
-        ] = None,
-        cursor: Annotated[str | None, Query(description="`next` of the previous page")] = None,
-        limit: Annotated[
-            str | None, Query(description=f"1–{queue_filters.MAX_LIMIT}, default 100")
-        ] = None,
-    ) -> Response:
-        # The parameters above document the API; parsing them (with the messages) is the
-        # domain's, so they arrive as the raw strings the client sent.
+    async def list_tickets(request: Request) -> Response:
+        # The parameters are declared for the document (_QUERY); parsing them, with the
+        # messages, is the domain's, so it reads the raw strings the client sent.
         who = await platform.authenticate(request)
         filters = queue_filters.parse_filters(
             query_of(request.query_params.multi_items()),
@@ -121,7 +171,7 @@ def build_tickets_router(platform: Platform) -> APIRouter:
     async def post_action(request: Request, ticket_id: _TicketId) -> Response:
         who = await platform.authenticate(request)
         who.require(actions.ACTORS)
-        action = actions.decode_action(await read_json(request, platform.settings.max_body_bytes))
+        action = actions.decode_action(await read_body(request, small, JSON_TYPES))
         async with platform.pool.connection() as conn:
             ticket = await actions.act(
                 conn, who, ticket_id, action, platform.clock.now(), platform.book

@@ -6,7 +6,8 @@ sampled, with nothing else going on. Then the same probes while another process 
 loop, the worst bodies the limits allow: a full-size body of empty NDJSON lines and of a JSON
 array of empty objects (far over the event cap), the most events a batch may hold, as NDJSON
 and as a JSON array (each one decoded, checked and refused), JSON nested as deeply as a full-size body allows (a batch, a
-single event, the admin configuration), and the same over the ingest WebSocket. The figures are
+single event, the admin configuration), the same over the ingest WebSocket, and full-size bodies
+for the endpoints that take small ones (a silence, an Open311 form). The figures are
 the p99 of ``/healthz`` and the server's RSS growth over its baseline, with the body that
 stalled ``/healthz`` longest.
 """
@@ -34,6 +35,7 @@ from ioc.settings import Settings
 from ioc.store.keys import create_key
 
 P99_BAR_MS = 100.0
+_OPEN311_POST = "/open311/v2/requests.json"
 RSS_BAR_MIB = 64.0
 
 
@@ -63,6 +65,11 @@ def hostile_bodies(max_bytes: int, max_events: int) -> list[tuple[str, str, str,
     array = b"[" + b",".join([one] * max_events) + b"]"
     depth = max_bytes // 2 - 1
     deep = b"[" * depth + b"]" * depth
+    # Full-size bodies for the endpoints that read small bodies (refused once decoded).
+    head = b'{"matchers": {"agency": "X"}, "ends_at": "2999-01-01T00:00:00Z", "comment": "'
+    silence = head + b"x" * (max_bytes - len(head) - 2) + b'"}'
+    form_head = b"service_code=moi_truong&lat=16.46&long=107.58&description="
+    form = form_head + b"x" * (max_bytes - len(form_head))
     return [
         ("empty-lines", "/v1/events/batch", "application/x-ndjson", b"{}\n" * lines),
         ("empty-array", "/v1/events/batch", "application/json", b"[" + b"{}," * lines + b"{}]"),
@@ -71,6 +78,8 @@ def hostile_bodies(max_bytes: int, max_events: int) -> list[tuple[str, str, str,
         ("deep-batch", "/v1/events/batch", "application/json", deep),
         ("deep-single", "/v1/events", "application/json", deep),
         ("deep-config", "/v1/admin/config", "application/json", deep),
+        ("long-silence", "/v1/silences", "application/json", silence),
+        ("long-open311-form", _OPEN311_POST, "application/x-www-form-urlencoded", form),
     ]
 
 
@@ -114,6 +123,8 @@ async def _attack(
         "deep-single",
         "deep-config",
         "ws-deep-batch",
+        "long-silence",
+        "long-open311-form",
     ]
     growth: dict[str, float] = {}
     spans: list[tuple[str, float, float]] = []  # (body, wall-clock start, end)
@@ -151,7 +162,7 @@ async def _attack(
                         raise RuntimeError(f"the ingest socket answered {answer.type!r}")
                 else:
                     path, kind, body = by_label[shot]
-                    key = admin if shot == "deep-config" else source
+                    key = admin if shot in ("deep-config", "long-silence") else source
                     headers = {"Authorization": f"Bearer {key}", "Content-Type": kind}
                     method = "PUT" if shot == "deep-config" else "POST"
                     async with session.request(
@@ -271,6 +282,12 @@ def run_hostile_bench(settings: Settings, seconds: float) -> dict[str, float | i
                 attacker.kill()
             failed = attacker.exitcode not in (0, None) or not growth
     stalls = _stalls(sent_at, spans)
+    for label in sorted(growth):
+        click.echo(
+            f"  {label}: rss +{growth[label]:.1f} MiB, slowest /healthz "
+            f"{stalls.get(label, float('nan')):.1f} ms",
+            err=True,
+        )
     figures: dict[str, float | int | str] = {
         "healthz_p99_ms": percentile(storm, 0.99) * 1000,
         "healthz_max_ms": storm[-1] * 1000,

@@ -109,7 +109,7 @@ def parse_search(
     return Search(None, tuple(codes) or None, tuple(states), start, end)
 
 
-def parse_form(body: bytes) -> dict[str, str]:
+def parse_form(body: bytes | bytearray) -> dict[str, str]:
     """An application/x-www-form-urlencoded body; blank fields count as absent."""
     try:
         pairs = parse_qsl(body.decode(), keep_blank_values=False, errors="strict")

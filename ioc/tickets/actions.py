@@ -41,7 +41,7 @@ class _ActionBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 _action_decoder = msgspec.json.Decoder(_ActionBody)
 
 
-def decode_action(body: bytes) -> Action:
+def decode_action(body: bytes | bytearray) -> Action:
     """An action request body; raises MalformedBody (not JSON) or InvalidInput."""
     try:
         given = _action_decoder.decode(body)
