@@ -12,6 +12,7 @@ and runs etcd, Patroni and PostgreSQL as the ``postgres`` user (Patroni refuses 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pwd
@@ -191,10 +192,8 @@ class LocalCluster:
             (self.home / f"{name}.pid").unlink(missing_ok=True)
         # A postgres whose Patroni was killed outright would outlive it.
         for node in self.nodes:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 os.kill(self.postmaster_pid(node), signal.SIGQUIT)
-            except (OSError, ValueError):
-                pass
 
     def wait_healthy(self, within_s: float) -> None:
         self._wait(self.healthy, within_s, "a leader and a synchronous standby")
@@ -259,10 +258,8 @@ class LocalCluster:
         pid = self._pid(name)
         if pid is None:
             return False
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it if it is our exited child
-        except ChildProcessError:
-            pass
         try:
             os.kill(pid, 0)
         except OSError:
@@ -272,10 +269,8 @@ class LocalCluster:
     def _signal(self, name: str, signum: int) -> None:
         pid = self._pid(name)
         if pid is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signum)
-            except OSError:
-                pass
 
     def _wait(self, done: Any, within_s: float, what: str) -> None:
         deadline = time.monotonic() + within_s
