@@ -76,7 +76,7 @@ class _Review:
     ) -> tuple[review.ReviewQuery, review.Names, list[review.Table], datetime]:
         settings = self.platform.settings
         now = self.platform.clock.now()
-        async with self.platform.pool.connection() as conn:
+        async with self.platform.read_pool.connection() as conn:
             names = await review.load_names(conn)
             query = review.parse_query(
                 query_of(request.query_params.multi_items()),
