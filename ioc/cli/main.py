@@ -377,6 +377,11 @@ def bench() -> None:
     """Benchmarks that print figures and a baseline from the same run."""
 
 
+from ioc.bench.failover_cli import failover as _bench_failover  # noqa: E402
+
+bench.add_command(_bench_failover)
+
+
 @bench.command("all")
 def bench_all() -> None:
     """Every benchmark at small sizes (a few minutes); each prints its ``bench NAME:`` line."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ioc.ha.packages import PG_BIN
+from ioc.ha.packages import PG_BIN, has_timescale
 
 SCOPE = "ioc"
 NAMESPACE = "/ioc/"
@@ -120,7 +120,7 @@ def node_config(
                 "replication": {"username": "replicator", "password": secrets.replication},
                 "rewind": {"username": "rewinder", "password": secrets.rewind},
             },
-            "parameters": {"unix_socket_directories": str(node.socket_dir)},
+            "parameters": {"unix_socket_directories": str(node.socket_dir), **_timescale()},
             "pg_hba": [
                 # The socket folder is the cluster user's own (0700).
                 "local all all trust",
@@ -130,6 +130,13 @@ def node_config(
         },
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False},
     }
+
+
+def _timescale() -> dict[str, str]:
+    """Preload TimescaleDB where it is installed, so IOC_TIMESCALE=auto can use it."""
+    if not has_timescale():
+        return {}
+    return {"shared_preload_libraries": "timescaledb", "timescaledb.telemetry_level": "off"}
 
 
 def etcd_command(

@@ -8,6 +8,13 @@ import subprocess
 from pathlib import Path
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_LIB = Path("/usr/lib/postgresql/15/lib")
+
+
+def has_timescale() -> bool:
+    """TimescaleDB is installed for PostgreSQL 15 (Timescale's own packages, not Debian's)."""
+    return (PG_LIB / "timescaledb.so").exists()
+
 
 # Debian package → a file it installs.
 PACKAGES = {
