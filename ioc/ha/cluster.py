@@ -85,6 +85,7 @@ class LocalCluster:
         self.home = home.resolve()
         self._timing = timing
         self._layout: Layout | None = None
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- what clients use -------------------------------------------------------------------
 
@@ -189,6 +190,8 @@ class LocalCluster:
                 time.sleep(0.1)
             if self._alive(name):
                 self._signal(name, signal.SIGKILL)
+            if (child := self._children.pop(name, None)) is not None:
+                child.wait()
             (self.home / f"{name}.pid").unlink(missing_ok=True)
         # A postgres whose Patroni was killed outright would outlive it.
         for node in self.nodes:
@@ -246,6 +249,7 @@ class LocalCluster:
             start_new_session=True,  # outlives `start` when run from the command line
         )
         log.close()
+        self._children[name] = process
         (self.home / f"{name}.pid").write_text(str(process.pid))
 
     def _pid(self, name: str) -> int | None:
@@ -255,6 +259,8 @@ class LocalCluster:
             return None
 
     def _alive(self, name: str) -> bool:
+        if (child := self._children.get(name)) is not None:
+            return child.poll() is None
         pid = self._pid(name)
         if pid is None:
             return False

@@ -76,8 +76,13 @@ def dynamic(timing: Timing) -> dict[str, Any]:
         "synchronous_mode": True,
         "synchronous_mode_strict": False,
         "maximum_lag_on_failover": 16 * 1024 * 1024,
+        # With etcd unreachable (one etcd is a single point of failure), the primary stays
+        # primary as long as it can reach every other member, instead of demoting itself.
+        "failsafe_mode": True,
         "postgresql": {
             "use_pg_rewind": True,
+            # A node pg_rewind cannot bring back is cloned afresh from the new primary.
+            "remove_data_directory_on_rewind_failure": True,
             "use_slots": True,
             "parameters": {
                 "max_connections": 200,
