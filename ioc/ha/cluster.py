@@ -215,9 +215,12 @@ class LocalCluster:
             node.socket_dir.chmod(0o700)
         if os.geteuid() == 0:
             self._check_reachable()
-            for path in [self.home, *self.home.rglob("*")]:
-                if path.name != "cluster.json":
-                    self._own(path)
+            # The folders only: what the servers write inside them is theirs already.
+            folders = [self.home, self.home / "etcd"]
+            for node in self.nodes:
+                folders += [node.home, node.socket_dir]
+            for path in folders:
+                self._own(path)
 
     def _check_reachable(self) -> None:
         for parent in self.home.parents:
