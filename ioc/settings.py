@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.errors import ConfigError
 
-_SECRET_FIELDS = frozenset({"database_url", "test_database_url"})
+_SECRET_FIELDS = frozenset({"database_url", "read_database_url", "test_database_url"})
 
 
 class Settings(BaseSettings):
@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL/TimescaleDB URL. Unset: start the embedded PostgreSQL in data_dir.",
+    )
+    read_database_url: str | None = Field(
+        default=None,
+        description="Optional replica for read-only work (leaders' review, wall snapshots, Open311 GETs), e.g. a multi-host URL with target_session_attrs=prefer-standby; as stale as the replica's replay lag. Unset: the primary. Falls back to the primary while it is unreachable.",
     )
     data_dir: Path = Field(
         default=Path(platformdirs.user_data_dir("ioc")),
