@@ -536,6 +536,9 @@ def _register() -> None:
     from ioc.cli.alerts import alerts
 
     main.add_command(alerts)
+    from ioc.cli.ingest import ingest
+
+    main.add_command(ingest)
 
 
 _register()

@@ -1,0 +1,408 @@
+"""MQTT ingest: events from a broker's topics, acknowledged only once the store has them.
+
+The subscriber keeps a persistent session (a fixed client id, clean session off) and takes
+QoS 1 messages with manual acknowledgement: a message is acknowledged to the broker after its
+event is committed, or refused and published to the dead-letter topic. A subscriber killed in
+between gets the unacknowledged messages again when it comes back; the events' own keys (a
+reading's sensor and time, a report's source and external id) store each exactly once.
+
+Messages are written in batches through the intake the HTTP API uses: whatever has arrived
+while the previous batch was committed makes the next one, up to ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry, Counter
+from psycopg_pool import PoolTimeout
+
+from ingest.mqtt_routes import Refused, Route, event_line, find_route, load_routes
+from ioc.auth import INGEST_ROLES, Principal
+from ioc.errors import ConfigError, IocError, StoreUnavailable
+from ioc.events.intake import Intake
+from ioc.platform import Platform
+from ioc.settings import Settings
+
+log = logging.getLogger(__name__)
+
+NDJSON = "application/x-ndjson"
+_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
+
+# (token) -> the principal the API key stands for; raises IocError for a bad key.
+Authorize = Callable[[str], Awaitable[Principal]]
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Where the broker is and how the subscriber talks to it."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = None
+    client_id: str = "ioc-ingest"
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> BrokerConfig:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ConfigError(
+                f"IOC_MQTT_URL: {parts.scheme or '(no scheme)'}://… is not a broker URL; "
+                "write mqtt://[user:password@]host[:1883] or mqtts://… for TLS"
+            )
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            client_id=settings.mqtt_client_id,
+            ca_file=settings.mqtt_ca_file,
+            cert_file=settings.mqtt_cert_file,
+            key_file=settings.mqtt_key_file,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A received message, with the connection it came on (its id means nothing on another)."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    connection: int
+    received: float
+
+
+def message_counter(registry: CollectorRegistry) -> Counter:
+    return Counter(
+        "ioc_mqtt_messages",
+        "MQTT messages by outcome (stored, duplicate, refused: sent to the dead-letter topic)",
+        ["outcome"],
+        registry=registry,
+    )
+
+
+class MqttIngest:
+    """Subscribes to the routes' topics and stores their events; runs until cancelled."""
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        routes: Sequence[Route],
+        intake: Intake,
+        authorize: Authorize,
+        key: str | None,
+        counter: Counter,
+        *,
+        dead_letter_topic: str = "ioc/dead-letter",
+        batch_size: int = 5_000,
+        on_commit: Callable[[Sequence[Message], float], None] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.routes = tuple(routes)
+        self._intake = intake
+        self._authorize = authorize
+        self._key = key
+        self._counter = counter
+        self._dead_letter = dead_letter_topic
+        self._batch_size = batch_size
+        self._on_commit = on_commit
+        self._inbox: deque[Message] = deque()
+        self._wake = asyncio.Event()
+        self._wake_pending = False
+        self._connection = 0
+        self._published: set[int] = set()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.connected = asyncio.Event()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, intake: Intake, authorize: Authorize, counter: Counter, **kw: Any
+    ) -> MqttIngest:
+        if not settings.mqtt_url:
+            raise ConfigError("IOC_MQTT_URL is not set: name the broker to take events from")
+        return cls(
+            BrokerConfig.from_url(settings.mqtt_url, settings),
+            load_routes(settings.mqtt_routes_file),
+            intake,
+            authorize,
+            settings.mqtt_api_key,
+            counter,
+            dead_letter_topic=settings.mqtt_dead_letter_topic,
+            batch_size=min(settings.mqtt_batch_size, settings.max_batch_events),
+            **kw,
+        )
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for key in {self._key, *(r.key for r in self.routes)}:
+            await self._principal(key)  # a wrong key stops start-up, not the first batch
+        client = self._client()
+        client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        client.loop_start()
+        try:
+            while True:
+                await self._handle(client, await self._take())
+        finally:
+            client.disconnect()
+            await asyncio.to_thread(client.loop_stop)
+
+    # --- the broker side (paho's network thread) ----------------------------------------------
+
+    def _client(self) -> paho.Client:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.broker.client_id,
+            clean_session=False,
+            protocol=paho.MQTTv311,
+            manual_ack=True,
+        )
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(1, 30)
+        if self.broker.username is not None:
+            client.username_pw_set(self.broker.username, self.broker.password)
+        if self.broker.tls:
+            client.tls_set(
+                ca_certs=str(self.broker.ca_file) if self.broker.ca_file else None,
+                certfile=str(self.broker.cert_file) if self.broker.cert_file else None,
+                keyfile=str(self.broker.key_file) if self.broker.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    def _on_connect(self, client: paho.Client, _: Any, flags: Any, code: Any, __: Any) -> None:
+        if code.is_failure:
+            log.warning("MQTT broker %s refused the connection: %s", self.broker.host, code)
+            return
+        with self._lock:
+            self._connection += 1
+        client.subscribe([(route.subscription(), 1) for route in self.routes])
+        log.info(
+            "MQTT: connected to %s:%d as %s (session %s)",
+            self.broker.host,
+            self.broker.port,
+            self.broker.client_id,
+            "resumed" if flags.session_present else "new",
+        )
+        self._call(self.connected.set)
+
+    def _on_disconnect(self, _: paho.Client, __: Any, ___: Any, code: Any, ____: Any) -> None:
+        log.warning("MQTT: disconnected from %s (%s); reconnecting", self.broker.host, code)
+        self._call(self.connected.clear)
+
+    def _on_message(self, _: paho.Client, __: Any, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = repr(message._topic)
+        self._inbox.append(
+            Message(message.mid, message.qos, topic, message.payload, self._connection, time.time())
+        )
+        if not self._wake_pending:  # one wake-up per batch, not one per message
+            self._wake_pending = True
+            self._call(self._wake.set)
+
+    def _on_publish(self, _: paho.Client, __: Any, mid: int, ___: Any, ____: Any) -> None:
+        with self._lock:
+            self._published.add(mid)
+
+    def _call(self, callback: Callable[[], None]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback)
+
+    # --- the store side (the event loop) ------------------------------------------------------
+
+    async def _take(self) -> list[Message]:
+        while not self._inbox:
+            self._wake.clear()
+            self._wake_pending = False
+            if self._inbox:
+                break
+            await self._wake.wait()
+        batch = []
+        while self._inbox and len(batch) < self._batch_size:
+            batch.append(self._inbox.popleft())
+        return batch
+
+    async def _handle(self, client: paho.Client, batch: list[Message]) -> None:
+        refused: dict[int, tuple[str | None, str]] = {}  # index in batch -> (field, reason)
+        duplicates: set[int] = set()
+        groups: dict[str | None, list[tuple[int, bytes]]] = {}
+        for index, message in enumerate(batch):
+            found = find_route(self.routes, message.topic)
+            if message.topic == self._dead_letter or found is None:
+                refused[index] = ("topic", f"no route takes topic {message.topic!r}")
+                continue
+            route, captured = found
+            try:
+                line = event_line(route, captured, message.payload)
+                if not line.strip():
+                    raise Refused(None, "the payload is empty")
+            except Refused as refusal:
+                refused[index] = (refusal.field, refusal.reason)
+                continue
+            groups.setdefault(route.key or self._key, []).append((index, line))
+        for key, lines in groups.items():
+            await self._store(key, lines, refused, duplicates)
+        committed = time.time()
+        await self._dead_letters(client, batch, refused)
+        self._acknowledge(client, batch)
+        for outcome, count in (
+            ("refused", len(refused)),
+            ("duplicate", len(duplicates)),
+            ("stored", len(batch) - len(refused) - len(duplicates)),
+        ):
+            if count:
+                self._counter.labels(outcome).inc(count)
+        if self._on_commit is not None:
+            self._on_commit(batch, committed)
+
+    async def _store(
+        self,
+        key: str | None,
+        lines: list[tuple[int, bytes]],
+        refused: dict[int, tuple[str | None, str]],
+        duplicates: set[int],
+    ) -> None:
+        """Write one key's lines; note the refused and duplicate ones. Retries while the
+        database is away; a batch that fails otherwise is written a message at a time."""
+        attempt = 0
+        while True:
+            try:
+                who = await self._principal(key)
+                result = await self._intake.batch(b"\n".join(x for _, x in lines), NDJSON, who)
+                break
+            except StoreUnavailable as exc:
+                await self._pause(attempt, exc)
+            except IocError as exc:  # the key: revoked, or not one that may send events
+                for index, _ in lines:
+                    refused[index] = (None, exc.message)
+                return
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                await self._pause(attempt, exc)
+            except Exception:
+                if len(lines) == 1:
+                    log.exception("MQTT: a message failed inside the platform")
+                    refused[lines[0][0]] = (None, "the message failed inside the platform")
+                    return
+                log.exception("MQTT: a batch failed; writing its messages one at a time")
+                for line in lines:
+                    await self._store(key, [line], refused, duplicates)
+                return
+            attempt += 1
+        for rejection in result.rejected:
+            refused[lines[rejection.line - 1][0]] = (rejection.field, rejection.reason)
+        duplicates.update(lines[number - 1][0] for number in result.duplicate_lines)
+
+    async def _principal(self, key: str | None) -> Principal:
+        if key is None:
+            raise ConfigError(
+                "IOC_MQTT_API_KEY is not set: MQTT events are checked with an API key "
+                "(a source key, or an admin key) like any other"
+            )
+        who = await self._authorize(key)
+        who.require(INGEST_ROLES)
+        return who
+
+    @staticmethod
+    async def _pause(attempt: int, exc: Exception) -> None:
+        delay = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+        log.warning("MQTT: the store is unavailable (%s); retrying in %s s", exc, delay)
+        await asyncio.sleep(delay)
+
+    async def _dead_letters(
+        self, client: paho.Client, batch: list[Message], refused: dict[int, tuple[str | None, str]]
+    ) -> None:
+        """Publish each refused message with its reason, and wait until the broker has them."""
+        waiting = set()
+        for index, (field, reason) in sorted(refused.items()):
+            message = batch[index]
+            if message.topic == self._dead_letter:
+                continue  # never refuse a dead letter again (a route may cover its topic)
+            letter = {"topic": message.topic, "field": field, "reason": reason}
+            try:
+                letter["payload"] = message.payload.decode()
+            except UnicodeDecodeError:
+                letter["payload_hex"] = message.payload.hex()
+            info = client.publish(self._dead_letter, msgspec.json.encode(letter), qos=1)
+            waiting.add(info.mid)
+            log.info("MQTT: refused a message on %s: %s", message.topic, reason)
+        while waiting:
+            with self._lock:
+                done = waiting & self._published
+                self._published -= done
+            waiting -= done
+            if waiting:
+                await asyncio.sleep(0.01)
+
+    def _acknowledge(self, client: paho.Client, batch: list[Message]) -> None:
+        """Acknowledge the batch in the order it arrived; a message that came on an earlier
+        connection is not: the broker sends it again and it is stored once (a duplicate)."""
+        current = self._connection
+        for message in batch:
+            if message.qos > 0 and message.connection == current:
+                client.ack(message.mid, message.qos)
+
+
+_counters: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def subscriber(platform: Platform, **options: Any) -> MqttIngest:
+    """The platform's MQTT subscriber (settings, intake, API keys and metrics)."""
+    registry = platform.metrics.registry
+    if registry not in _counters:
+        _counters[registry] = message_counter(registry)
+
+    async def authorize(key: str) -> Principal:
+        return await platform.verifier.verify(platform.pool.connection, key)
+
+    return MqttIngest.from_settings(
+        platform.settings, platform.intake, authorize, _counters[registry], **options
+    )
+
+
+def install(platform: Platform) -> None:
+    """Run the MQTT subscriber with the platform when IOC_MQTT_URL is set."""
+    settings = platform.settings
+    if not settings.mqtt_url:
+        return
+    BrokerConfig.from_url(settings.mqtt_url, settings)  # a wrong setting stops start-up
+    load_routes(settings.mqtt_routes_file)
+
+    async def work() -> None:
+        while True:
+            try:
+                await subscriber(platform).run()
+            except IocError as exc:  # e.g. a revoked key: say so, and try again later
+                log.error("MQTT ingest is not running: %s; trying again in 30 s", exc.message)
+            await asyncio.sleep(30)
+
+    platform.add_worker("mqtt-ingest", work)
