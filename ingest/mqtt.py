@@ -159,7 +159,7 @@ class MqttIngest:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        for key in {self._key, *(r.key for r in self.routes)}:
+        for key in {r.key or self._key for r in self.routes}:
             await self._principal(key)  # a wrong key stops start-up, not the first batch
         client = self._client()
         client.connect_async(self.broker.host, self.broker.port, keepalive=30)
@@ -247,7 +247,7 @@ class MqttIngest:
             if self._inbox:
                 break
             await self._wake.wait()
-        batch = []
+        batch: list[Message] = []
         while self._inbox and len(batch) < self._batch_size:
             batch.append(self._inbox.popleft())
         return batch
@@ -264,8 +264,6 @@ class MqttIngest:
             route, captured = found
             try:
                 line = event_line(route, captured, message.payload)
-                if not line.strip():
-                    raise Refused(None, "the payload is empty")
             except Refused as refusal:
                 refused[index] = (refusal.field, refusal.reason)
                 continue
@@ -403,6 +401,8 @@ def install(platform: Platform) -> None:
                 await subscriber(platform).run()
             except IocError as exc:  # e.g. a revoked key: say so, and try again later
                 log.error("MQTT ingest is not running: %s; trying again in 30 s", exc.message)
+            except Exception:
+                log.exception("MQTT ingest failed; starting it again in 30 s")
             await asyncio.sleep(30)
 
     platform.add_worker("mqtt-ingest", work)

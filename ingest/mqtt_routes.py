@@ -122,6 +122,8 @@ def find_route(routes: Sequence[Route], topic: str) -> tuple[Route, dict[str, st
 
 def event_line(route: Route, captured: dict[str, str], payload: bytes) -> bytes:
     """One message as an NDJSON line of our event JSON; raises Refused."""
+    if not payload.strip():
+        raise Refused(None, "the payload is empty")
     plain = route.kind is None and not captured and not route.fields and not route.set
     if plain and b"\n" not in payload:
         return payload  # already our event JSON on one line: the intake decodes and checks it

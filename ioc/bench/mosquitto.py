@@ -93,4 +93,6 @@ def mosquitto(extra_config: str = "") -> Iterator[Broker]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
         shutil.rmtree(home, ignore_errors=True)
