@@ -223,8 +223,9 @@ class MqttIngest:
             topic = message.topic
         except UnicodeDecodeError:
             topic = repr(message._topic)
+        payload = bytes(message.payload)  # already bytes: no copy
         self._inbox.append(
-            Message(message.mid, message.qos, topic, message.payload, self._connection, time.time())
+            Message(message.mid, message.qos, topic, payload, self._connection, time.time())
         )
         if not self._wake_pending:  # one wake-up per batch, not one per message
             self._wake_pending = True
