@@ -137,7 +137,7 @@ class MqttIngest:
         self._published: set[int] = set()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.connected = asyncio.Event()
+        self.subscribed = asyncio.Event()  # set while the broker has the subscriptions
 
     @classmethod
     def from_settings(
@@ -196,6 +196,7 @@ class MqttIngest:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_subscribe = lambda *_: self._call(self.subscribed.set)
         return client
 
     def _on_connect(self, client: paho.Client, _: Any, flags: Any, code: Any, __: Any) -> None:
@@ -212,11 +213,10 @@ class MqttIngest:
             self.broker.client_id,
             "resumed" if flags.session_present else "new",
         )
-        self._call(self.connected.set)
 
     def _on_disconnect(self, _: paho.Client, __: Any, ___: Any, code: Any, ____: Any) -> None:
         log.warning("MQTT: disconnected from %s (%s); reconnecting", self.broker.host, code)
-        self._call(self.connected.clear)
+        self._call(self.subscribed.clear)
 
     def _on_message(self, _: paho.Client, __: Any, message: paho.MQTTMessage) -> None:
         try:

@@ -412,6 +412,17 @@ def bench_ingest(events: int, batch_size: int, single: int, concurrency: int) ->
     run_ingest_bench(_settings(), events, batch_size, single, concurrency)
 
 
+@bench.command("mqtt")
+@click.option("--readings", default=100_000, show_default=True, help="Readings to publish.")
+@click.option("--rate", default=25_000.0, show_default=True, help="Publishing pace, per second.")
+@click.option("--batch-size", default=5_000, show_default=True)
+def bench_mqtt(readings: int, rate: float, batch_size: int) -> None:
+    """Readings through Mosquitto into the store (publish → commit), against HTTP batches."""
+    from ioc.bench.mqtt import run_mqtt_bench
+
+    run_mqtt_bench(_settings(), readings, rate, batch_size)
+
+
 @bench.command("route")
 @click.option("--points", default=1_000_000, show_default=True, help="Random points to locate.")
 @click.option("--reports", default=50_000, show_default=True, help="Field reports to ingest.")

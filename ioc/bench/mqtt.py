@@ -1,0 +1,210 @@
+"""``ioc bench mqtt``: readings through Mosquitto into the store, against HTTP batches.
+
+A separate process publishes the readings at QoS 1 to a Mosquitto broker of our own, paced at
+a chosen rate; the subscriber (what ``ioc ingest mqtt`` runs) stores them and notes when each
+one's batch committed. Throughput is readings over first publish → last commit; latency is
+each reading's publish → commit. The baseline is the same number of readings, shaped alike,
+posted as NDJSON batches to ``ioc serve`` in its own process, in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import tempfile
+import time
+from array import array
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+from alerting.setup import working_calendar
+from ingest.mqtt import Message, subscriber
+from ioc.bench.harness import machine_line, percentile, post_all, scratch_database
+from ioc.bench.harness import server_process as http_server
+from ioc.bench.ingest import BATCH, NDJSON, readings
+from ioc.bench.ingest import _prepare as prepare_sensors_and_key
+from ioc.bench.mosquitto import mosquitto
+from ioc.platform import Platform
+from ioc.settings import Settings
+
+BAR = 20_000
+_encoder = msgspec.json.Encoder()
+
+
+def messages(count: int, offset_days: int) -> list[tuple[str, bytes]]:
+    """The readings as a counter publishes them: its id in the topic, the rest as JSON."""
+    out = []
+    for row in readings(count, offset_days):
+        sensor = row.pop("sensor_id")
+        del row["kind"]
+        out.append((f"ioc/traffic/{sensor}", _encoder.encode(row)))
+    return out
+
+
+def publish(host: str, port: int, todo: list[tuple[str, bytes]], rate: float, out: str) -> None:
+    """Publish at QoS 1, paced at ``rate`` per second; write each publish time (Unix s)."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="ioc-bench-publisher")
+    client.max_inflight_messages_set(2_000)
+    client.max_queued_messages_set(0)
+    acknowledged = 0
+
+    def on_publish(*_: Any) -> None:
+        nonlocal acknowledged
+        acknowledged += 1
+
+    client.on_publish = on_publish
+    client.connect(host, port)
+    client.loop_start()
+    times = array("d")
+    started = time.perf_counter()
+    for n, (topic, payload) in enumerate(todo):
+        if n % 50 == 0:
+            ahead = started + n / rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
+        times.append(time.time())
+        client.publish(topic, payload, qos=1)
+    deadline = time.monotonic() + 300
+    while acknowledged < len(todo) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.disconnect()
+    client.loop_stop()
+    with open(out, "wb") as handle:
+        times.tofile(handle)
+
+
+async def _through_mqtt(
+    settings: Settings,
+    warm: list[tuple[str, bytes]],
+    todo: list[tuple[str, bytes]],
+    rate: float,
+    times_file: Path,
+) -> list[float]:
+    """The commit times of ``todo``, by position (the publisher writes the publish times)."""
+    index = {message: n for n, message in enumerate(todo)}
+    committed: list[float] = [0.0] * len(todo)
+    warm_left = len(warm)
+    left = len(todo)
+    warmed, done = asyncio.Event(), asyncio.Event()
+
+    def on_commit(batch: Sequence[Message], at: float) -> None:
+        nonlocal left, warm_left
+        for message in batch:
+            n = index.get((message.topic, message.payload))
+            if n is None:
+                warm_left -= 1
+            elif not committed[n]:
+                committed[n] = at
+                left -= 1
+        if warm_left <= 0:
+            warmed.set()
+        if left == 0:
+            done.set()
+
+    platform = Platform(settings, working_calendar(settings))
+    await platform.start()
+    ingest = subscriber(platform, on_commit=on_commit)
+    task = asyncio.create_task(ingest.run())
+    try:
+        await asyncio.wait_for(ingest.subscribed.wait(), 30)
+        warmer = paho.Client(CallbackAPIVersion.VERSION2, client_id="ioc-bench-warm-up")
+        warmer.connect(ingest.broker.host, ingest.broker.port)
+        warmer.loop_start()
+        for topic, payload in warm:
+            warmer.publish(topic, payload, qos=1)
+        await asyncio.wait_for(warmed.wait(), 120)
+        warmer.disconnect()
+        warmer.loop_stop()
+        process = multiprocessing.get_context("spawn").Process(
+            target=publish,
+            args=(ingest.broker.host, ingest.broker.port, todo, rate, str(times_file)),
+        )
+        click.echo(f"publishing {len(todo):,} readings at up to {rate:,.0f}/s …", err=True)
+        process.start()
+        await asyncio.wait_for(done.wait(), 60 + 4 * len(todo) / rate)
+        await asyncio.to_thread(process.join, 300)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await platform.stop()
+    return committed
+
+
+def _count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM traffic_readings").fetchone()
+    return int(row[0]) if row else 0
+
+
+def run_mqtt_bench(
+    settings: Settings, count: int, rate: float, batch_size: int
+) -> dict[str, float | int | str]:
+    with scratch_database(settings, "mqtt") as url, mosquitto() as broker:
+        key = asyncio.run(prepare_sensors_and_key(url))
+        warm, todo = messages(2_000, 400), messages(count, 0)
+        chosen = settings.model_copy(
+            update={
+                "database_url": url,
+                "migrate_on_start": False,
+                "mqtt_url": broker.url,
+                "mqtt_api_key": key,
+                "mqtt_client_id": "ioc-bench",
+                "mqtt_batch_size": batch_size,
+                "mqtt_routes_file": None,
+            }
+        )
+        handle, name = tempfile.mkstemp(prefix="ioc-bench-mqtt-")
+        os.close(handle)
+        times_file = Path(name)
+        try:
+            committed = asyncio.run(_through_mqtt(chosen, warm, todo, rate, times_file))
+            published = array("d")
+            with times_file.open("rb") as data:
+                published.fromfile(data, count)
+        finally:
+            times_file.unlink()
+        stored = _count(url)
+        latencies = sorted(c - p for p, c in zip(published, committed, strict=True))
+        elapsed = max(committed) - min(published)
+        mqtt_rps = count / elapsed
+        click.echo(f"the same number of readings over HTTP, NDJSON batches of {batch_size:,} …")
+        rows = readings(count, 200)
+        bodies = [
+            b"\n".join(_encoder.encode(r) for r in rows[i : i + batch_size])
+            for i in range(0, len(rows), batch_size)
+        ]
+        with http_server(url) as server:
+            posted = asyncio.run(
+                post_all(server.url, key, bodies, path=BATCH, content_type=NDJSON, parallel=2)
+            )
+    p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+    lost = len(warm) + count - stored
+    figures: dict[str, float | int | str] = {
+        "mqtt_readings_per_s": round(mqtt_rps),
+        "mqtt_p50_ms": round(p50, 1),
+        "mqtt_p99_ms": round(p99, 1),
+        "http_batch_readings_per_s": round(posted.per_s),
+        "mqtt_vs_http": round(mqtt_rps / posted.per_s, 3),
+        "lost": lost,
+        "bar_readings_per_s": BAR,
+        "meets_bar": int(mqtt_rps >= BAR and lost == 0),
+        "readings": count,
+        "publish_rate": round(rate),
+        "batch_size": batch_size,
+    }
+    click.echo(
+        f"\nMQTT (Mosquitto → subscriber → store): {mqtt_rps:,.0f} readings/s, publish → commit "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; {lost} lost  (bar: ≥ {BAR:,}/s)\n"
+        f"HTTP NDJSON batches, same run:          {posted.per_s:,.0f} readings/s "
+        f"(MQTT reaches {mqtt_rps / posted.per_s:.0%} of it)"
+    )
+    click.echo(machine_line("mqtt", figures))
+    return figures
