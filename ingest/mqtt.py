@@ -132,11 +132,12 @@ class MqttIngest:
         self._on_commit = on_commit
         self._inbox: deque[Message] = deque()
         self._wake = asyncio.Event()
-        self._wake_pending = False
+        self._received = 0
         self._connection = 0
         self._published: set[int] = set()
-        self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+        self._fd: int | None = None
         self.subscribed = asyncio.Event()  # set while the broker has the subscriptions
 
     @classmethod
@@ -159,19 +160,23 @@ class MqttIngest:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
         for key in {r.key or self._key for r in self.routes}:
             await self._principal(key)  # a wrong key stops start-up, not the first batch
         client = self._client()
-        client.connect_async(self.broker.host, self.broker.port, keepalive=30)
-        client.loop_start()
+        keeper = asyncio.create_task(self._keep_connected(client), name="mqtt-connection")
         try:
             while True:
                 await self._handle(client, await self._take())
         finally:
-            client.disconnect()
-            await asyncio.to_thread(client.loop_stop)
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            if self._fd is not None:
+                client.disconnect()
+                client.loop_write()
+                self._unwatch(self._fd)
 
-    # --- the broker side (paho's network thread) ----------------------------------------------
+    # --- the broker side: paho driven by the event loop (no thread of its own) ----------------
 
     def _client(self) -> paho.Client:
         client = paho.Client(
@@ -182,7 +187,6 @@ class MqttIngest:
             manual_ack=True,
         )
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(1, 30)
         if self.broker.username is not None:
             client.username_pw_set(self.broker.username, self.broker.password)
         if self.broker.tls:
@@ -196,15 +200,80 @@ class MqttIngest:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
-        client.on_subscribe = lambda *_: self._call(self.subscribed.set)
+        client.on_subscribe = lambda *_: self.subscribed.set()
+        # The socket's file number is read at once: it is closed by the time a scheduled call runs.
+        client.on_socket_open = lambda c, _, sock: self._call(self._watch, c, sock.fileno())
+        client.on_socket_close = lambda _c, _, sock: self._call(self._unwatch, sock.fileno())
+        client.on_socket_register_write = lambda c, _, sock: self._call(
+            self._writable, c, sock.fileno()
+        )
+        client.on_socket_unregister_write = lambda _c, _, sock: self._call(
+            self._not_writable, sock.fileno()
+        )
         return client
+
+    async def _keep_connected(self, client: paho.Client) -> None:
+        """Connect, reconnect after a loss (backing off), and keep the connection alive."""
+        delay = 1.0
+        while True:
+            if self._fd is None:
+                try:  # connecting blocks (name lookup, TLS handshake): not on the event loop
+                    await asyncio.to_thread(client.connect, self.broker.host, self.broker.port, 30)
+                    delay = 1.0
+                except OSError as exc:
+                    log.warning(
+                        "MQTT: cannot reach %s:%d (%s); trying again in %.0f s",
+                        self.broker.host,
+                        self.broker.port,
+                        exc,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+            client.loop_misc()  # keep-alive pings, and noticing a silent broker
+            await asyncio.sleep(1)
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback`` on the event loop: now when already on it, else soon."""
+        if threading.get_ident() == self._thread:
+            callback(*args)
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _watch(self, client: paho.Client, fd: int) -> None:
+        assert self._loop is not None
+        self._fd = fd
+        self._loop.add_reader(fd, self._readable, client)
+
+    def _unwatch(self, fd: int) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(fd)
+        self._loop.remove_writer(fd)
+        if self._fd == fd:
+            self._fd = None
+
+    def _writable(self, client: paho.Client, fd: int) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(fd, client.loop_write)
+
+    def _not_writable(self, fd: int) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(fd)
+
+    def _readable(self, client: paho.Client) -> None:
+        """Read the packets that have arrived: paho reads one per call, so call it again while
+        each call brings a message (the selector calls back for whatever is left)."""
+        for _ in range(1_000):
+            before = self._received
+            if client.loop_read() != paho.MQTT_ERR_SUCCESS or self._received == before:
+                return
 
     def _on_connect(self, client: paho.Client, _: Any, flags: Any, code: Any, __: Any) -> None:
         if code.is_failure:
             log.warning("MQTT broker %s refused the connection: %s", self.broker.host, code)
             return
-        with self._lock:
-            self._connection += 1
+        self._connection += 1
         client.subscribe([(route.subscription(), 1) for route in self.routes])
         log.info(
             "MQTT: connected to %s:%d as %s (session %s)",
@@ -215,8 +284,8 @@ class MqttIngest:
         )
 
     def _on_disconnect(self, _: paho.Client, __: Any, ___: Any, code: Any, ____: Any) -> None:
-        log.warning("MQTT: disconnected from %s (%s); reconnecting", self.broker.host, code)
-        self._call(self.subscribed.clear)
+        log.warning("MQTT: disconnected from %s (%s)", self.broker.host, code)
+        self.subscribed.clear()
 
     def _on_message(self, _: paho.Client, __: Any, message: paho.MQTTMessage) -> None:
         try:
@@ -227,26 +296,17 @@ class MqttIngest:
         self._inbox.append(
             Message(message.mid, message.qos, topic, payload, self._connection, time.time())
         )
-        if not self._wake_pending:  # one wake-up per batch, not one per message
-            self._wake_pending = True
-            self._call(self._wake.set)
+        self._received += 1
+        self._wake.set()
 
     def _on_publish(self, _: paho.Client, __: Any, mid: int, ___: Any, ____: Any) -> None:
-        with self._lock:
-            self._published.add(mid)
-
-    def _call(self, callback: Callable[[], None]) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(callback)
+        self._published.add(mid)
 
     # --- the store side (the event loop) ------------------------------------------------------
 
     async def _take(self) -> list[Message]:
         while not self._inbox:
             self._wake.clear()
-            self._wake_pending = False
-            if self._inbox:
-                break
             await self._wake.wait()
         batch: list[Message] = []
         while self._inbox and len(batch) < self._batch_size:
@@ -355,9 +415,8 @@ class MqttIngest:
             waiting.add(info.mid)
             log.info("MQTT: refused a message on %s: %s", message.topic, reason)
         while waiting:
-            with self._lock:
-                done = waiting & self._published
-                self._published -= done
+            done = waiting & self._published
+            self._published -= done
             waiting -= done
             if waiting:
                 await asyncio.sleep(0.01)
