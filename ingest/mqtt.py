@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
 _BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
+_ROUTED_TOPICS = 100_000  # topics whose route is remembered
 
 # (token) -> the principal the API key stands for; raises IocError for a bad key.
 Authorize = Callable[[str], Awaitable[Principal]]
@@ -133,6 +134,7 @@ class MqttIngest:
         self._inbox: deque[Message] = deque()
         self._wake = asyncio.Event()
         self._received = 0
+        self._routed: dict[str, tuple[Route, dict[str, str]] | None] = {}
         self._connection = 0
         self._published: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -318,7 +320,7 @@ class MqttIngest:
         duplicates: set[int] = set()
         groups: dict[str | None, list[tuple[int, bytes]]] = {}
         for index, message in enumerate(batch):
-            found = find_route(self.routes, message.topic)
+            found = self._route(message.topic)
             if message.topic == self._dead_letter or found is None:
                 refused[index] = ("topic", f"no route takes topic {message.topic!r}")
                 continue
@@ -343,6 +345,14 @@ class MqttIngest:
                 self._counter.labels(outcome).inc(count)
         if self._on_commit is not None:
             self._on_commit(batch, committed)
+
+    def _route(self, topic: str) -> tuple[Route, dict[str, str]] | None:
+        """The route of a topic; a counter publishes to the same topic again and again."""
+        if topic not in self._routed:
+            if len(self._routed) >= _ROUTED_TOPICS:
+                self._routed.clear()
+            self._routed[topic] = find_route(self.routes, topic)
+        return self._routed[topic]
 
     async def _store(
         self,

@@ -1,6 +1,6 @@
 """``ioc bench mqtt``: readings through Mosquitto into the store, against HTTP batches.
 
-A separate process publishes the readings at QoS 1 to a Mosquitto broker of our own, paced at
+Separate processes publish the readings at QoS 1 to a Mosquitto broker of our own, paced at
 a chosen rate; the subscriber (what ``ioc ingest mqtt`` runs) stores them and notes when each
 one's batch committed. Throughput is readings over first publish → last commit; latency is
 each reading's publish → commit. The baseline is the same number of readings, shaped alike,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import tempfile
 import time
 from array import array
@@ -49,10 +48,15 @@ def messages(count: int, offset_days: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def publish(host: str, port: int, todo: list[tuple[str, bytes]], rate: float, out: str) -> None:
-    """Publish at QoS 1, paced at ``rate`` per second; write each publish time (Unix s)."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="ioc-bench-publisher")
-    client.max_inflight_messages_set(2_000)
+def publish(
+    host: str, port: int, count: int, rate: float, share: tuple[int, int], out: str
+) -> None:
+    """Publish share ``(i, k)`` of ``messages(count, 0)`` (every k-th from the i-th) at QoS 1,
+    paced at ``rate`` per second; write each publish time (Unix seconds). One thread: paho
+    writes as it publishes, and reads the broker's acknowledgements every few messages."""
+    todo = messages(count, 0)[share[0] :: share[1]]
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"ioc-bench-publisher-{share[0]}")
+    client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
     acknowledged = 0
 
@@ -62,11 +66,13 @@ def publish(host: str, port: int, todo: list[tuple[str, bytes]], rate: float, ou
 
     client.on_publish = on_publish
     client.connect(host, port)
-    client.loop_start()
+    while not client.is_connected():
+        client.loop(0.05)
     times = array("d")
     started = time.perf_counter()
     for n, (topic, payload) in enumerate(todo):
         if n % 50 == 0:
+            client.loop(0)
             ahead = started + n / rate - time.perf_counter()
             if ahead > 0:
                 time.sleep(ahead)
@@ -74,9 +80,8 @@ def publish(host: str, port: int, todo: list[tuple[str, bytes]], rate: float, ou
         client.publish(topic, payload, qos=1)
     deadline = time.monotonic() + 300
     while acknowledged < len(todo) and time.monotonic() < deadline:
-        time.sleep(0.01)
+        client.loop(0.05)
     client.disconnect()
-    client.loop_stop()
     with open(out, "wb") as handle:
         times.tofile(handle)
 
@@ -86,9 +91,10 @@ async def _through_mqtt(
     warm: list[tuple[str, bytes]],
     todo: list[tuple[str, bytes]],
     rate: float,
-    times_file: Path,
+    publishers: int,
+    times: Path,
 ) -> list[float]:
-    """The commit times of ``todo``, by position (the publisher writes the publish times)."""
+    """The commit times of ``todo``, by position (the publishers write the publish times)."""
     index = {message: n for n, message in enumerate(todo)}
     committed: list[float] = [0.0] * len(todo)
     warm_left = len(warm)
@@ -123,14 +129,30 @@ async def _through_mqtt(
         await asyncio.wait_for(warmed.wait(), 120)
         warmer.disconnect()
         warmer.loop_stop()
-        process = multiprocessing.get_context("spawn").Process(
-            target=publish,
-            args=(ingest.broker.host, ingest.broker.port, todo, rate, str(times_file)),
+        spawn = multiprocessing.get_context("spawn")
+        processes = [
+            spawn.Process(
+                target=publish,
+                args=(
+                    ingest.broker.host,
+                    ingest.broker.port,
+                    len(todo),
+                    rate / publishers,
+                    (i, publishers),
+                    str(times / str(i)),
+                ),
+            )
+            for i in range(publishers)
+        ]
+        click.echo(
+            f"{publishers} processes publishing {len(todo):,} readings at up to {rate:,.0f}/s …",
+            err=True,
         )
-        click.echo(f"publishing {len(todo):,} readings at up to {rate:,.0f}/s …", err=True)
-        process.start()
+        for process in processes:
+            process.start()
         await asyncio.wait_for(done.wait(), 60 + 4 * len(todo) / rate)
-        await asyncio.to_thread(process.join, 300)
+        for process in processes:
+            await asyncio.to_thread(process.join, 300)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -145,7 +167,7 @@ def _count(url: str) -> int:
 
 
 def run_mqtt_bench(
-    settings: Settings, count: int, rate: float, batch_size: int
+    settings: Settings, count: int, rate: float, batch_size: int, publishers: int
 ) -> dict[str, float | int | str]:
     with scratch_database(settings, "mqtt") as url, mosquitto() as broker:
         key = asyncio.run(prepare_sensors_and_key(url))
@@ -161,16 +183,15 @@ def run_mqtt_bench(
                 "mqtt_routes_file": None,
             }
         )
-        handle, name = tempfile.mkstemp(prefix="ioc-bench-mqtt-")
-        os.close(handle)
-        times_file = Path(name)
-        try:
-            committed = asyncio.run(_through_mqtt(chosen, warm, todo, rate, times_file))
-            published = array("d")
-            with times_file.open("rb") as data:
-                published.fromfile(data, count)
-        finally:
-            times_file.unlink()
+        with tempfile.TemporaryDirectory(prefix="ioc-bench-mqtt-") as scratch:
+            times = Path(scratch)
+            committed = asyncio.run(_through_mqtt(chosen, warm, todo, rate, publishers, times))
+            published = [0.0] * count
+            for i in range(publishers):
+                share = array("d")
+                with (times / str(i)).open("rb") as data:
+                    share.fromfile(data, len(range(i, count, publishers)))
+                published[i::publishers] = share
         stored = _count(url)
         latencies = sorted(c - p for p, c in zip(published, committed, strict=True))
         elapsed = max(committed) - min(published)
@@ -198,6 +219,7 @@ def run_mqtt_bench(
         "meets_bar": int(mqtt_rps >= BAR and lost == 0),
         "readings": count,
         "publish_rate": round(rate),
+        "publishers": publishers,
         "batch_size": batch_size,
     }
     click.echo(

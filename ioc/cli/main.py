@@ -416,11 +416,12 @@ def bench_ingest(events: int, batch_size: int, single: int, concurrency: int) ->
 @click.option("--readings", default=100_000, show_default=True, help="Readings to publish.")
 @click.option("--rate", default=25_000.0, show_default=True, help="Publishing pace, per second.")
 @click.option("--batch-size", default=5_000, show_default=True)
-def bench_mqtt(readings: int, rate: float, batch_size: int) -> None:
+@click.option("--publishers", default=2, show_default=True, help="Publishing processes.")
+def bench_mqtt(readings: int, rate: float, batch_size: int, publishers: int) -> None:
     """Readings through Mosquitto into the store (publish → commit), against HTTP batches."""
     from ioc.bench.mqtt import run_mqtt_bench
 
-    run_mqtt_bench(_settings(), readings, rate, batch_size)
+    run_mqtt_bench(_settings(), readings, rate, batch_size, publishers)
 
 
 @bench.command("route")
