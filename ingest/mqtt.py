@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry, Counter
 from psycopg_pool import PoolTimeout
 
-from ingest.mqtt_routes import Refused, Route, event_line, find_route, load_routes
+from ingest.mqtt_routes import Refused, Route, event_lines, find_route, load_routes
 from ioc.auth import INGEST_ROLES, Principal
 from ioc.errors import ConfigError, IocError, StoreUnavailable
 from ioc.events.intake import Intake
@@ -45,6 +45,8 @@ NDJSON = "application/x-ndjson"
 _BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
 _ROUTED_TOPICS = 100_000  # topics whose route is remembered
 
+# Where an event is in a batch: (its message, its element in an array or -1 for an object).
+Place = tuple[int, int]
 # (token) -> the principal the API key stands for; raises IocError for a bad key.
 Authorize = Callable[[str], Awaitable[Principal]]
 
@@ -99,8 +101,9 @@ class Message:
 
 def message_counter(registry: CollectorRegistry) -> Counter:
     return Counter(
-        "ioc_mqtt_messages",
-        "MQTT messages by outcome (stored, duplicate, refused: sent to the dead-letter topic)",
+        "ioc_mqtt_events",
+        "events from MQTT messages by outcome (stored, duplicate, refused: sent to the "
+        "dead-letter topic)",
         ["outcome"],
         registry=registry,
     )
@@ -175,7 +178,8 @@ class MqttIngest:
             await asyncio.gather(keeper, return_exceptions=True)
             if self._fd is not None:
                 client.disconnect()
-                client.loop_write()
+                client.loop_write()  # sends DISCONNECT; paho then closes the socket
+            if self._fd is not None:
                 self._unwatch(self._fd)
 
     # --- the broker side: paho driven by the event loop (no thread of its own) ----------------
@@ -316,30 +320,45 @@ class MqttIngest:
         return batch
 
     async def _handle(self, client: paho.Client, batch: list[Message]) -> None:
-        refused: dict[int, tuple[str | None, str]] = {}  # index in batch -> (field, reason)
-        duplicates: set[int] = set()
-        groups: dict[str | None, list[tuple[int, bytes]]] = {}
+        # Each event has a place: (its message in the batch, its element in an array or -1).
+        refused: dict[Place, tuple[str | None, str]] = {}
+        duplicates: set[Place] = set()
+        elements: dict[Place, bytes] = {}  # an array element, for its dead letter
+        groups: dict[str | None, list[tuple[Place, bytes]]] = {}
+        events = 0
         for index, message in enumerate(batch):
             found = self._route(message.topic)
             if message.topic == self._dead_letter or found is None:
-                refused[index] = ("topic", f"no route takes topic {message.topic!r}")
+                refused[index, -1] = ("topic", f"no route takes topic {message.topic!r}")
+                events += 1
                 continue
             route, captured = found
             try:
-                line = event_line(route, captured, message.payload)
+                lines = event_lines(route, captured, message.payload)
             except Refused as refusal:
-                refused[index] = (refusal.field, refusal.reason)
+                refused[index, -1] = (refusal.field, refusal.reason)
+                events += 1
                 continue
-            groups.setdefault(route.key or self._key, []).append((index, line))
-        for key, lines in groups.items():
-            await self._store(key, lines, refused, duplicates)
+            events += len(lines)
+            group = groups.setdefault(route.key or self._key, [])
+            for number, (element, line) in enumerate(lines):
+                place = (index, -1 if element is None else number)
+                if element is not None:
+                    elements[place] = element
+                if isinstance(line, Refused):
+                    refused[place] = (line.field, line.reason)
+                else:
+                    group.append((place, line))
+        for key, group in groups.items():
+            if group:
+                await self._store(key, group, refused, duplicates)
         committed = time.time()
-        await self._dead_letters(client, batch, refused)
+        await self._dead_letters(client, batch, refused, elements)
         self._acknowledge(client, batch)
         for outcome, count in (
             ("refused", len(refused)),
             ("duplicate", len(duplicates)),
-            ("stored", len(batch) - len(refused) - len(duplicates)),
+            ("stored", events - len(refused) - len(duplicates)),
         ):
             if count:
                 self._counter.labels(outcome).inc(count)
@@ -357,9 +376,9 @@ class MqttIngest:
     async def _store(
         self,
         key: str | None,
-        lines: list[tuple[int, bytes]],
-        refused: dict[int, tuple[str | None, str]],
-        duplicates: set[int],
+        lines: list[tuple[Place, bytes]],
+        refused: dict[Place, tuple[str | None, str]],
+        duplicates: set[Place],
     ) -> None:
         """Write one key's lines; note the refused and duplicate ones. Retries while the
         database is away; a batch that fails otherwise is written a message at a time."""
@@ -372,8 +391,8 @@ class MqttIngest:
             except StoreUnavailable as exc:
                 await self._pause(attempt, exc)
             except IocError as exc:  # the key: revoked, or not one that may send events
-                for index, _ in lines:
-                    refused[index] = (None, exc.message)
+                for place, _ in lines:
+                    refused[place] = (None, exc.message)
                 return
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 await self._pause(attempt, exc)
@@ -408,19 +427,28 @@ class MqttIngest:
         await asyncio.sleep(delay)
 
     async def _dead_letters(
-        self, client: paho.Client, batch: list[Message], refused: dict[int, tuple[str | None, str]]
+        self,
+        client: paho.Client,
+        batch: list[Message],
+        refused: dict[Place, tuple[str | None, str]],
+        elements: dict[Place, bytes],
     ) -> None:
-        """Publish each refused message with its reason, and wait until the broker has them."""
+        """Publish each refused event with its reason (an array's element with its index), and
+        wait until the broker has them."""
         waiting = set()
-        for index, (field, reason) in sorted(refused.items()):
+        for (index, number), (field, reason) in sorted(refused.items()):
             message = batch[index]
             if message.topic == self._dead_letter:
                 continue  # never refuse a dead letter again (a route may cover its topic)
-            letter = {"topic": message.topic, "field": field, "reason": reason}
+            letter: dict[str, Any] = {"topic": message.topic, "field": field, "reason": reason}
+            payload = message.payload
+            if number >= 0:
+                letter["index"] = number
+                payload = elements[index, number]
             try:
-                letter["payload"] = message.payload.decode()
+                letter["payload"] = payload.decode()
             except UnicodeDecodeError:
-                letter["payload_hex"] = message.payload.hex()
+                letter["payload_hex"] = payload.hex()
             info = client.publish(self._dead_letter, msgspec.json.encode(letter), qos=1)
             waiting.add(info.mid)
             log.info("MQTT: refused a message on %s: %s", message.topic, reason)

@@ -23,6 +23,7 @@ from ioc.events.kinds import KINDS
 # Event fields that hold a time: a device may send them as Unix seconds.
 _MOMENTS = frozenset({"observed_at", "occurred_at", "at", "appointment_at"})
 _decoder = msgspec.json.Decoder()
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _encoder = msgspec.json.Encoder()
 
 
@@ -118,6 +119,33 @@ def find_route(routes: Sequence[Route], topic: str) -> tuple[Route, dict[str, st
         if captured is not None:
             return route, captured
     return None
+
+
+def event_lines(
+    route: Route, captured: dict[str, str], payload: bytes
+) -> list[tuple[bytes | None, bytes | Refused]]:
+    """A message's events as NDJSON lines: one for a JSON object, one per element for a JSON
+    array (a gateway's batch). Each comes with its element (None for an object) and is a line,
+    or the reason it was refused; raises Refused when the message as a whole is."""
+    body = payload.strip()
+    if body[:1] != b"[":
+        return [(None, event_line(route, captured, payload))]
+    try:
+        items = _raw_list.decode(body)
+    except msgspec.DecodeError as exc:
+        raise Refused(None, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise Refused(None, "the JSON is nested too deeply") from None
+    if not items:
+        raise Refused(None, "the payload is an empty array")
+    out: list[tuple[bytes | None, bytes | Refused]] = []
+    for raw in items:
+        element = bytes(raw)
+        try:
+            out.append((element, event_line(route, captured, element)))
+        except Refused as refusal:
+            out.append((element, refusal))
+    return out
 
 
 def event_line(route: Route, captured: dict[str, str], payload: bytes) -> bytes:

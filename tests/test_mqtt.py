@@ -232,7 +232,7 @@ def test_a_repeated_message_is_stored_once(mqtt_server: RunningServer, device: P
     )
     assert rows(mqtt_server.db_url, "SELECT count(*) FROM field_reports") == [(1,)]
     metrics = httpx.get(f"{mqtt_server.url}/metrics").text
-    assert 'ioc_mqtt_messages_total{outcome="duplicate"} 2.0' in metrics
+    assert 'ioc_mqtt_events_total{outcome="duplicate"} 2.0' in metrics
 
 
 def test_bad_payloads_go_to_the_dead_letter_topic(
@@ -262,8 +262,32 @@ def test_bad_payloads_go_to_the_dead_letter_topic(
     malformed = next(x for x in device.letters if "malformed" in x["reason"])
     assert malformed["payload"] == '{"observed_at": "2025-08-01T08:01'
     metrics = httpx.get(f"{mqtt_server.url}/metrics").text
-    assert f'ioc_mqtt_messages_total{{outcome="refused"}} {float(len(bad))}' in metrics
-    assert 'ioc_mqtt_messages_total{outcome="stored"} 1.0' in metrics
+    assert f'ioc_mqtt_events_total{{outcome="refused"}} {float(len(bad))}' in metrics
+    assert 'ioc_mqtt_events_total{outcome="stored"} 1.0' in metrics
+
+
+def test_a_gateway_array_stores_each_valid_event(
+    mqtt_server: RunningServer, device: Publisher
+) -> None:
+    readings = [
+        {"kind": "traffic_count", "sensor_id": "HUE-TS-001", **reading(1)},
+        {"kind": "traffic_count", "sensor_id": "HUE-TS-404", **reading(1)},
+        {"kind": "traffic_count", "sensor_id": "HUE-TS-002", **reading(1)},
+        {"kind": "traffic_count", "sensor_id": "HUE-TS-002", **reading(2, vehicle_count=-1)},
+    ]
+    device.publish("ioc/events/gateway-7", json.dumps(readings).encode())
+    wait_for(lambda: len(device.letters) == 2, "2 dead letters")
+    assert rows(mqtt_server.db_url, "SELECT sensor_id FROM traffic_readings ORDER BY 1") == [
+        ("HUE-TS-001",),
+        ("HUE-TS-002",),
+    ]
+    unknown, negative = sorted(device.letters, key=lambda letter: letter["index"])
+    assert (unknown["index"], unknown["field"]) == (1, "sensor_id")
+    assert json.loads(unknown["payload"]) == readings[1]
+    assert (negative["index"], negative["field"]) == (3, "vehicle_count")
+    metrics = httpx.get(f"{mqtt_server.url}/metrics").text
+    assert 'ioc_mqtt_events_total{outcome="stored"} 2.0' in metrics
+    assert 'ioc_mqtt_events_total{outcome="refused"} 2.0' in metrics
 
 
 # --- kill -9 of the subscriber process mid-stream -----------------------------------------
