@@ -38,10 +38,17 @@ BAR = 20_000
 _encoder = msgspec.json.Encoder()
 
 
-def messages(count: int, offset_days: int) -> list[tuple[str, bytes]]:
-    """The readings as a counter publishes them: its id in the topic, the rest as JSON."""
+def messages(count: int, offset_days: int, per_message: int = 1) -> list[tuple[str, bytes]]:
+    """The readings as counters publish them: one per message, the sensor id in the topic and
+    the rest as JSON; or, ``per_message`` > 1, as gateways do: arrays of our event JSON."""
+    rows = readings(count, offset_days)
+    if per_message > 1:
+        return [
+            (f"ioc/events/gateway-{n % 16}", _encoder.encode(rows[at : at + per_message]))
+            for n, at in enumerate(range(0, count, per_message))
+        ]
     out = []
-    for row in readings(count, offset_days):
+    for row in rows:
         sensor = row.pop("sensor_id")
         del row["kind"]
         out.append((f"ioc/traffic/{sensor}", _encoder.encode(row)))
@@ -49,12 +56,12 @@ def messages(count: int, offset_days: int) -> list[tuple[str, bytes]]:
 
 
 def publish(
-    host: str, port: int, count: int, rate: float, share: tuple[int, int], out: str
+    host: str, port: int, todo: tuple[int, int], rate: float, share: tuple[int, int], out: str
 ) -> None:
-    """Publish share ``(i, k)`` of ``messages(count, 0)`` (every k-th from the i-th) at QoS 1,
-    paced at ``rate`` per second; write each publish time (Unix seconds). One thread: paho
-    writes as it publishes, and reads the broker's acknowledgements every few messages."""
-    todo = messages(count, 0)[share[0] :: share[1]]
+    """Publish share ``(i, k)`` of ``messages(*todo)`` (every k-th from the i-th) at QoS 1,
+    paced at ``rate`` messages per second; write each publish time (Unix seconds). One thread:
+    paho writes as it publishes, and reads the broker's acknowledgements every few messages."""
+    mine = messages(todo[0], 0, todo[1])[share[0] :: share[1]]
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"ioc-bench-publisher-{share[0]}")
     client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
@@ -70,7 +77,7 @@ def publish(
         client.loop(0.05)
     times = array("d")
     started = time.perf_counter()
-    for n, (topic, payload) in enumerate(todo):
+    for n, (topic, payload) in enumerate(mine):
         if n % 50 == 0:
             client.loop(0)
             ahead = started + n / rate - time.perf_counter()
@@ -79,7 +86,7 @@ def publish(
         times.append(time.time())
         client.publish(topic, payload, qos=1)
     deadline = time.monotonic() + 300
-    while acknowledged < len(todo) and time.monotonic() < deadline:
+    while acknowledged < len(mine) and time.monotonic() < deadline:
         client.loop(0.05)
     client.disconnect()
     with open(out, "wb") as handle:
@@ -93,6 +100,7 @@ async def _through_mqtt(
     rate: float,
     publishers: int,
     times: Path,
+    per_message: int,
 ) -> list[float]:
     """The commit times of ``todo``, by position (the publishers write the publish times)."""
     index = {message: n for n, message in enumerate(todo)}
@@ -136,8 +144,8 @@ async def _through_mqtt(
                 args=(
                     ingest.broker.host,
                     ingest.broker.port,
-                    len(todo),
-                    rate / publishers,
+                    (len(todo) * per_message, per_message),
+                    rate / per_message / publishers,
                     (i, publishers),
                     str(times / str(i)),
                 ),
@@ -145,12 +153,13 @@ async def _through_mqtt(
             for i in range(publishers)
         ]
         click.echo(
-            f"{publishers} processes publishing {len(todo):,} readings at up to {rate:,.0f}/s …",
+            f"{publishers} processes publishing {len(todo) * per_message:,} readings in "
+            f"{len(todo):,} messages at up to {rate:,.0f} readings/s …",
             err=True,
         )
         for process in processes:
             process.start()
-        await asyncio.wait_for(done.wait(), 60 + 4 * len(todo) / rate)
+        await asyncio.wait_for(done.wait(), 60 + 4 * len(todo) * per_message / rate)
         for process in processes:
             await asyncio.to_thread(process.join, 300)
     finally:
@@ -167,11 +176,17 @@ def _count(url: str) -> int:
 
 
 def run_mqtt_bench(
-    settings: Settings, count: int, rate: float, batch_size: int, publishers: int
+    settings: Settings,
+    count: int,
+    rate: float,
+    batch_size: int,
+    publishers: int,
+    per_message: int = 1,
 ) -> dict[str, float | int | str]:
     with scratch_database(settings, "mqtt") as url, mosquitto() as broker:
         key = asyncio.run(prepare_sensors_and_key(url))
-        warm, todo = messages(2_000, 400), messages(count, 0)
+        count -= count % per_message  # whole messages
+        warm, todo = messages(2_000, 400, per_message), messages(count, 0, per_message)
         chosen = settings.model_copy(
             update={
                 "database_url": url,
@@ -185,12 +200,14 @@ def run_mqtt_bench(
         )
         with tempfile.TemporaryDirectory(prefix="ioc-bench-mqtt-") as scratch:
             times = Path(scratch)
-            committed = asyncio.run(_through_mqtt(chosen, warm, todo, rate, publishers, times))
-            published = [0.0] * count
+            committed = asyncio.run(
+                _through_mqtt(chosen, warm, todo, rate, publishers, times, per_message)
+            )
+            published = [0.0] * len(todo)
             for i in range(publishers):
                 share = array("d")
                 with (times / str(i)).open("rb") as data:
-                    share.fromfile(data, len(range(i, count, publishers)))
+                    share.fromfile(data, len(range(i, len(todo), publishers)))
                 published[i::publishers] = share
         stored = _count(url)
         latencies = sorted(c - p for p, c in zip(published, committed, strict=True))
@@ -207,7 +224,7 @@ def run_mqtt_bench(
                 post_all(server.url, key, bodies, path=BATCH, content_type=NDJSON, parallel=2)
             )
     p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
-    lost = len(warm) + count - stored
+    lost = 2_000 + count - stored
     figures: dict[str, float | int | str] = {
         "mqtt_readings_per_s": round(mqtt_rps),
         "mqtt_p50_ms": round(p50, 1),
@@ -220,6 +237,7 @@ def run_mqtt_bench(
         "readings": count,
         "publish_rate": round(rate),
         "publishers": publishers,
+        "readings_per_message": per_message,
         "batch_size": batch_size,
     }
     click.echo(

@@ -417,11 +417,21 @@ def bench_ingest(events: int, batch_size: int, single: int, concurrency: int) ->
 @click.option("--rate", default=25_000.0, show_default=True, help="Publishing pace, per second.")
 @click.option("--batch-size", default=5_000, show_default=True)
 @click.option("--publishers", default=2, show_default=True, help="Publishing processes.")
-def bench_mqtt(readings: int, rate: float, batch_size: int, publishers: int) -> None:
+@click.option(
+    "--per-message",
+    default=1,
+    show_default=True,
+    help="Readings per message: 1 as a counter publishes, more as a gateway's JSON array.",
+)
+def bench_mqtt(
+    readings: int, rate: float, batch_size: int, publishers: int, per_message: int
+) -> None:
     """Readings through Mosquitto into the store (publish → commit), against HTTP batches."""
     from ioc.bench.mqtt import run_mqtt_bench
 
-    run_mqtt_bench(_settings(), readings, rate, batch_size, publishers)
+    if min(readings, publishers, per_message) < 1 or rate <= 0:
+        raise click.BadParameter("--readings, --rate, --publishers, --per-message must be positive")
+    run_mqtt_bench(_settings(), readings, rate, batch_size, publishers, per_message)
 
 
 @bench.command("route")
