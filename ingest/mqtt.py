@@ -17,27 +17,25 @@ import logging
 import ssl
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import paho.mqtt.client as paho
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
 
-from ingest.mqtt_routes import Refused, Route, event_lines, find_route, load_routes
+from ingest.mqtt_routes import Refused, Route, event_lines, find_route
 from ioc.auth import INGEST_ROLES, Principal
 from ioc.errors import ConfigError, IocError, StoreUnavailable
 from ioc.events.intake import Intake
-from ioc.platform import Platform
-from ioc.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.mqtt_setup import BrokerConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,42 +49,6 @@ Place = tuple[int, int]
 Authorize = Callable[[str], Awaitable[Principal]]
 
 
-@dataclass(frozen=True)
-class BrokerConfig:
-    """Where the broker is and how the subscriber talks to it."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = None
-    client_id: str = "ioc-ingest"
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    @classmethod
-    def from_url(cls, url: str, settings: Settings) -> BrokerConfig:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ConfigError(
-                f"IOC_MQTT_URL: {parts.scheme or '(no scheme)'}://… is not a broker URL; "
-                "write mqtt://[user:password@]host[:1883] or mqtts://… for TLS"
-            )
-        tls = parts.scheme == "mqtts"
-        return cls(
-            host=parts.hostname,
-            port=parts.port or (8883 if tls else 1883),
-            tls=tls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            client_id=settings.mqtt_client_id,
-            ca_file=settings.mqtt_ca_file,
-            cert_file=settings.mqtt_cert_file,
-            key_file=settings.mqtt_key_file,
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class Message:
     """A received message, with the connection it came on (its id means nothing on another)."""
@@ -97,16 +59,6 @@ class Message:
     payload: bytes
     connection: int
     received: float
-
-
-def message_counter(registry: CollectorRegistry) -> Counter:
-    return Counter(
-        "ioc_mqtt_events",
-        "events from MQTT messages by outcome (stored, duplicate, refused: sent to the "
-        "dead-letter topic)",
-        ["outcome"],
-        registry=registry,
-    )
 
 
 class MqttIngest:
@@ -144,24 +96,6 @@ class MqttIngest:
         self._thread = 0
         self._fd: int | None = None
         self.subscribed = asyncio.Event()  # set while the broker has the subscriptions
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, intake: Intake, authorize: Authorize, counter: Counter, **kw: Any
-    ) -> MqttIngest:
-        if not settings.mqtt_url:
-            raise ConfigError("IOC_MQTT_URL is not set: name the broker to take events from")
-        return cls(
-            BrokerConfig.from_url(settings.mqtt_url, settings),
-            load_routes(settings.mqtt_routes_file),
-            intake,
-            authorize,
-            settings.mqtt_api_key,
-            counter,
-            dead_letter_topic=settings.mqtt_dead_letter_topic,
-            batch_size=min(settings.mqtt_batch_size, settings.max_batch_events),
-            **kw,
-        )
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -350,8 +284,10 @@ class MqttIngest:
                 else:
                     group.append((place, line))
         for key, group in groups.items():
-            if group:
-                await self._store(key, group, refused, duplicates)
+            # A gateway's arrays may hold many events a message: a transaction takes at most
+            # ``batch_size`` events (and the intake's cap on a batch).
+            for at in range(0, len(group), self._batch_size):
+                await self._store(key, group[at : at + self._batch_size], refused, duplicates)
         committed = time.time()
         await self._dead_letters(client, batch, refused, elements)
         self._acknowledge(client, batch)
@@ -466,41 +402,3 @@ class MqttIngest:
         for message in batch:
             if message.qos > 0 and message.connection == current:
                 client.ack(message.mid, message.qos)
-
-
-_counters: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
-
-
-def subscriber(platform: Platform, **options: Any) -> MqttIngest:
-    """The platform's MQTT subscriber (settings, intake, API keys and metrics)."""
-    registry = platform.metrics.registry
-    if registry not in _counters:
-        _counters[registry] = message_counter(registry)
-
-    async def authorize(key: str) -> Principal:
-        return await platform.verifier.verify(platform.pool.connection, key)
-
-    return MqttIngest.from_settings(
-        platform.settings, platform.intake, authorize, _counters[registry], **options
-    )
-
-
-def install(platform: Platform) -> None:
-    """Run the MQTT subscriber with the platform when IOC_MQTT_URL is set."""
-    settings = platform.settings
-    if not settings.mqtt_url:
-        return
-    BrokerConfig.from_url(settings.mqtt_url, settings)  # a wrong setting stops start-up
-    load_routes(settings.mqtt_routes_file)
-
-    async def work() -> None:
-        while True:
-            try:
-                await subscriber(platform).run()
-            except IocError as exc:  # e.g. a revoked key: say so, and try again later
-                log.error("MQTT ingest is not running: %s; trying again in 30 s", exc.message)
-            except Exception:
-                log.exception("MQTT ingest failed; starting it again in 30 s")
-            await asyncio.sleep(30)
-
-    platform.add_worker("mqtt-ingest", work)

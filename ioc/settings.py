@@ -241,7 +241,9 @@ class Settings(BaseSettings):
         description="Refused MQTT messages are published here with the reason.",
     )
     mqtt_batch_size: int = Field(
-        default=5_000, ge=1, description="Most MQTT messages written in one transaction."
+        default=5_000,
+        ge=1,
+        description="Most MQTT events (messages, or elements of a gateway's arrays) written in one transaction.",
     )
     mqtt_ca_file: Path | None = Field(
         default=None,

@@ -25,7 +25,8 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from alerting.setup import working_calendar
-from ingest.mqtt import Message, subscriber
+from ingest.mqtt import Message
+from ingest.mqtt_setup import subscriber
 from ioc.bench.harness import machine_line, percentile, post_all, scratch_database
 from ioc.bench.harness import server_process as http_server
 from ioc.bench.ingest import BATCH, NDJSON, readings
@@ -159,7 +160,7 @@ async def _through_mqtt(
         )
         for process in processes:
             process.start()
-        await asyncio.wait_for(done.wait(), 60 + 4 * len(todo) * per_message / rate)
+        await asyncio.wait_for(done.wait(), 120 + 20 * len(todo) * per_message / rate)
         for process in processes:
             await asyncio.to_thread(process.join, 300)
     finally:

@@ -28,7 +28,7 @@ def ingest() -> None:
 def ingest_mqtt(url: str | None, metrics_port: int | None) -> None:
     """Take events from an MQTT broker's topics until stopped (Ctrl-C)."""
     from alerting.setup import working_calendar
-    from ingest.mqtt import subscriber
+    from ingest.mqtt_setup import subscriber
     from ioc.cli.main import _settings
     from ioc.platform import Platform
 
