@@ -78,11 +78,15 @@ def _prepare(db_url: str) -> str:
     return asyncio.run(work())
 
 
-def open_session(broker: Broker, client_id: str, routes: Path) -> None:
+def open_session(
+    broker: Broker, client_id: str, routes: Path, login: tuple[str, str] | None = None
+) -> None:
     """Have the broker keep the subscriber's session (and queue its messages) from now on,
     as it does once the subscriber has connected the first time."""
     subscriptions = [(route.subscription(), 1) for route in load_routes(routes)]
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    if login:
+        client.username_pw_set(*login)
     client.connect(broker.host, broker.port)
     client.loop_start()
     acknowledged = threading.Event()
@@ -119,9 +123,13 @@ def mqtt_server(mqtt_settings: Settings) -> Iterator[RunningServer]:
 class Publisher:
     """A device or gateway: publishes at QoS 1, and hears the dead-letter topic."""
 
-    def __init__(self, broker: Broker, client_id: str = "test-device") -> None:
+    def __init__(
+        self, broker: Broker, client_id: str = "test-device", login: tuple[str, str] | None = None
+    ) -> None:
         self.letters: list[dict[str, Any]] = []
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        if login:
+            self._client.username_pw_set(*login)
         self._client.max_inflight_messages_set(1000)
         self._client.on_message = lambda _c, _u, m: self.letters.append(json.loads(m.payload))
         self._client.connect(broker.host, broker.port)
@@ -288,6 +296,33 @@ def test_a_gateway_array_stores_each_valid_event(
     metrics = httpx.get(f"{mqtt_server.url}/metrics").text
     assert 'ioc_mqtt_events_total{outcome="stored"} 2.0' in metrics
     assert 'ioc_mqtt_events_total{outcome="refused"} 2.0' in metrics
+
+
+def test_the_broker_login_is_the_one_in_the_url(settings: Settings, tmp_path: Path) -> None:
+    users = {"ioc-ingest": "s3cret/+@", "counter-17": "another"}
+    with mosquitto(users) as broker:
+        routes = tmp_path / "routes.toml"
+        routes.write_text(ROUTES, encoding="utf-8")
+        open_session(broker, "ioc-login", routes, ("ioc-ingest", users["ioc-ingest"]))
+        chosen = settings.model_copy(
+            update={
+                "mqtt_url": f"mqtt://ioc-ingest:s3cret%2F%2B%40@{broker.host}:{broker.port}",
+                "mqtt_api_key": _prepare(settings.database_url or ""),
+                "mqtt_routes_file": routes,
+                "mqtt_client_id": "ioc-login",
+            }
+        )
+        thread, server = start_server(chosen)
+        device = Publisher(broker, "counter-17", ("counter-17", users["counter-17"]))
+        try:
+            device.publish("ioc/traffic/HUE-TS-001", reading(7))
+            wait_for(
+                lambda: len(rows(server.db_url, "SELECT 1 FROM traffic_readings")) == 1,
+                "the reading published with a login",
+            )
+        finally:
+            device.close()
+            stop_server(thread)
 
 
 # --- kill -9 of the subscriber process mid-stream -----------------------------------------

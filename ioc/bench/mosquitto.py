@@ -44,11 +44,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def config_text(port: int, home: Path, extra: str = "") -> str:
+def config_text(port: int, home: Path, users: dict[str, str] | None = None) -> str:
+    login = f"allow_anonymous false\npassword_file {home}/passwd\n" if users else ""
     return (
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
-        "persistence true\n"
+        f"listener {port} 127.0.0.1\n" + (login or "allow_anonymous true\n") + "persistence true\n"
         f"persistence_location {home}/\n"
         "autosave_interval 1\n"
         # Our subscriber acknowledges a batch after its commit: let a batch's worth be in flight.
@@ -57,20 +56,31 @@ def config_text(port: int, home: Path, extra: str = "") -> str:
         "max_queued_bytes 0\n"
         "log_type error\n"
         "log_type warning\n"
-        f"log_dest file {home}/mosquitto.log\n" + extra
+        f"log_dest file {home}/mosquitto.log\n"
     )
 
 
 @contextlib.contextmanager
-def mosquitto(extra_config: str = "") -> Iterator[Broker]:
-    """A running broker; stopped and its directory removed afterwards."""
+def mosquitto(users: dict[str, str] | None = None) -> Iterator[Broker]:
+    """A running broker (with ``users``: only they may log in); stopped and its directory
+    removed afterwards."""
     if not Path(MOSQUITTO).exists():
         raise RuntimeError(f"no mosquitto at {MOSQUITTO}: {INSTALL_HINT}")
     home = Path(tempfile.mkdtemp(prefix="ioc-mosquitto-"))
     home.chmod(0o777)  # as root, mosquitto drops to its own user, which writes here
     port = _free_port()
     config = home / "mosquitto.conf"
-    config.write_text(config_text(port, home, extra_config), encoding="utf-8")
+    config.write_text(config_text(port, home, users), encoding="utf-8")
+    for user, password in (users or {}).items():
+        subprocess.run(
+            [shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b"]
+            + ([] if (home / "passwd").exists() else ["-c"])
+            + [str(home / "passwd"), user, password],
+            check=True,
+            capture_output=True,
+        )
+    if users:
+        (home / "passwd").chmod(0o644)  # read by mosquitto's own user too
     process = subprocess.Popen(
         [MOSQUITTO, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
