@@ -177,3 +177,25 @@ def bench_failover(
     for line in report_lines(run, timing):
         click.echo(line)
     click.echo(machine_line("failover", run.figures()))
+
+
+@bench.command("mqtt")
+@click.option("--readings", default=100_000, show_default=True, help="Readings to publish.")
+@click.option("--rate", default=25_000.0, show_default=True, help="Publishing pace, per second.")
+@click.option("--batch-size", default=5_000, show_default=True)
+@click.option("--publishers", default=2, show_default=True, help="Publishing processes.")
+@click.option(
+    "--per-message",
+    default=1,
+    show_default=True,
+    help="Readings per message: 1 as a counter publishes, more as a gateway's JSON array.",
+)
+def bench_mqtt(
+    readings: int, rate: float, batch_size: int, publishers: int, per_message: int
+) -> None:
+    """Readings through Mosquitto into the store (publish → commit), against HTTP batches."""
+    from ioc.bench.mqtt import run_mqtt_bench
+
+    if min(readings, publishers, per_message) < 1 or rate <= 0:
+        raise click.BadParameter("--readings, --rate, --publishers, --per-message must be positive")
+    run_mqtt_bench(cli_settings(), readings, rate, batch_size, publishers, per_message)
