@@ -42,6 +42,19 @@ ensure_chromium() {  # the page tests drive Debian's chromium (Playwright downlo
     fi
 }
 
+ensure_mosquitto() {  # the MQTT tests and `ioc bench mqtt` start Debian's mosquitto broker
+    local mosquitto="${IOC_MOSQUITTO:-/usr/sbin/mosquitto}"
+    [ -x "$mosquitto" ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing Debian's mosquitto for the MQTT tests …" >&2
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >&2
+    else
+        echo "the MQTT tests need mosquitto at $mosquitto: run 'sudo apt-get install mosquitto'" \
+            "(or set IOC_MOSQUITTO to another mosquitto binary); they fail without it" >&2
+    fi
+}
+
 case "${1:-}" in
     demo)
         install run
@@ -51,6 +64,7 @@ case "${1:-}" in
     test)
         install test
         ensure_chromium
+        ensure_mosquitto
         shift
         "$venv/bin/ruff" check .
         "$venv/bin/ruff" format --check .
@@ -63,6 +77,7 @@ case "${1:-}" in
         ;;
     *)
         install run
+        [ "$1" = bench ] && ensure_mosquitto
         exec "$venv/bin/ioc" "$@"
         ;;
 esac

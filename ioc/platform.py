@@ -26,8 +26,8 @@ from ioc.live import LiveHub
 from ioc.metrics import Metrics, pool_stats
 from ioc.settings import Settings
 from ioc.store import migrate
-from ioc.store.database import DatabaseLocation, make_pool, with_timezone
-from ioc.store.health import DatabaseGate, DatabaseWatch, wait_for_database
+from ioc.store.database import DatabaseLocation, GatedPool, make_pool, with_timezone
+from ioc.store.health import DatabaseGate, DatabaseWatch, probe, wait_for_database
 from ioc.store.partitions import PartitionManager
 from ioc.store.policies import apply_timescale_policies
 from ioc.store.reference import ReferenceData
@@ -57,6 +57,7 @@ class Platform:
         self.backend: str = "unknown"
         self.gate = DatabaseGate()
         self._pool: AsyncConnectionPool[Any] | None = None
+        self._read_pool: GatedPool | None = None
         self._intake: Intake | None = None
         self._hub: LiveHub | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -69,6 +70,13 @@ class Platform:
         if self._pool is None:
             raise RuntimeError("the platform is not started")
         return self._pool
+
+    @property
+    def read_pool(self) -> AsyncConnectionPool[Any]:
+        """For read-only work: the replica (IOC_READ_DATABASE_URL) while it answers, else the
+        primary's pool."""
+        replica = self._read_pool
+        return replica if replica is not None and replica.gate.up else self.pool
 
     @property
     def intake(self) -> Intake:
@@ -100,6 +108,8 @@ class Platform:
         watch = DatabaseWatch(self._pool, self.location.server)
         self._tasks.append(asyncio.create_task(watch.run(), name="database-watch"))
         self.metrics.watch_pool(pool_stats(self._pool))
+        if self.settings.read_database_url:
+            await self._open_read_pool(self.settings.read_database_url)
         async with self._pool.connection() as conn:
             state = await migrate.status(conn)
             if not state.current:
@@ -139,6 +149,15 @@ class Platform:
         for name, work in self._workers:
             self._tasks.append(asyncio.create_task(work(), name=name))
         log.info("platform started (%s back end)", self.backend)
+
+    async def _open_read_pool(self, url: str) -> None:
+        self._read_pool = make_pool(url, self.settings, DatabaseGate())
+        # A replica that is down at start-up leaves reads on the primary until it is back.
+        await self._read_pool.open(wait=False)
+        if (problem := await probe(url)) is not None:
+            self._read_pool.gate.shut(f"the read-only database: {problem}")
+        watch = DatabaseWatch(self._read_pool)
+        self._tasks.append(asyncio.create_task(watch.run(), name="read-database-watch"))
 
     def add_worker(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A background loop started with the platform (after the pool) and cancelled at stop."""
@@ -192,6 +211,9 @@ class Platform:
         if self._hub is not None:
             await self._hub.stop()
             self._hub = None
+        if self._read_pool is not None:
+            await self._read_pool.close()
+            self._read_pool = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

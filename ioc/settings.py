@@ -17,7 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.errors import ConfigError
 
-_SECRET_FIELDS = frozenset({"database_url", "test_database_url"})
+_SECRET_FIELDS = frozenset(
+    {"database_url", "read_database_url", "test_database_url", "mqtt_url", "mqtt_api_key"}
+)
 
 
 class Settings(BaseSettings):
@@ -30,6 +32,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL/TimescaleDB URL. Unset: start the embedded PostgreSQL in data_dir.",
+    )
+    read_database_url: str | None = Field(
+        default=None,
+        description="Optional replica for read-only work (leaders' review, wall snapshots, Open311 GETs), e.g. a multi-host URL with target_session_attrs=prefer-standby; as stale as the replica's replay lag. Unset: the primary. Falls back to the primary while it is unreachable.",
     )
     data_dir: Path = Field(
         default=Path(platformdirs.user_data_dir("ioc")),
@@ -217,6 +223,44 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(
         default=3600.0, gt=0, description="Webhook delivery: longest retry delay."
     )
+    # -- MQTT ingest -----------------------------------------------------------------------
+    mqtt_url: str | None = Field(
+        default=None,
+        description="MQTT broker to take events from: mqtt://[user:password@]host[:1883], mqtts://… for TLS. Unset: `ioc serve` runs no MQTT subscriber.",
+    )
+    mqtt_client_id: str = Field(
+        default="ioc-ingest",
+        min_length=1,
+        description="MQTT client id: names the persistent session the broker keeps while the subscriber is away.",
+    )
+    mqtt_api_key: str | None = Field(
+        default=None,
+        description="The API key MQTT events are checked with (a source key writes only as its source, an admin key as the source each event names).",
+    )
+    mqtt_routes_file: Path | None = Field(
+        default=None,
+        description="A TOML file of [[route]] tables: topics, event kinds and device field mappings. Unset: ioc/events/#, ioc/traffic/{sensor_id}, ioc/reports/#, ioc/dossiers/#.",
+    )
+    mqtt_dead_letter_topic: str = Field(
+        default="ioc/dead-letter",
+        min_length=1,
+        description="Refused MQTT messages are published here with the reason.",
+    )
+    mqtt_batch_size: int = Field(
+        default=5_000,
+        ge=1,
+        description="Most MQTT events (messages, or elements of a gateway's arrays) written in one transaction.",
+    )
+    mqtt_ca_file: Path | None = Field(
+        default=None,
+        description="mqtts: CA certificates to check the broker with (default: the system's).",
+    )
+    mqtt_cert_file: Path | None = Field(
+        default=None, description="mqtts: a client certificate, for brokers that require one."
+    )
+    mqtt_key_file: Path | None = Field(
+        default=None, description="mqtts: the client certificate's private key."
+    )
     # -- pages -----------------------------------------------------------------------------
     map_tiles: str = Field(
         default="osm",
@@ -247,7 +291,7 @@ class Settings(BaseSettings):
         out: dict[str, Any] = {}
         for name, value in self.model_dump().items():
             if name in _SECRET_FIELDS and isinstance(value, str):
-                value = mask_url(value)
+                value = mask_url(value) if "://" in value else "***"
             out[name] = value
         return out
 

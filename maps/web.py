@@ -287,7 +287,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
     async def wall_snapshot(request: Request) -> Response:
         who = await platform.authenticate(request)
         who.require(WALL_ROLES)
-        async with platform.pool.connection() as conn:
+        async with platform.read_pool.connection() as conn:
             found = await wall_data.snapshot(
                 conn, platform.clock.now(), platform.settings.pool_timeout_s
             )

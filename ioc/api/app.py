@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from alerting.setup import working_calendar
+from ingest import mqtt_setup
 from ioc import __version__
 from ioc.api import errors
 from ioc.api.admin import build_admin_router
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     )
     app.state.platform = platform
     install_alerting(platform)
+    mqtt_setup.install(platform)  # when IOC_MQTT_URL is set
     errors.install(app)
     app.include_router(build_ops_router(platform))
     app.include_router(build_ingest_router(platform))

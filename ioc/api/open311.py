@@ -190,7 +190,7 @@ def build_open311_router(platform: Platform) -> APIRouter:
     )
     async def services(fmt: Format) -> Response:
         kind = _format(fmt)
-        async with platform.pool.connection() as conn:
+        async with platform.read_pool.connection() as conn:
             listed = await open311.services(conn)
         return _render(kind, "services", listed)
 
@@ -199,7 +199,7 @@ def build_open311_router(platform: Platform) -> APIRouter:
     )
     async def service_definition(service_code: str, fmt: Format) -> Response:
         kind = _format(fmt)
-        async with platform.pool.connection() as conn:
+        async with platform.read_pool.connection() as conn:
             await open311.find_service(conn, service_code)
         return _render(kind, "service_definition", open311.definition(service_code))
 
@@ -248,7 +248,7 @@ def build_open311_router(platform: Platform) -> APIRouter:
         query = open311_input.parse_search(
             params, platform.clock.now(), zone, platform.reference.categories()
         )
-        async with platform.pool.connection() as conn:
+        async with platform.read_pool.connection() as conn:
             found = await open311.find_requests(conn, query, zone)
         return _render(kind, "service_requests", found)
 
@@ -257,7 +257,7 @@ def build_open311_router(platform: Platform) -> APIRouter:
     )
     async def one(service_request_id: str, fmt: Format) -> Response:
         kind = _format(fmt)
-        async with platform.pool.connection() as conn:
+        async with platform.read_pool.connection() as conn:
             found = await open311.find_request(conn, service_request_id, zone)
         return _render(kind, "service_requests", [found])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ioc.cli.common import cli_settings
@@ -128,3 +130,72 @@ def bench_clients(requests: int, concurrency: int) -> None:
     if requests < 1 or concurrency < 1:
         raise click.BadParameter("--requests and --concurrency must be positive")
     run_clients_bench(requests, concurrency)
+
+
+@bench.command("failover")
+@click.option("--servers", default=3, show_default=True, help="API processes on the cluster.")
+@click.option("--rate", default=1_000.0, show_default=True, help="Field reports per second.")
+@click.option(
+    "--before", default=15.0, show_default=True, help="Seconds of ingest before the kill."
+)
+@click.option("--after", default=45.0, show_default=True, help="Seconds of ingest after the kill.")
+@click.option("--clients", default=2, show_default=True, help="Websocket clients per process.")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the cluster in this folder (default: a temporary one, removed after).",
+)
+@click.option("--fast", is_flag=True, help="Patroni's test timing instead of deploy/ha's.")
+def bench_failover(
+    servers: int,
+    rate: float,
+    before: float,
+    after: float,
+    clients: int,
+    home: Path | None,
+    fast: bool,
+) -> None:
+    """kill -9 the primary PostgreSQL of a Patroni cluster under steady ingest: outage, loss."""
+    from ioc.bench.failover import cluster_home, measure_failover, report_lines
+    from ioc.bench.harness import machine_line
+    from ioc.ha.config import FAST, SHIPPED
+
+    if servers < 1 or rate <= 0 or before <= 0 or after <= 0 or clients < 0:
+        raise click.BadParameter("--servers, --rate, --before, --after must be positive")
+    timing = FAST if fast else SHIPPED
+    with cluster_home(home) as folder:
+        run = measure_failover(
+            folder,
+            servers=servers,
+            rate=rate,
+            before_s=before,
+            after_s=after,
+            clients_per_server=clients,
+            timing=timing,
+        )
+    for line in report_lines(run, timing):
+        click.echo(line)
+    click.echo(machine_line("failover", run.figures()))
+
+
+@bench.command("mqtt")
+@click.option("--readings", default=100_000, show_default=True, help="Readings to publish.")
+@click.option("--rate", default=25_000.0, show_default=True, help="Publishing pace, per second.")
+@click.option("--batch-size", default=5_000, show_default=True)
+@click.option("--publishers", default=2, show_default=True, help="Publishing processes.")
+@click.option(
+    "--per-message",
+    default=1,
+    show_default=True,
+    help="Readings per message: 1 as a counter publishes, more as a gateway's JSON array.",
+)
+def bench_mqtt(
+    readings: int, rate: float, batch_size: int, publishers: int, per_message: int
+) -> None:
+    """Readings through Mosquitto into the store (publish → commit), against HTTP batches."""
+    from ioc.bench.mqtt import run_mqtt_bench
+
+    if min(readings, publishers, per_message) < 1 or rate <= 0:
+        raise click.BadParameter("--readings, --rate, --publishers, --per-message must be positive")
+    run_mqtt_bench(cli_settings(), readings, rate, batch_size, publishers, per_message)

@@ -13,6 +13,7 @@ from ioc.cli.common import cli_settings
 from ioc.cli.config import config
 from ioc.cli.db import db
 from ioc.cli.imports import import_group
+from ioc.cli.ingest import ingest
 from ioc.cli.jurisdictions import jurisdictions
 from ioc.cli.keys import keys
 from ioc.cli.replay import replay
@@ -90,7 +91,18 @@ def show_settings() -> None:
         click.echo(f"{variable}={current.get(name)}  # {meaning}")
 
 
-for command in (db, keys, sensors, config, replay, bench, import_group, jurisdictions, alerts):
+for command in (
+    db,
+    keys,
+    sensors,
+    config,
+    replay,
+    bench,
+    import_group,
+    ingest,
+    jurisdictions,
+    alerts,
+):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolTimeout
 
 if TYPE_CHECKING:
@@ -150,9 +151,14 @@ class DatabaseWatch:
 
 
 async def probe(url: str, timeout_s: float = 3.0) -> str | None:
-    """Connect afresh: None if the server accepts connections, else what went wrong."""
+    """Connect afresh: None if the server accepts connections, else what went wrong.
+
+    A multi-host URL (an HA cluster) may try each host in turn before one accepts writes, so
+    the wait is ``timeout_s`` per host: a dead first host must not hide a live second one.
+    """
+    hosts = str(conninfo_to_dict(url).get("host") or "").count(",") + 1
     try:
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(timeout_s * hosts):
             conn = await psycopg.AsyncConnection.connect(
                 url, autocommit=True, connect_timeout=max(2, int(timeout_s))
             )

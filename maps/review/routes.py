@@ -79,7 +79,7 @@ class _Review:
     ) -> tuple[review_period.ReviewQuery, review_queries.Names, list[review_table.Table], datetime]:
         settings = self.platform.settings
         now = self.platform.clock.now()
-        async with self.platform.pool.connection() as conn:
+        async with self.platform.read_pool.connection() as conn:
             names = await review_queries.load_names(conn)
             query = review_period.parse_query(
                 query_of(request.query_params.multi_items()),

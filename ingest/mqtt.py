@@ -1,0 +1,404 @@
+"""MQTT ingest: events from a broker's topics, acknowledged only once the store has them.
+
+The subscriber keeps a persistent session (a fixed client id, clean session off) and takes
+QoS 1 messages with manual acknowledgement: a message is acknowledged to the broker after its
+event is committed, or refused and published to the dead-letter topic. A subscriber killed in
+between gets the unacknowledged messages again when it comes back; the events' own keys (a
+reading's sensor and time, a report's source and external id) store each exactly once.
+
+Messages are written in batches through the intake the HTTP API uses: whatever has arrived
+while the previous batch was committed makes the next one, up to ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import Counter
+from psycopg_pool import PoolTimeout
+
+from ingest.mqtt_routes import Refused, Route, event_lines, find_route
+from ioc.auth import INGEST_ROLES, Principal
+from ioc.errors import ConfigError, IocError, StoreUnavailable
+from ioc.events.intake import Intake
+
+if TYPE_CHECKING:
+    from ingest.mqtt_setup import BrokerConfig
+
+log = logging.getLogger(__name__)
+
+NDJSON = "application/x-ndjson"
+_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
+_ROUTED_TOPICS = 100_000  # topics whose route is remembered
+
+# Where an event is in a batch: (its message, its element in an array or -1 for an object).
+Place = tuple[int, int]
+# (token) -> the principal the API key stands for; raises IocError for a bad key.
+Authorize = Callable[[str], Awaitable[Principal]]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A received message, with the connection it came on (its id means nothing on another)."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    connection: int
+    received: float
+
+
+class MqttIngest:
+    """Subscribes to the routes' topics and stores their events; runs until cancelled."""
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        routes: Sequence[Route],
+        intake: Intake,
+        authorize: Authorize,
+        key: str | None,
+        counter: Counter,
+        *,
+        dead_letter_topic: str = "ioc/dead-letter",
+        batch_size: int = 5_000,
+        on_commit: Callable[[Sequence[Message], float], None] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.routes = tuple(routes)
+        self._intake = intake
+        self._authorize = authorize
+        self._key = key
+        self._counter = counter
+        self._dead_letter = dead_letter_topic
+        self._batch_size = batch_size
+        self._on_commit = on_commit
+        self._inbox: deque[Message] = deque()
+        self._wake = asyncio.Event()
+        self._received = 0
+        self._routed: dict[str, tuple[Route, dict[str, str]] | None] = {}
+        self._connection = 0
+        self._published: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+        self._fd: int | None = None
+        self.subscribed = asyncio.Event()  # set while the broker has the subscriptions
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        for key in {r.key or self._key for r in self.routes}:
+            await self._principal(key)  # a wrong key stops start-up, not the first batch
+        client = self._client()
+        keeper = asyncio.create_task(self._keep_connected(client), name="mqtt-connection")
+        try:
+            while True:
+                await self._handle(client, await self._take())
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            if self._fd is not None:
+                client.disconnect()
+                client.loop_write()  # sends DISCONNECT; paho then closes the socket
+            if self._fd is not None:
+                self._unwatch(self._fd)
+
+    # --- the broker side: paho driven by the event loop (no thread of its own) ----------------
+
+    def _client(self) -> paho.Client:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.broker.client_id,
+            clean_session=False,
+            protocol=paho.MQTTv311,
+            manual_ack=True,
+        )
+        client.max_queued_messages_set(0)
+        if self.broker.username is not None:
+            client.username_pw_set(self.broker.username, self.broker.password)
+        if self.broker.tls:
+            client.tls_set(
+                ca_certs=str(self.broker.ca_file) if self.broker.ca_file else None,
+                certfile=str(self.broker.cert_file) if self.broker.cert_file else None,
+                keyfile=str(self.broker.key_file) if self.broker.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        client.on_subscribe = lambda *_: self.subscribed.set()
+        # The socket's file number is read at once: it is closed by the time a scheduled call runs.
+        client.on_socket_open = lambda c, _, sock: self._call(self._watch, c, sock.fileno())
+        client.on_socket_close = lambda _c, _, sock: self._call(self._unwatch, sock.fileno())
+        client.on_socket_register_write = lambda c, _, sock: self._call(
+            self._writable, c, sock.fileno()
+        )
+        client.on_socket_unregister_write = lambda _c, _, sock: self._call(
+            self._not_writable, sock.fileno()
+        )
+        return client
+
+    async def _keep_connected(self, client: paho.Client) -> None:
+        """Connect, reconnect after a loss (backing off), and keep the connection alive."""
+        delay = 1.0
+        while True:
+            if self._fd is None:
+                try:  # connecting blocks (name lookup, TLS handshake): not on the event loop
+                    await asyncio.to_thread(client.connect, self.broker.host, self.broker.port, 30)
+                    delay = 1.0
+                except OSError as exc:
+                    log.warning(
+                        "MQTT: cannot reach %s:%d (%s); trying again in %.0f s",
+                        self.broker.host,
+                        self.broker.port,
+                        exc,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+            client.loop_misc()  # keep-alive pings, and noticing a silent broker
+            await asyncio.sleep(1)
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback`` on the event loop: now when already on it, else soon."""
+        if threading.get_ident() == self._thread:
+            callback(*args)
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _watch(self, client: paho.Client, fd: int) -> None:
+        assert self._loop is not None
+        self._fd = fd
+        self._loop.add_reader(fd, self._readable, client)
+
+    def _unwatch(self, fd: int) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(fd)
+        self._loop.remove_writer(fd)
+        if self._fd == fd:
+            self._fd = None
+
+    def _writable(self, client: paho.Client, fd: int) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(fd, client.loop_write)
+
+    def _not_writable(self, fd: int) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(fd)
+
+    def _readable(self, client: paho.Client) -> None:
+        """Read the packets that have arrived: paho reads one per call, so call it again while
+        each call brings a message (the selector calls back for whatever is left)."""
+        for _ in range(1_000):
+            before = self._received
+            if client.loop_read() != paho.MQTT_ERR_SUCCESS or self._received == before:
+                return
+
+    def _on_connect(self, client: paho.Client, _: Any, flags: Any, code: Any, __: Any) -> None:
+        if code.is_failure:
+            log.warning("MQTT broker %s refused the connection: %s", self.broker.host, code)
+            return
+        self._connection += 1
+        client.subscribe([(route.subscription(), 1) for route in self.routes])
+        log.info(
+            "MQTT: connected to %s:%d as %s (session %s)",
+            self.broker.host,
+            self.broker.port,
+            self.broker.client_id,
+            "resumed" if flags.session_present else "new",
+        )
+
+    def _on_disconnect(self, _: paho.Client, __: Any, ___: Any, code: Any, ____: Any) -> None:
+        log.warning("MQTT: disconnected from %s (%s)", self.broker.host, code)
+        self.subscribed.clear()
+
+    def _on_message(self, _: paho.Client, __: Any, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = repr(message._topic)
+        payload = bytes(message.payload)  # already bytes: no copy
+        self._inbox.append(
+            Message(message.mid, message.qos, topic, payload, self._connection, time.time())
+        )
+        self._received += 1
+        self._wake.set()
+
+    def _on_publish(self, _: paho.Client, __: Any, mid: int, ___: Any, ____: Any) -> None:
+        self._published.add(mid)
+
+    # --- the store side (the event loop) ------------------------------------------------------
+
+    async def _take(self) -> list[Message]:
+        while not self._inbox:
+            self._wake.clear()
+            await self._wake.wait()
+        batch: list[Message] = []
+        while self._inbox and len(batch) < self._batch_size:
+            batch.append(self._inbox.popleft())
+        return batch
+
+    async def _handle(self, client: paho.Client, batch: list[Message]) -> None:
+        # Each event has a place: (its message in the batch, its element in an array or -1).
+        refused: dict[Place, tuple[str | None, str]] = {}
+        duplicates: set[Place] = set()
+        elements: dict[Place, bytes] = {}  # an array element, for its dead letter
+        groups: dict[str | None, list[tuple[Place, bytes]]] = {}
+        events = 0
+        for index, message in enumerate(batch):
+            found = self._route(message.topic)
+            if message.topic == self._dead_letter or found is None:
+                refused[index, -1] = ("topic", f"no route takes topic {message.topic!r}")
+                events += 1
+                continue
+            route, captured = found
+            try:
+                lines = event_lines(route, captured, message.payload)
+            except Refused as refusal:
+                refused[index, -1] = (refusal.field, refusal.reason)
+                events += 1
+                continue
+            events += len(lines)
+            group = groups.setdefault(route.key or self._key, [])
+            for number, (element, line) in enumerate(lines):
+                place = (index, -1 if element is None else number)
+                if element is not None:
+                    elements[place] = element
+                if isinstance(line, Refused):
+                    refused[place] = (line.field, line.reason)
+                else:
+                    group.append((place, line))
+        for key, group in groups.items():
+            # A gateway's arrays may hold many events a message: a transaction takes at most
+            # ``batch_size`` events (and the intake's cap on a batch).
+            for at in range(0, len(group), self._batch_size):
+                await self._store(key, group[at : at + self._batch_size], refused, duplicates)
+        committed = time.time()
+        await self._dead_letters(client, batch, refused, elements)
+        self._acknowledge(client, batch)
+        for outcome, count in (
+            ("refused", len(refused)),
+            ("duplicate", len(duplicates)),
+            ("stored", events - len(refused) - len(duplicates)),
+        ):
+            if count:
+                self._counter.labels(outcome).inc(count)
+        if self._on_commit is not None:
+            self._on_commit(batch, committed)
+
+    def _route(self, topic: str) -> tuple[Route, dict[str, str]] | None:
+        """The route of a topic; a counter publishes to the same topic again and again."""
+        if topic not in self._routed:
+            if len(self._routed) >= _ROUTED_TOPICS:
+                self._routed.clear()
+            self._routed[topic] = find_route(self.routes, topic)
+        return self._routed[topic]
+
+    async def _store(
+        self,
+        key: str | None,
+        lines: list[tuple[Place, bytes]],
+        refused: dict[Place, tuple[str | None, str]],
+        duplicates: set[Place],
+    ) -> None:
+        """Write one key's lines; note the refused and duplicate ones. Retries while the
+        database is away; a batch that fails otherwise is written a message at a time."""
+        attempt = 0
+        while True:
+            try:
+                who = await self._principal(key)
+                result = await self._intake.batch(b"\n".join(x for _, x in lines), NDJSON, who)
+                break
+            except StoreUnavailable as exc:
+                await self._pause(attempt, exc)
+            except IocError as exc:  # the key: revoked, or not one that may send events
+                for place, _ in lines:
+                    refused[place] = (None, exc.message)
+                return
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                await self._pause(attempt, exc)
+            except Exception:
+                if len(lines) == 1:
+                    log.exception("MQTT: a message failed inside the platform")
+                    refused[lines[0][0]] = (None, "the message failed inside the platform")
+                    return
+                log.exception("MQTT: a batch failed; writing its messages one at a time")
+                for line in lines:
+                    await self._store(key, [line], refused, duplicates)
+                return
+            attempt += 1
+        for rejection in result.rejected:
+            refused[lines[rejection.line - 1][0]] = (rejection.field, rejection.reason)
+        duplicates.update(lines[number - 1][0] for number in result.duplicate_lines)
+
+    async def _principal(self, key: str | None) -> Principal:
+        if key is None:
+            raise ConfigError(
+                "IOC_MQTT_API_KEY is not set: MQTT events are checked with an API key "
+                "(a source key, or an admin key) like any other"
+            )
+        who = await self._authorize(key)
+        who.require(INGEST_ROLES)
+        return who
+
+    @staticmethod
+    async def _pause(attempt: int, exc: Exception) -> None:
+        delay = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+        log.warning("MQTT: the store is unavailable (%s); retrying in %s s", exc, delay)
+        await asyncio.sleep(delay)
+
+    async def _dead_letters(
+        self,
+        client: paho.Client,
+        batch: list[Message],
+        refused: dict[Place, tuple[str | None, str]],
+        elements: dict[Place, bytes],
+    ) -> None:
+        """Publish each refused event with its reason (an array's element with its index), and
+        wait until the broker has them."""
+        waiting = set()
+        for (index, number), (field, reason) in sorted(refused.items()):
+            message = batch[index]
+            if message.topic == self._dead_letter:
+                continue  # never refuse a dead letter again (a route may cover its topic)
+            letter: dict[str, Any] = {"topic": message.topic, "field": field, "reason": reason}
+            payload = message.payload
+            if number >= 0:
+                letter["index"] = number
+                payload = elements[index, number]
+            try:
+                letter["payload"] = payload.decode()
+            except UnicodeDecodeError:
+                letter["payload_hex"] = payload.hex()
+            info = client.publish(self._dead_letter, msgspec.json.encode(letter), qos=1)
+            waiting.add(info.mid)
+            log.info("MQTT: refused a message on %s: %s", message.topic, reason)
+        while waiting:
+            done = waiting & self._published
+            self._published -= done
+            waiting -= done
+            if waiting:
+                await asyncio.sleep(0.01)
+
+    def _acknowledge(self, client: paho.Client, batch: list[Message]) -> None:
+        """Acknowledge the batch in the order it arrived; a message that came on an earlier
+        connection is not: the broker sends it again and it is stored once (a duplicate)."""
+        current = self._connection
+        for message in batch:
+            if message.qos > 0 and message.connection == current:
+                client.ack(message.mid, message.qos)

@@ -1,0 +1,384 @@
+"""``ioc bench failover``: kill -9 the primary PostgreSQL under steady ingest, and measure.
+
+A Patroni cluster of two PostgreSQL 15 nodes (synchronous replication) runs on this machine
+(``ioc.ha.cluster``); several ``ioc serve`` processes use it through a multi-host URL. Field
+reports are posted round-robin to them at a steady rate, each report retried until it is
+acknowledged (as a source would), while websocket clients on every process follow the ticket
+feed and reload the queue when the feed says it resynchronised. Part-way, the leader's
+postmaster gets SIGKILL. Measured: the seconds without service (the first failed request after
+the kill to the first acknowledgement after that), acknowledged reports missing afterwards,
+duplicate alerts, how long until every client knew every ticket again, and the rate of
+acknowledgements before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import msgspec
+import psycopg
+from websockets.asyncio.client import connect
+
+from ioc.bench.harness import server_process
+from ioc.ha.cluster import LocalCluster
+from ioc.ha.config import SHIPPED, Timing
+from ioc.store import migrate
+from ioc.store.keys import create_key
+
+_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+_CATEGORIES = ("moi_truong", "giao_thong", "chieu_sang", "cap_thoat_nuoc", "trat_tu_do_thi")
+# Tickets of the first category (one report in five) are due within seconds, so the SLA
+# engines of every process raise due-soon and overdue alerts all through the run (and through
+# the failover).
+_DEADLINE_HOURS = 0.005
+OUTAGE_BAR_S = 30.0
+
+
+@dataclass
+class FailoverRun:
+    servers: int
+    clients: int
+    rate: float
+    killed: str
+    promoted: str
+    acked: int
+    lost: int
+    duplicate_alerts: int
+    alerts: int
+    outage_s: float  # first failure after the kill → first acknowledgement after it
+    caught_up_s: float  # the kill → the last client knows every acknowledged ticket
+    clients_behind: int  # clients still missing an acknowledged ticket at the end
+    failed_requests: int
+    lag_s: float  # the longest a released report waited for a sender (the platform was slower)
+    held_back: int  # reports not sent because a second's worth was already waiting
+    rate_before: float
+    rate_after: float
+
+    def figures(self) -> dict[str, float | int | str]:
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, float | int | str)}
+
+
+@dataclass
+class _Client:
+    """One websocket client's view of the ticket feed."""
+
+    known: set[int] = field(default_factory=set)
+    resynced_at: float = 0.0
+    caught_up_at: float = 0.0
+    closed: str = ""
+
+
+def _report(n: int, now: datetime) -> dict[str, Any]:
+    # On a grid 0.0006° × 0.0005° apart (over 50 m): no report joins another's ticket.
+    side = 400
+    return {
+        "kind": "field_report",
+        "external_id": f"F-{n}",
+        "category": _CATEGORIES[n % len(_CATEGORIES)],
+        "description": "Phản ánh hiện trường (thử chuyển đổi dự phòng)",
+        "lon": round(107.45 + (n % side) * 0.0006, 6),
+        "lat": round(16.30 + (n // side) * 0.0005, 6),
+        # Now: a report older than its deadline would raise no alert (a back-filled record).
+        "occurred_at": now.isoformat(),
+    }
+
+
+async def _prepare(url: str) -> tuple[str, str]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for category in _CATEGORIES[:1]:
+            await conn.execute(
+                "INSERT INTO deadline_policies (subject, key, unit, amount)"
+                " VALUES ('ticket', %s, 'calendar_hours', %s)"
+                " ON CONFLICT (subject, key) DO UPDATE SET amount = EXCLUDED.amount",
+                (category, _DEADLINE_HOURS),
+            )
+        source, _ = await create_key(conn, "source", "failover", None, "ioc bench failover")
+        operator, _ = await create_key(conn, "operator", None, None, "ioc bench failover")
+    return source.token, operator.token
+
+
+async def _follow(client: _Client, server: str, key: str, since: str, stop: asyncio.Event) -> None:
+    """Follow the ticket feed; after a resync, reload the tickets opened since ``since``."""
+    decoder = msgspec.json.Decoder()
+    ws_url = server.replace("http://", "ws://") + f"/v1/tickets/ws?api_key={key}"
+    async with connect(ws_url, max_queue=None, ping_interval=None) as socket:
+        while not stop.is_set():
+            try:
+                text = await asyncio.wait_for(socket.recv(), 0.5)
+            except TimeoutError:
+                continue
+            except Exception as exc:
+                client.closed = f"{type(exc).__name__}: {exc}"
+                return
+            message = decoder.decode(text)
+            if not isinstance(message, dict):
+                continue
+            if isinstance(message.get("ticket"), int):
+                client.known.add(message["ticket"])
+            elif message.get("resync"):
+                client.resynced_at = time.monotonic()
+                await _reload(client, server, key, since)
+                client.caught_up_at = time.monotonic()
+
+
+async def _reload(client: _Client, server: str, key: str, since: str) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    params: dict[str, str] = {"since": since, "limit": "500"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        while True:
+            async with session.get(f"{server}/v1/tickets", params=params) as answer:
+                if answer.status != 200:  # the database is still settling: try again
+                    await asyncio.sleep(0.5)
+                    continue
+                page = await answer.json()
+            client.known.update(int(t["id"]) for t in page["tickets"])
+            if not page.get("next"):
+                return
+            params["cursor"] = page["next"]
+
+
+class _Poster:
+    """Releases report n at start + n / rate; ``parallel`` senders post each, round-robin over
+    the servers, retrying until it is acknowledged (a source that keeps what it could not
+    deliver). When the platform is slower than the rate, reports wait their turn: ``lag_s``."""
+
+    def __init__(self, servers: list[str], key: str, rate: float, parallel: int = 96) -> None:
+        self.servers = servers
+        self.key = key
+        self.rate = rate
+        self.parallel = parallel
+        self.acked: dict[str, float] = {}
+        self.failures: list[float] = []
+        self.lag_s = 0.0
+        self.held_back = 0
+        self.started = 0.0
+        self.encoder = msgspec.json.Encoder()
+
+    async def run(self, seconds: float) -> None:
+        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+        connector = aiohttp.TCPConnector(limit=self.parallel)
+        # No total: a report waits as long as it must; a silent server counts as a failure.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
+        released: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+        backlog = max(self.rate, self.parallel)  # one second of reports at most
+        async with aiohttp.ClientSession(
+            connector=connector, headers=headers, timeout=timeout
+        ) as session:
+            self.started = time.monotonic()
+            senders = [
+                asyncio.create_task(self._send(session, released)) for _ in range(self.parallel)
+            ]
+            n = slot = 0
+            while (due := self.started + slot / self.rate) < self.started + seconds:
+                if (wait := due - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
+                slot += 1
+                if released.qsize() >= backlog:
+                    # The platform is slower than the rate: the source holds this one back
+                    # (never sent, so never acknowledged) rather than queue without bound.
+                    self.held_back += 1
+                    continue
+                released.put_nowait((n, due))
+                n += 1
+            for _ in senders:
+                released.put_nowait(None)
+            await asyncio.gather(*senders)
+
+    async def _send(
+        self, session: aiohttp.ClientSession, released: asyncio.Queue[tuple[int, float] | None]
+    ) -> None:
+        while (item := await released.get()) is not None:
+            n, due = item
+            self.lag_s = max(self.lag_s, time.monotonic() - due)
+            await self._post(session, n)
+
+    async def _post(self, session: aiohttp.ClientSession, n: int) -> None:
+        report = _report(n, datetime.now(_ZONE))
+        body = self.encoder.encode(report)
+        attempt = 0
+        while True:
+            server = self.servers[(n + attempt) % len(self.servers)]
+            try:
+                async with session.post(f"{server}/v1/events", data=body) as answer:
+                    await answer.read()
+                    if answer.status in (200, 201):
+                        self.acked[report["external_id"]] = time.monotonic()
+                        return
+                    if answer.status < 500 and answer.status != 429:
+                        raise RuntimeError(f"report refused: {answer.status} {await answer.text()}")
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            self.failures.append(time.monotonic())
+            attempt += 1
+            await asyncio.sleep(0.25)
+
+
+def _rate(stamps: list[float], start: float, end: float) -> float:
+    return sum(1 for t in stamps if start <= t < end) / max(end - start, 1e-9)
+
+
+async def _run(
+    cluster: LocalCluster,
+    servers: list[str],
+    keys: tuple[str, str],
+    rate: float,
+    before_s: float,
+    after_s: float,
+    clients_per_server: int,
+) -> FailoverRun:
+    source, operator = keys
+    start_at = datetime.now(_ZONE) - timedelta(minutes=1)
+    since = (start_at - timedelta(minutes=1)).isoformat()
+    stop = asyncio.Event()
+    clients = [_Client() for _ in servers for _ in range(clients_per_server)]
+    followers = [
+        asyncio.create_task(_follow(c, servers[i % len(servers)], operator, since, stop))
+        for i, c in enumerate(clients)
+    ]
+    await asyncio.sleep(1.0)  # the clients are connected
+    poster = _Poster(servers, source, rate)
+    posting = asyncio.create_task(poster.run(before_s + after_s))
+    await asyncio.sleep(before_s)
+    killed = (await asyncio.to_thread(cluster.kill_primary)).name
+    killed_at = time.monotonic()
+    await posting
+    ended = time.monotonic()
+    promoted = await asyncio.to_thread(cluster.leader)
+    tickets = await _tickets(cluster.url(), set(poster.acked))
+    # Every client should know every acknowledged ticket; give the feeds a moment to deliver.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(tickets - c.known for c in clients):  # noqa: ASYNC110 (a poll of plain sets)
+        await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.gather(*followers, return_exceptions=True)
+    failed_after = [t for t in poster.failures if t >= killed_at]
+    first_failed = min(failed_after, default=killed_at)
+    back = min((t for t in poster.acked.values() if t > first_failed), default=float("nan"))
+    lost, duplicates, alerts = await _audit(cluster.url(), set(poster.acked))
+    caught = [max(c.caught_up_at, c.resynced_at) for c in clients]
+    return FailoverRun(
+        servers=len(servers),
+        clients=len(clients),
+        rate=rate,
+        killed=killed,
+        promoted=promoted.name if promoted else "none",
+        acked=len(poster.acked),
+        lost=lost,
+        duplicate_alerts=duplicates,
+        alerts=alerts,
+        outage_s=(back - first_failed) if failed_after else 0.0,
+        caught_up_s=max(caught) - killed_at if all(caught) else float("nan"),
+        clients_behind=sum(1 for c in clients if tickets - c.known),
+        failed_requests=len(poster.failures),
+        lag_s=poster.lag_s,
+        held_back=poster.held_back,
+        rate_before=_rate(list(poster.acked.values()), poster.started + 1, killed_at),
+        rate_after=_rate(list(poster.acked.values()), max(back + 5, ended - 10), ended),
+    )
+
+
+async def _tickets(url: str, acked: set[str]) -> set[int]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute(
+            "SELECT external_id, ticket_id FROM field_reports WHERE source = 'failover'"
+        )
+        return {int(t) for e, t in await cur.fetchall() if e in acked and t is not None}
+
+
+async def _audit(url: str, acked: set[str]) -> tuple[int, int, int]:
+    """(acknowledged reports not stored, alerts raised more than once, alerts)."""
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute("SELECT external_id FROM field_reports WHERE source = 'failover'")
+        stored = {str(e) for (e,) in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM alerts"
+            " GROUP BY subject_kind, subject_id, rule, level HAVING count(*) > 1) twice"
+        )
+        (duplicates,) = await cur.fetchone() or (0,)
+        cur = await conn.execute("SELECT count(*) FROM alerts")
+        (alerts,) = await cur.fetchone() or (0,)
+    return len(acked - stored), int(duplicates), int(alerts)
+
+
+@contextlib.contextmanager
+def cluster_home(given: Path | None) -> Iterator[Path]:
+    """The folder the cluster lives in: ``given``, or a fresh one removed afterwards."""
+    if given is not None:
+        yield given
+        return
+    home = Path(tempfile.mkdtemp(prefix="ioc-ha-"))
+    home.chmod(0o755)  # as root, the cluster runs as the postgres user, who must reach it
+    try:
+        yield home
+    finally:
+        import shutil
+
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def measure_failover(
+    home: Path,
+    *,
+    servers: int = 3,
+    rate: float = 1000.0,
+    before_s: float = 15.0,
+    after_s: float = 45.0,
+    clients_per_server: int = 2,
+    timing: Timing = SHIPPED,
+    sla_tick_s: float = 1.0,
+) -> FailoverRun:
+    """Start the cluster under ``home``, run the platform on it, fail it over once, measure."""
+    cluster = LocalCluster(home, timing)
+    url = cluster.start()
+    try:
+        # Plain PostgreSQL, as the bars are measured (the cluster preloads TimescaleDB when
+        # it is installed, for IOC_TIMESCALE=auto).
+        migrate.upgrade(url, "off")
+        keys = asyncio.run(_prepare(url))
+        env = {"IOC_SLA_TICK_S": str(sla_tick_s), "IOC_LOG_LEVEL": "ERROR", "IOC_TIMESCALE": "off"}
+        with contextlib.ExitStack() as stack:
+            started = [stack.enter_context(server_process(url, **env)) for _ in range(servers)]
+            return asyncio.run(
+                _run(
+                    cluster,
+                    [s.url for s in started],
+                    keys,
+                    rate,
+                    before_s,
+                    after_s,
+                    clients_per_server,
+                )
+            )
+    finally:
+        cluster.stop()
+
+
+def report_lines(run: FailoverRun, timing: Timing) -> list[str]:
+    ok = run.outage_s <= OUTAGE_BAR_S and run.lost == 0 and run.duplicate_alerts == 0
+    return [
+        f"cluster: 2 × PostgreSQL 15 (synchronous), Patroni ttl {timing.ttl} s, "
+        f"loop_wait {timing.loop_wait} s, retry_timeout {timing.retry_timeout} s; "
+        f"{run.servers} API processes, {run.clients} websocket clients; pid {os.getpid()}",
+        f"killed the primary on {run.killed}; {run.promoted} is the leader now",
+        f"seconds without service: {run.outage_s:.1f} (bar ≤ {OUTAGE_BAR_S:.0f})",
+        f"acknowledged events: {run.acked:,}; lost: {run.lost} (must be 0)",
+        f"duplicate alerts: {run.duplicate_alerts} (must be 0) of {run.alerts:,} alerts",
+        f"websocket clients caught up {run.caught_up_s:.1f} s after the kill; "
+        f"{run.clients_behind} still behind",
+        f"ingest: {run.rate_before:,.0f} events/s before, {run.rate_after:,.0f} events/s after "
+        f"(asked {run.rate:,.0f}/s; {run.held_back:,} held back while a second's worth "
+        f"waited, the longest wait {run.lag_s:.1f} s); "
+        f"{run.failed_requests:,} requests failed and were retried",
+        "bar: " + ("met" if ok else "MISSED"),
+    ]

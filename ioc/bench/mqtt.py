@@ -1,0 +1,251 @@
+"""``ioc bench mqtt``: readings through Mosquitto into the store, against HTTP batches.
+
+Separate processes publish the readings at QoS 1 to a Mosquitto broker of our own, paced at
+a chosen rate; the subscriber (what ``ioc ingest mqtt`` runs) stores them and notes when each
+one's batch committed. Throughput is readings over first publish → last commit; latency is
+each reading's publish → commit. The baseline is the same number of readings, shaped alike,
+posted as NDJSON batches to ``ioc serve`` in its own process, in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import tempfile
+import time
+from array import array
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+from alerting.setup import working_calendar
+from ingest.mqtt import Message
+from ingest.mqtt_setup import subscriber
+from ioc.bench.harness import machine_line, percentile, post_all, scratch_database
+from ioc.bench.harness import server_process as http_server
+from ioc.bench.ingest import BATCH, NDJSON, readings
+from ioc.bench.ingest import _prepare as prepare_sensors_and_key
+from ioc.bench.mosquitto import mosquitto
+from ioc.platform import Platform
+from ioc.settings import Settings
+
+BAR = 20_000
+_encoder = msgspec.json.Encoder()
+
+
+def messages(count: int, offset_days: int, per_message: int = 1) -> list[tuple[str, bytes]]:
+    """The readings as counters publish them: one per message, the sensor id in the topic and
+    the rest as JSON; or, ``per_message`` > 1, as gateways do: arrays of our event JSON."""
+    rows = readings(count, offset_days)
+    if per_message > 1:
+        return [
+            (f"ioc/events/gateway-{n % 16}", _encoder.encode(rows[at : at + per_message]))
+            for n, at in enumerate(range(0, count, per_message))
+        ]
+    out = []
+    for row in rows:
+        sensor = row.pop("sensor_id")
+        del row["kind"]
+        out.append((f"ioc/traffic/{sensor}", _encoder.encode(row)))
+    return out
+
+
+def publish(
+    host: str, port: int, todo: tuple[int, int], rate: float, share: tuple[int, int], out: str
+) -> None:
+    """Publish share ``(i, k)`` of ``messages(*todo)`` (every k-th from the i-th) at QoS 1,
+    paced at ``rate`` messages per second; write each publish time (Unix seconds). One thread:
+    paho writes as it publishes, and reads the broker's acknowledgements every few messages."""
+    mine = messages(todo[0], 0, todo[1])[share[0] :: share[1]]
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"ioc-bench-publisher-{share[0]}")
+    client.max_inflight_messages_set(0)
+    client.max_queued_messages_set(0)
+    acknowledged = 0
+
+    def on_publish(*_: Any) -> None:
+        nonlocal acknowledged
+        acknowledged += 1
+
+    client.on_publish = on_publish
+    client.connect(host, port)
+    while not client.is_connected():
+        client.loop(0.05)
+    times = array("d")
+    started = time.perf_counter()
+    for n, (topic, payload) in enumerate(mine):
+        if n % 50 == 0:
+            client.loop(0)
+            ahead = started + n / rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
+        times.append(time.time())
+        client.publish(topic, payload, qos=1)
+    deadline = time.monotonic() + 300
+    while acknowledged < len(mine) and time.monotonic() < deadline:
+        client.loop(0.05)
+    client.disconnect()
+    with open(out, "wb") as handle:
+        times.tofile(handle)
+
+
+async def _through_mqtt(
+    settings: Settings,
+    warm: list[tuple[str, bytes]],
+    todo: list[tuple[str, bytes]],
+    rate: float,
+    publishers: int,
+    times: Path,
+    per_message: int,
+) -> list[float]:
+    """The commit times of ``todo``, by position (the publishers write the publish times)."""
+    index = {message: n for n, message in enumerate(todo)}
+    committed: list[float] = [0.0] * len(todo)
+    warm_left = len(warm)
+    left = len(todo)
+    warmed, done = asyncio.Event(), asyncio.Event()
+
+    def on_commit(batch: Sequence[Message], at: float) -> None:
+        nonlocal left, warm_left
+        for message in batch:
+            n = index.get((message.topic, message.payload))
+            if n is None:
+                warm_left -= 1
+            elif not committed[n]:
+                committed[n] = at
+                left -= 1
+        if warm_left <= 0:
+            warmed.set()
+        if left == 0:
+            done.set()
+
+    platform = Platform(settings, working_calendar(settings))
+    await platform.start()
+    ingest = subscriber(platform, on_commit=on_commit)
+    task = asyncio.create_task(ingest.run())
+    try:
+        await asyncio.wait_for(ingest.subscribed.wait(), 30)
+        warmer = paho.Client(CallbackAPIVersion.VERSION2, client_id="ioc-bench-warm-up")
+        warmer.connect(ingest.broker.host, ingest.broker.port)
+        warmer.loop_start()
+        for topic, payload in warm:
+            warmer.publish(topic, payload, qos=1)
+        await asyncio.wait_for(warmed.wait(), 120)
+        warmer.disconnect()
+        warmer.loop_stop()
+        spawn = multiprocessing.get_context("spawn")
+        processes = [
+            spawn.Process(
+                target=publish,
+                args=(
+                    ingest.broker.host,
+                    ingest.broker.port,
+                    (len(todo) * per_message, per_message),
+                    rate / per_message / publishers,
+                    (i, publishers),
+                    str(times / str(i)),
+                ),
+            )
+            for i in range(publishers)
+        ]
+        click.echo(
+            f"{publishers} processes publishing {len(todo) * per_message:,} readings in "
+            f"{len(todo):,} messages at up to {rate:,.0f} readings/s …",
+            err=True,
+        )
+        for process in processes:
+            process.start()
+        await asyncio.wait_for(done.wait(), 120 + 20 * len(todo) * per_message / rate)
+        for process in processes:
+            await asyncio.to_thread(process.join, 300)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await platform.stop()
+    return committed
+
+
+def _count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM traffic_readings").fetchone()
+    return int(row[0]) if row else 0
+
+
+def run_mqtt_bench(
+    settings: Settings,
+    count: int,
+    rate: float,
+    batch_size: int,
+    publishers: int,
+    per_message: int = 1,
+) -> dict[str, float | int | str]:
+    with scratch_database(settings, "mqtt") as url, mosquitto() as broker:
+        key = asyncio.run(prepare_sensors_and_key(url))
+        count -= count % per_message  # whole messages
+        warm, todo = messages(2_000, 400, per_message), messages(count, 0, per_message)
+        chosen = settings.model_copy(
+            update={
+                "database_url": url,
+                "migrate_on_start": False,
+                "mqtt_url": broker.url,
+                "mqtt_api_key": key,
+                "mqtt_client_id": "ioc-bench",
+                "mqtt_batch_size": batch_size,
+                "mqtt_routes_file": None,
+            }
+        )
+        with tempfile.TemporaryDirectory(prefix="ioc-bench-mqtt-") as scratch:
+            times = Path(scratch)
+            committed = asyncio.run(
+                _through_mqtt(chosen, warm, todo, rate, publishers, times, per_message)
+            )
+            published = [0.0] * len(todo)
+            for i in range(publishers):
+                share = array("d")
+                with (times / str(i)).open("rb") as data:
+                    share.fromfile(data, len(range(i, len(todo), publishers)))
+                published[i::publishers] = share
+        stored = _count(url)
+        latencies = sorted(c - p for p, c in zip(published, committed, strict=True))
+        elapsed = max(committed) - min(published)
+        mqtt_rps = count / elapsed
+        click.echo(f"the same number of readings over HTTP, NDJSON batches of {batch_size:,} …")
+        rows = readings(count, 200)
+        bodies = [
+            b"\n".join(_encoder.encode(r) for r in rows[i : i + batch_size])
+            for i in range(0, len(rows), batch_size)
+        ]
+        with http_server(url) as server:
+            posted = asyncio.run(
+                post_all(server.url, key, bodies, path=BATCH, content_type=NDJSON, parallel=2)
+            )
+    p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+    lost = 2_000 + count - stored
+    figures: dict[str, float | int | str] = {
+        "mqtt_readings_per_s": round(mqtt_rps),
+        "mqtt_p50_ms": round(p50, 1),
+        "mqtt_p99_ms": round(p99, 1),
+        "http_batch_readings_per_s": round(posted.per_s),
+        "mqtt_vs_http": round(mqtt_rps / posted.per_s, 3),
+        "lost": lost,
+        "bar_readings_per_s": BAR,
+        "meets_bar": int(mqtt_rps >= BAR and lost == 0),
+        "readings": count,
+        "publish_rate": round(rate),
+        "publishers": publishers,
+        "readings_per_message": per_message,
+        "batch_size": batch_size,
+    }
+    click.echo(
+        f"\nMQTT (Mosquitto → subscriber → store): {mqtt_rps:,.0f} readings/s, publish → commit "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; {lost} lost  (bar: ≥ {BAR:,}/s)\n"
+        f"HTTP NDJSON batches, same run:          {posted.per_s:,.0f} readings/s "
+        f"(MQTT reaches {mqtt_rps / posted.per_s:.0%} of it)"
+    )
+    click.echo(machine_line("mqtt", figures))
+    return figures

@@ -1,0 +1,1 @@
+"""The highly available database: a Patroni + etcd cluster the platform follows by itself."""
