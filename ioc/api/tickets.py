@@ -65,7 +65,11 @@ def build_tickets_router(platform: Platform) -> APIRouter:
         ] = None,
         until: Annotated[str | None, Query(description="opened before (ISO 8601)")] = None,
         agency: Annotated[
-            str | None, Query(description="agency code (not for agency keys)")
+            str | None,
+            Query(
+                description="agency code; `none`: the unrouted queue (no agency); `catch_all`: "
+                "the configured catch-all agency (not for agency keys)"
+            ),
         ] = None,
         cursor: Annotated[str | None, Query(description="`next` of the previous page")] = None,
         limit: Annotated[
@@ -79,6 +83,7 @@ def build_tickets_router(platform: Platform) -> APIRouter:
             query_of(request.query_params.multi_items()),
             platform.settings.zone,
             platform.reference.categories(),
+            platform.settings.fallback_agency or None,
         )
         async with platform.pool.connection() as conn:
             page = await queue.list_tickets(conn, who, filters, platform.clock.now())
