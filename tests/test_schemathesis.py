@@ -47,6 +47,8 @@ _SEMANTIC_422 = {
     ("PUT", "/v1/admin/config"): "rules and parents must name agencies and categories that exist",
     ("POST", "/v1/tickets/{ticket_id}/actions"): "wait, reopen, transfer and reject need a "
     "reason; transfer names an agency that exists",
+    ("POST", "/v1/tickets/{ticket_id}/triage"): "the reason must not be blank; a move needs "
+    "its fields (category, lon and lat, into, report) and they must exist",
     ("POST", "/open311/v2/requests.{fmt}"): "service_code must be a service of this platform; "
     "a location (lat and long, or address_string) is required and must lie in the province",
 }

@@ -30,8 +30,18 @@ _REQUEST_SCHEMA = {
         "category": {"type": "string", "description": "the new category (recategorise)"},
         "lon": {"type": "number", "minimum": -180, "maximum": 180, "description": "move_pin"},
         "lat": {"type": "number", "minimum": -90, "maximum": 90, "description": "move_pin"},
-        "into": {"type": "integer", "minimum": 1, "description": "the ticket kept (merge)"},
-        "report": {"type": "integer", "minimum": 1, "description": "the report (split)"},
+        "into": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2**63 - 1,
+            "description": "the ticket kept (merge)",
+        },
+        "report": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2**63 - 1,
+            "description": "the report (split)",
+        },
         "dry_run": {
             "type": "boolean",
             "description": "true: answer what the move would do, change nothing",
