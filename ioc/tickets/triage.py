@@ -131,6 +131,11 @@ async def triage(
     who.require(TRIAGERS)
     try:
         async with conn.transaction():
+            if request.action == "merge" and request.into is not None and request.into < ticket_id:
+                # Both tickets are locked in id order, so two opposite merges cannot deadlock.
+                await conn.execute(
+                    "SELECT 1 FROM tickets WHERE id = %s FOR UPDATE", (request.into,)
+                )
             row = await lock(conn, ticket_id)
             check_triage(ticket_id, row["state"], request.action)
             actor = actor_of(who)
