@@ -304,6 +304,8 @@ def test_bad_triage_requests(reports: Reports, client: httpx.Client, operator_ke
     assert assert_error(wrong, 422, "invalid_input")["details"][0]["field"] == "category"
     same = move(client, operator_key, ticket, "recategorise", category="giao_thong", reason="x")
     assert_error(same, 409, "conflict")
+    nul = move(client, operator_key, ticket, "spam", reason="rác\x00")
+    assert assert_error(nul, 422, "invalid_input")["details"][0]["field"] == "reason"
     extra = move(client, operator_key, ticket, "spam", reason="x", colour="red")
     assert_error(extra, 422, "invalid_input")
     garbled = client.post(
