@@ -71,8 +71,13 @@ class Outcome(msgspec.Struct, kw_only=True):
 
 
 _decoder = msgspec.json.Decoder(TriageRequest)
-_NEEDS = {"recategorise": ("category",), "move_pin": ("lon", "lat"), "merge": ("into",)}
-_NEEDS["split"] = ("report",)
+# The fields each move needs besides the reason.
+_NEEDS = {
+    "recategorise": ("category",),
+    "move_pin": ("lon", "lat"),
+    "merge": ("into",),
+    "split": ("report",),
+}
 
 
 def decode_request(body: bytes) -> TriageRequest:
