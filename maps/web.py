@@ -32,7 +32,7 @@ from ioc.errors import Forbidden, IocError, NotFound, RateLimited, Unauthenticat
 from ioc.platform import Platform
 from ioc.routing.jurisdictions import LEGAL_ZONE
 from ioc.store.sessions import end_session, open_session
-from maps import areas, assets, console, pages
+from maps import areas, assets, console, pages, triage
 from maps.wall import data as wall_data
 from maps.wall import page as wall
 from maps.wall.feed import FeedOverflow, WallFeed
@@ -336,6 +336,8 @@ def build_pages_router(platform: Platform) -> APIRouter:
             )
         finally:
             subscription.close()
+
+    router.include_router(triage.build_triage_router(platform))  # the operators' triage page
 
     # --- agency consoles -----------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from ioc.alerts.outbox import encode_cursor as delivery_cursor
+from ioc.alerts.deliveries import encode_cursor as delivery_cursor
 from ioc.alerts.queries import encode_cursor as alert_cursor
 from ioc.tickets.queue import Cursor as TicketCursor
 from tests.conftest import RunningServer, auth
@@ -63,6 +63,8 @@ _SEMANTIC_422 = {
     "follow the NGSI-LD grammar; limit=0 needs count=true",
     ("POST", "/ngsi-ld/v1/notify"): "the entities must be TrafficFlowObserved of registered "
     "sensors, with dateObserved and intensity",
+    ("POST", "/v1/tickets/{ticket_id}/triage"): "the reason must not be blank; a move needs "
+    "its fields (category, lon and lat, into, report) and they must exist",
 }
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 _CONFIG = schemathesis.config.SchemathesisConfig.from_dict(

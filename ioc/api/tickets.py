@@ -94,7 +94,12 @@ _QUERY = inputs.query_parameters(
     | {"style": "form", "explode": False},
     inputs.query("since", {"type": "string"}, "opened at or after (ISO 8601; no offset: local)"),
     inputs.query("until", {"type": "string"}, "opened before (ISO 8601), not before since"),
-    inputs.query("agency", {"type": "string"}, "agency code (not for agency keys)"),
+    inputs.query(
+        "agency",
+        {"type": "string"},
+        "agency code; `none`: the unrouted queue (no agency); `catch_all`: the configured "
+        "catch-all agency (not for agency keys)",
+    ),
     inputs.query("cursor", inputs.cursor("ticket"), "`next` of the previous page"),
     inputs.query(
         "limit",
@@ -129,6 +134,7 @@ def build_tickets_router(platform: Platform) -> APIRouter:
             query_of(request.query_params.multi_items()),
             platform.settings.zone,
             platform.reference.categories(),
+            platform.settings.fallback_agency or None,
         )
         async with platform.pool.connection() as conn:
             page = await queue.list_tickets(conn, who, filters, platform.clock.now())

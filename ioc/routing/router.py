@@ -189,6 +189,17 @@ class Router:
             boundary.effective_from.isoformat(),
         )
 
+    def placeless(self, category: str) -> Decision | None:
+        """The most specific rule claiming ``category`` without naming a place, if any.
+
+        An operator's re-routing (``ioc.tickets.triage``) falls back to it for a point outside
+        every jurisdiction: the category was confirmed by a person, so its province-wide agency
+        may take the report rather than leave it unrouted."""
+        for rule in self._ordered:
+            if rule.category == category and rule.jurisdiction_code is None and not rule.level:
+                return Decision(rule.agency, None, None, None, "category_rule", None, rule.id, None)
+        return None
+
     def _chain(self, code: str) -> set[str]:
         chain, current, seen = set(), code, 0
         while current and seen < 8:

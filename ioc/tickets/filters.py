@@ -14,6 +14,10 @@ from ioc.params import one as _one
 from ioc.tickets.states import STATES
 
 DEFAULT_LIMIT = 100
+# ``agency=`` values that are not agency codes: the unrouted queue (no agency), and the
+# configured catch-all agency (the queue of reports no responsibility rule claims).
+NO_AGENCY = "none"
+CATCH_ALL = "catch_all"
 MAX_LIMIT = 500
 QUERY_PARAMETERS = (
     "state",
@@ -72,6 +76,7 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     agency: str | None = None
+    unrouted: bool = False  # only tickets without an agency (``agency=none``)
     after: Cursor | None = None
     limit: int = DEFAULT_LIMIT
 
@@ -106,10 +111,29 @@ def _bbox(text: str) -> tuple[float, float, float, float]:
     return min_lon, min_lat, max_lon, max_lat
 
 
+def _agency(text: str | None, catch_all: str | None) -> tuple[str | None, bool]:
+    """(agency code, unrouted) of the ``agency`` parameter."""
+    if not text:
+        return None, False
+    if text == NO_AGENCY:
+        return None, True
+    if text == CATCH_ALL:
+        if not catch_all:
+            raise _bad("agency", "no catch-all agency is configured (IOC_FALLBACK_AGENCY)")
+        return catch_all, False
+    return text, False
+
+
 def parse_filters(
-    query: Mapping[str, Sequence[str]], zone: tzinfo, categories: Iterable[str]
+    query: Mapping[str, Sequence[str]],
+    zone: tzinfo,
+    categories: Iterable[str],
+    catch_all: str | None = None,
 ) -> Filters:
-    """Filters from query parameters (name → values); raises InvalidInput naming the bad one."""
+    """Filters from query parameters (name → values); raises InvalidInput naming the bad one.
+
+    ``catch_all`` is the configured catch-all agency, which ``agency=catch_all`` names.
+    """
     unknown = sorted(set(query) - set(QUERY_PARAMETERS))
     if unknown:
         raise _bad(
@@ -145,6 +169,7 @@ def parse_filters(
             raise _bad("limit", f"{limit_text!r} is not a whole number from 1 to {MAX_LIMIT}")
         limit = int(limit_text)
     cursor_text = _one(query, "cursor")
+    agency, unrouted = _agency(_one(query, "agency"), catch_all)
     return Filters(
         states=states,
         overdue=overdue,
@@ -152,7 +177,8 @@ def parse_filters(
         bbox=None if box_text is None else _bbox(box_text),
         since=since,
         until=until,
-        agency=_one(query, "agency") or None,
+        agency=agency,
+        unrouted=unrouted,
         after=None if not cursor_text else Cursor.decode(cursor_text),
         limit=limit,
     )

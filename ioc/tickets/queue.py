@@ -150,6 +150,8 @@ async def list_tickets(conn: Conn, who: Principal, filters: Filters, now: dateti
     """One page of the queue, most urgent deadline first (keyset pagination)."""
     who.require(READERS)
     scope = scope_of(who)
+    if scope is not None and filters.unrouted:
+        raise Forbidden("an agency key sees only its own agency's tickets, not the unrouted queue")
     if scope is not None and filters.agency not in (None, scope):
         raise Forbidden(
             f"an agency key sees only its own agency's tickets ({scope!r}), not {filters.agency!r}"
@@ -185,6 +187,8 @@ def page_query(
 
     if agency is not None:
         add("t.agency = %s", agency)
+    if filters.unrouted:
+        add("t.agency IS NULL")
     if filters.states:
         add("t.state = ANY(%s)", list(filters.states))
     if filters.categories:

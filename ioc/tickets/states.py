@@ -82,3 +82,26 @@ def check_move(ticket_id: int, state: str, action: Action) -> str:
             + ", ".join(s for s in STATES if s in move.sources)
         )
     return move.target
+
+
+# Operators' triage (``ioc.tickets.triage``): the states each move may start from. Every one
+# needs a reason. spam and not_actionable end as "rejected"; a ticket merged into another also
+# ends as "rejected" (its history says into which).
+TRIAGE_MOVES: Final[dict[str, frozenset[str]]] = {
+    "recategorise": frozenset({"new", "assigned", "in_progress"}),
+    "move_pin": frozenset({"new", "assigned", "in_progress"}),
+    "merge": frozenset({"new", "assigned", "in_progress", "waiting", "reopened"}),
+    "split": OPEN_STATES,
+    "spam": frozenset({"new", "assigned", "in_progress", "reopened"}),
+    "not_actionable": frozenset({"new", "assigned", "in_progress", "reopened"}),
+}
+
+
+def check_triage(ticket_id: int, state: str, name: str) -> None:
+    """Raise Conflict when the triage move ``name`` does not apply to a ticket in ``state``."""
+    sources = TRIAGE_MOVES[name]
+    if state not in sources:
+        raise Conflict(
+            f"ticket {ticket_id} is {state!r}; {name!r} applies only to: "
+            + ", ".join(s for s in STATES if s in sources)
+        )

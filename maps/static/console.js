@@ -11,7 +11,10 @@ window.IocConsole = (function () {
     resolve: "Hoàn thành", transfer: "Chuyển đơn vị",
   };
   const HISTORY_NAMES = Object.assign({ open: "Tiếp nhận", attach_report: "Gộp phản ánh trùng",
-    close: "Đóng", reopen: "Mở lại", reject: "Từ chối" }, ACTION_NAMES);
+    close: "Đóng", reopen: "Mở lại", reject: "Từ chối", recategorise: "Đổi lĩnh vực",
+    move_pin: "Dời vị trí", merge: "Gộp vào phiếu khác", merge_in: "Nhận phiếu gộp",
+    split: "Tách phản ánh", split_from: "Tách từ phiếu khác", spam: "Tin rác",
+    not_actionable: "Không xử lý được" }, ACTION_NAMES);
 
   let config = null;
   let map = null;
