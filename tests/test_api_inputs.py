@@ -14,12 +14,12 @@ import psycopg
 import pytest
 
 from ioc import params
-from ioc.alerts import outbox
+from ioc.alerts import deliveries
 from ioc.alerts import queries as alert_queries
 from ioc.api import errors
 from ioc.api.body import SMALL_BODY_BYTES
 from ioc.errors import InvalidInput, StoreUnavailable
-from ioc.tickets import queue
+from ioc.tickets import filters as queue_filters
 from ioc.tickets.states import MOVES, STATES
 from tests.conftest import RunningServer, auth, make_key
 
@@ -246,8 +246,8 @@ def test_blank_review_filters_count_as_absent(client: httpx.Client, server: Runn
 @pytest.mark.parametrize(
     ("path", "states", "max_limit"),
     [
-        ("/v1/tickets", STATES, queue.MAX_LIMIT),
-        ("/v1/deliveries", outbox.STATES, outbox.MAX_LIMIT),
+        ("/v1/tickets", STATES, queue_filters.MAX_LIMIT),
+        ("/v1/deliveries", deliveries.STATES, deliveries.MAX_LIMIT),
         ("/v1/alerts", None, alert_queries.MAX_LIMIT),
     ],
 )
