@@ -288,9 +288,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
         who = await platform.authenticate(request)
         who.require(WALL_ROLES)
         async with platform.pool.connection() as conn:
-            found = await wall_data.snapshot(
-                conn, platform.clock.now(), platform.settings.pool_timeout_s
-            )
+            found = await wall_data.snapshot(conn, platform.clock.now(), platform.settings)
         return _json(found)
 
     @router.get(
@@ -307,9 +305,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
         who.require(WALL_ROLES)
         moment = wall_data.parse_since(since)
         async with platform.pool.connection() as conn:
-            found = await wall_data.changes(
-                conn, moment, platform.clock.now(), platform.settings.pool_timeout_s
-            )
+            found = await wall_data.changes(conn, moment, platform.clock.now(), platform.settings)
         return _json(found)
 
     @router.websocket(wall.FEED_PATH)
@@ -332,7 +328,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
         try:
             await socket.accept()
             await _stream(
-                socket, WallFeed(subscription, platform.pool), SocketGuard.of(socket, platform.auth)
+                socket, WallFeed.of(subscription, platform), SocketGuard.of(socket, platform.auth)
             )
         finally:
             subscription.close()

@@ -26,7 +26,9 @@ import msgspec
 import psycopg
 
 from ioc.errors import InvalidInput
+from ioc.settings import Settings
 from ioc.tickets.states import OPEN_STATES
+from maps.wall.dossiers import DossierBoard, board
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -93,6 +95,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
     sensors: list[tuple[Any, ...]]
     alert_columns: tuple[str, ...] = ALERT_COLUMNS
     alerts: list[tuple[Any, ...]]
+    dossiers: DossierBoard
 
 
 class Changes(msgspec.Struct, kw_only=True):
@@ -110,6 +113,7 @@ class Changes(msgspec.Struct, kw_only=True):
     sensors: list[tuple[Any, ...]] = []
     alert_columns: tuple[str, ...] = ALERT_COLUMNS
     alerts: list[tuple[Any, ...]] = []
+    dossiers: DossierBoard | None = None
 
 
 def millis(moment: datetime | None) -> int | None:
@@ -220,20 +224,21 @@ async def cursor_at(conn: Conn, now: datetime, pool_timeout_s: float) -> datetim
     return now - timedelta(seconds=oldest_s) - margin(pool_timeout_s)
 
 
-async def snapshot(conn: Conn, now: datetime, pool_timeout_s: float) -> Snapshot:
+async def snapshot(conn: Conn, now: datetime, settings: Settings) -> Snapshot:
     # The cursor first: whatever commits while the rest is read is then asked for again.
-    cursor = await cursor_at(conn, now, pool_timeout_s)
+    cursor = await cursor_at(conn, now, settings.pool_timeout_s)
     return Snapshot(
         server_time=millis(now) or 0,
         cursor=cursor.isoformat(),
         tickets=await open_tickets(conn),
         sensors=await sensors(conn, now),
         alerts=await active_alerts(conn),
+        dossiers=await board(conn, now, settings.zone),
     )
 
 
-async def changes(conn: Conn, since: datetime, now: datetime, pool_timeout_s: float) -> Changes:
-    cursor = await cursor_at(conn, now, pool_timeout_s)
+async def changes(conn: Conn, since: datetime, now: datetime, settings: Settings) -> Changes:
+    cursor = await cursor_at(conn, now, settings.pool_timeout_s)
     if now - since > MAX_CATCH_UP:
         return Changes(server_time=millis(now) or 0, cursor=cursor.isoformat(), reload=True)
     return Changes(
@@ -242,6 +247,7 @@ async def changes(conn: Conn, since: datetime, now: datetime, pool_timeout_s: fl
         tickets=await tickets_changed(conn, since),
         sensors=await sensors(conn, now),
         alerts=await active_alerts(conn),
+        dossiers=await board(conn, now, settings.zone),
     )
 
 

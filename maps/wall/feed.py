@@ -2,7 +2,8 @@
 
 A ticket notice names only the ticket; the page needs its place and deadline, so the feed
 reads the rows of every ticket named since the last batch in one query. Alerts and readings
-carry what the page needs and pass through. Messages that arrive while a batch is being read
+carry what the page needs and pass through. A dossier notice (a count) has the feed read the
+dossier board's figures again, once per batch however many notices it holds. Messages that arrive while a batch is being read
 or sent wait for the next one, so a burst costs one query, not one per notice.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, Final
 
@@ -19,7 +20,12 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from ioc.live import Subscription
+from ioc.platform import Platform
 from maps.wall import data as wall_data
+from maps.wall.dossiers import DossierBoard, board
+
+# Reads the dossier board on a pooled connection (the clock and zone are the caller's).
+BoardReader = Callable[[wall_data.Conn], Awaitable[DossierBoard]]
 
 # A page more notices than this behind is dropped; it reconnects and catches up.
 MAX_PENDING: Final = 20_000
@@ -51,12 +57,28 @@ def _millis(text: Any) -> int | None:
 class WallFeed:
     """Reads one subscription and sends batches to one page until either ends."""
 
-    def __init__(self, subscription: Subscription, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(
+        self,
+        subscription: Subscription,
+        pool: AsyncConnectionPool[Any],
+        board: BoardReader | None = None,
+    ) -> None:
         self._subscription = subscription
         self._pool = pool
+        self._board = board
         self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._ended = False
+
+    @classmethod
+    def of(cls, subscription: Subscription, platform: Platform) -> WallFeed:
+        """A page's feed on the platform's pool, reading boards at the platform's time."""
+        settings = platform.settings
+        return cls(
+            subscription,
+            platform.pool,
+            lambda conn: board(conn, platform.clock.now(), settings.zone),
+        )
 
     @property
     def dropped(self) -> bool:
@@ -98,6 +120,7 @@ class WallFeed:
         alerts: list[dict[str, Any]] = []
         readings: list[Any] = []
         resync = False
+        dossiers = False
         for message in batch:
             if "ticket" in message:
                 # A departure notice concerns agency queues; the wall sees the ticket move.
@@ -107,6 +130,8 @@ class WallFeed:
                 alerts.append(_alert(message))
             elif "readings" in message:
                 readings.extend(message["readings"])
+            elif "dossiers" in message:
+                dossiers = True
             elif message.get("resync"):
                 resync = True
         out: list[str] = []
@@ -118,6 +143,10 @@ class WallFeed:
             out.append(msgspec.json.encode({"type": "alerts", "alerts": alerts}).decode())
         if readings:
             out.append(msgspec.json.encode({"type": "readings", "readings": readings}).decode())
+        if dossiers and self._board is not None:
+            async with self._pool.connection() as conn:
+                found = await self._board(conn)
+            out.append(msgspec.json.encode({"type": "dossiers", "dossiers": found}).decode())
         if resync:
             out.append('{"type": "resync"}')
         return out

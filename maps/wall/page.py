@@ -59,6 +59,26 @@ def _areas_layer(boundaries: BoundarySet | None) -> folium.GeoJson | None:
 _LEVEL_NAMES: Final = {"ward": "Phường, xã", "district": "Quận, huyện", "province": "Tỉnh, thành"}
 
 
+_BOARDS: Final = """<aside class="ioc-boards" id="boards">
+  <section class="ioc-board" id="dossier-board">
+    <h2>Hồ sơ thủ tục hành chính hôm nay</h2>
+    <dl class="ioc-figures">
+      <div><dt>Tiếp nhận hôm nay</dt><dd id="dossier-received">–</dd></div>
+      <div><dt>Đang xử lý</dt><dd id="dossier-processing">–</dd></div>
+      <div class="due-soon"><dt>Sắp đến hạn</dt><dd id="dossier-due-soon">–</dd></div>
+      <div class="overdue"><dt>Quá hạn</dt><dd id="dossier-overdue">–</dd></div>
+      <div><dt>Trả kết quả hôm nay</dt><dd id="dossier-returned">–</dd></div>
+      <div><dt>Đúng hạn hôm nay</dt><dd id="dossier-on-time-today">–</dd></div>
+      <div><dt>Đúng hạn tháng này</dt><dd id="dossier-on-time-month">–</dd></div>
+    </dl>
+    <h3>Kênh tiếp nhận hôm nay</h3>
+    <ul class="ioc-bars" id="dossier-channels"><li class="empty">Chưa có hồ sơ</li></ul>
+    <h3>Cơ quan có nhiều hồ sơ quá hạn nhất</h3>
+    <ol class="ioc-ranking" id="dossier-agencies"><li class="empty">Không có hồ sơ quá hạn</li></ol>
+  </section>
+</aside>"""
+
+
 def _panels(page: WallPage) -> str:
     controls = (
         ""
@@ -87,6 +107,7 @@ def _panels(page: WallPage) -> str:
   <h2>Phiếu mới nhất</h2>
   <ol id="recent"></ol>
 </aside>
+{_BOARDS}
 <div class="ioc-legend" id="legend">
   <div><span class="dot on-track"></span>Trong hạn</div>
   <div><span class="dot due-soon"></span>Sắp đến hạn</div>
@@ -131,7 +152,7 @@ def render_wall(page: WallPage) -> str:
         fmap,
         title="Bản đồ giám sát — Trung tâm IOC",
         css=["pages.css", "wall.css"],
-        scripts=["common.js", "wall.js"],
+        scripts=["common.js", "wall_panels.js", "wall.js"],
         body=_panels(page),
         entry="IocWall.start",
         config=config,

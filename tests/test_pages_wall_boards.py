@@ -1,0 +1,143 @@
+"""The wall's boards (dossiers, traffic), its heat layer and its playlist, in a real chromium."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from ioc.settings import Settings
+from tests.conftest import RunningServer, auth, log_in, make_key
+
+LIVE = "document.getElementById('live').dataset.state === 'live'"
+LOADED = "document.body.dataset.loaded === 'true'"
+
+
+def ago(**delta: float) -> str:
+    return (datetime.now(UTC) - timedelta(**delta)).isoformat()
+
+
+def dossier(name: str, n: int, event: str, at: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "dossier_event",
+        "external_id": f"{name}-{n}",
+        "dossier_id": name,
+        "procedure_code": "P-1",
+        "agency": extra.pop("agency", "so-tnmt"),
+        "event": event,
+        "at": at,
+        "channel": extra.pop("channel", "counter"),
+        **extra,
+    }
+
+
+def post_all(client: httpx.Client, key: str, events: list[dict[str, Any]]) -> None:
+    answer = client.post("/v1/events/batch", json=events, headers=auth(key))
+    assert answer.status_code in (200, 201, 207), answer.text
+    assert answer.json()["accepted"] == len(events), answer.text
+
+
+def text_of(page: Any, element: str) -> str:
+    return str(page.evaluate(f"document.getElementById('{element}').textContent"))
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"map_tiles": "none"})
+
+
+@pytest.fixture
+def wall(page: Any, server: RunningServer) -> Any:
+    log_in(page, server, make_key(server, "operator"))
+    page.goto(f"{server.url}/wall")
+    page.wait_for_function(LOADED, timeout=15_000)
+    page.wait_for_function(LIVE, timeout=15_000)
+    return page
+
+
+def test_a_dossier_event_changes_the_dossier_board_within_a_second(
+    wall: Any, client: httpx.Client, source_key: str
+) -> None:
+    assert text_of(wall, "dossier-received") == "0"
+    assert text_of(wall, "dossier-overdue") == "0"
+    post_all(
+        client,
+        source_key,
+        [
+            dossier("HS-T1", 1, "accepted", ago(minutes=5), channel="counter"),
+            # Accepted ten days ago with an appointment three days ago: overdue now.
+            dossier(
+                "HS-T2",
+                1,
+                "accepted",
+                ago(days=10),
+                agency="ubnd-phu-xuan",
+                appointment_at=ago(days=3),
+            ),
+        ],
+    )
+    wall.wait_for_function(
+        """document.getElementById('dossier-received').textContent === '1'
+           && document.getElementById('dossier-overdue').textContent === '1'""",
+        timeout=1000,
+    )
+    assert text_of(wall, "dossier-processing") == "2"
+    channels = wall.evaluate(
+        "[...document.querySelectorAll('#dossier-channels li')].map(li => li.dataset.channel)"
+    )
+    assert channels == ["counter"]
+    assert "Bộ phận một cửa" in text_of(wall, "dossier-channels")
+    agencies = wall.evaluate(
+        "[...document.querySelectorAll('#dossier-agencies li')].map(li => li.dataset.agency)"
+    )
+    assert agencies == ["ubnd-phu-xuan"]
+    # The result returned today, two days before the appointment: early, so on time.
+    post_all(
+        client,
+        source_key,
+        [dossier("HS-T1", 2, "result_returned", ago(minutes=1), appointment_at=ago(days=-2))],
+    )
+    wall.wait_for_function(
+        "document.getElementById('dossier-returned').textContent === '1'", timeout=1000
+    )
+    assert text_of(wall, "dossier-on-time-today") == "100 %"
+    assert text_of(wall, "dossier-processing") == "1"
+
+
+def test_the_dossier_board_catches_up_after_the_feed_drops(
+    wall: Any, server: RunningServer, client: httpx.Client, source_key: str
+) -> None:
+    hub = server.platform.hub
+    server.run(hub.stop())
+    try:
+        wall.wait_for_function(
+            "document.getElementById('live').dataset.state === 'offline'", timeout=5000
+        )
+        post_all(client, source_key, [dossier("HS-C1", 1, "accepted", ago(minutes=2))])
+        assert text_of(wall, "dossier-received") == "0"
+    finally:
+        server.run(hub.start())
+    wall.wait_for_function(LIVE, timeout=20_000)
+    wall.wait_for_function(
+        "document.getElementById('dossier-received').textContent === '1'", timeout=5000
+    )
+
+
+def test_the_snapshot_carries_the_dossier_board(
+    server: RunningServer, client: httpx.Client, source_key: str
+) -> None:
+    post_all(
+        client,
+        source_key,
+        [
+            dossier("HS-S1", 1, "accepted", ago(minutes=3), channel="postal"),
+            dossier("HS-S2", 1, "registered", ago(minutes=3)),  # not accepted: not received
+        ],
+    )
+    key = make_key(server, "operator")
+    board = client.get("/v1/wall/snapshot", headers=auth(key)).json()["dossiers"]
+    assert board["received_today"] == 1 and board["channels"] == {"postal": 1}
+    assert board["in_processing"] == 1 and board["overdue"] == 0
+    assert board["on_time_today"] is None and board["top_overdue"] == []
