@@ -6,9 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
+from alerting.traffic import TrafficWatch
 from ioc.settings import Settings
+from ioc.store.aggregates import catch_up
 from tests.conftest import RunningServer, auth, log_in, make_key
 
 LIVE = "document.getElementById('live').dataset.state === 'live'"
@@ -48,13 +51,38 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"map_tiles": "none"})
 
 
-@pytest.fixture
-def wall(page: Any, server: RunningServer) -> Any:
+def open_wall(page: Any, server: RunningServer, query: str = "") -> Any:
     log_in(page, server, make_key(server, "operator"))
-    page.goto(f"{server.url}/wall")
+    page.goto(f"{server.url}/wall{query}")
     page.wait_for_function(LOADED, timeout=15_000)
     page.wait_for_function(LIVE, timeout=15_000)
     return page
+
+
+@pytest.fixture
+def wall(page: Any, server: RunningServer) -> Any:
+    return open_wall(page, server)
+
+
+def reading(sensor: str, at: datetime, vehicles: int = 120) -> dict[str, Any]:
+    return {
+        "kind": "traffic_count",
+        "sensor_id": sensor,
+        "observed_at": at.isoformat(),
+        "interval_s": 300,
+        "vehicle_count": vehicles,
+        "avg_speed_kmh": 45.0,
+    }
+
+
+def on_own_connection(server: RunningServer, work: Any) -> Any:
+    """Run ``work(conn)`` on an autocommit connection of its own (as upkeep and the watch do)."""
+
+    async def run() -> Any:
+        async with await psycopg.AsyncConnection.connect(server.db_url, autocommit=True) as conn:
+            return await work(conn)
+
+    return server.run(run())
 
 
 def test_a_dossier_event_changes_the_dossier_board_within_a_second(
@@ -141,3 +169,34 @@ def test_the_snapshot_carries_the_dossier_board(
     assert board["received_today"] == 1 and board["channels"] == {"postal": 1}
     assert board["in_processing"] == 1 and board["overdue"] == 0
     assert board["on_time_today"] is None and board["top_overdue"] == []
+
+
+def test_the_traffic_board_shows_a_silent_sensor_live_and_charts_today_against_its_weekday(
+    page: Any, server: RunningServer, client: httpx.Client, admin_key: str, sensors: list[str]
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    quiet, *talking = sensors
+    readings = [reading(quiet, now - timedelta(minutes=70))]
+    readings += [reading(s, now - timedelta(minutes=1)) for s in talking]
+    readings += [reading(s, now - timedelta(days=7), 90) for s in talking]
+    answer = client.post("/v1/events/batch", json=readings, headers=auth(admin_key))
+    assert answer.status_code == 200 and answer.json()["accepted"] == len(readings), answer.text
+    on_own_connection(server, lambda conn: catch_up(conn, server.platform.backend, force=True))
+    wall = open_wall(page, server)
+    assert wall.evaluate("document.querySelectorAll('#traffic-silent [data-sensor]').length") == 0
+    points = int(wall.evaluate("document.getElementById('traffic-chart').dataset.points"))
+    assert points >= 1
+    assert wall.evaluate(
+        "document.querySelector('#traffic-chart path.baseline').getAttribute('d')"
+    ).startswith("M")
+
+    watch = TrafficWatch(server.platform.settings, lambda: server.platform.desk.router)
+    found = on_own_connection(server, lambda conn: watch.check(conn, now))
+    assert found.silent == 1
+    wall.wait_for_function(
+        f"document.querySelector('#traffic-silent [data-sensor=\"{quiet}\"]') !== null",
+        timeout=5000,
+    )
+    assert text_of(wall, "traffic-silent-total") == "1"
+    # Silent since its last reading, 70 minutes before the check.
+    assert "im lặng 1 giờ" in wall.locator(f'#traffic-silent [data-sensor="{quiet}"]').inner_text()

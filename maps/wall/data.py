@@ -28,6 +28,7 @@ import psycopg
 from ioc.errors import InvalidInput
 from ioc.settings import Settings
 from ioc.tickets.states import OPEN_STATES
+from maps.wall import traffic
 from maps.wall.dossiers import DossierBoard, board
 
 Conn = psycopg.AsyncConnection[Any]
@@ -96,6 +97,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
     alert_columns: tuple[str, ...] = ALERT_COLUMNS
     alerts: list[tuple[Any, ...]]
     dossiers: DossierBoard
+    traffic: traffic.TrafficBoard
 
 
 class Changes(msgspec.Struct, kw_only=True):
@@ -114,6 +116,7 @@ class Changes(msgspec.Struct, kw_only=True):
     alert_columns: tuple[str, ...] = ALERT_COLUMNS
     alerts: list[tuple[Any, ...]] = []
     dossiers: DossierBoard | None = None
+    traffic: traffic.TrafficBoard | None = None
 
 
 def millis(moment: datetime | None) -> int | None:
@@ -234,6 +237,7 @@ async def snapshot(conn: Conn, now: datetime, settings: Settings) -> Snapshot:
         sensors=await sensors(conn, now),
         alerts=await active_alerts(conn),
         dossiers=await board(conn, now, settings.zone),
+        traffic=await traffic_board(conn, now, settings),
     )
 
 
@@ -248,7 +252,17 @@ async def changes(conn: Conn, since: datetime, now: datetime, settings: Settings
         sensors=await sensors(conn, now),
         alerts=await active_alerts(conn),
         dossiers=await board(conn, now, settings.zone),
+        traffic=await traffic_board(conn, now, settings),
     )
+
+
+def baseline_weeks(settings: Settings) -> int:
+    """Weeks of the same weekday the traffic chart's baseline averages (the congestion rule's)."""
+    return max(1, settings.congestion_baseline_days // 7)
+
+
+async def traffic_board(conn: Conn, now: datetime, settings: Settings) -> traffic.TrafficBoard:
+    return await traffic.board(conn, now, settings.zone, baseline_weeks(settings))
 
 
 def parse_since(text: str | None) -> datetime:

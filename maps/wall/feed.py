@@ -3,7 +3,8 @@
 A ticket notice names only the ticket; the page needs its place and deadline, so the feed
 reads the rows of every ticket named since the last batch in one query. Alerts and readings
 carry what the page needs and pass through. A dossier notice (a count) has the feed read the
-dossier board's figures again, once per batch however many notices it holds. Messages that arrive while a batch is being read
+dossier board's figures again, once per batch however many notices it holds; a sensor's alert
+has it read the traffic board's sensors again (the chart comes with each catch-up). Messages that arrive while a batch is being read
 or sent wait for the next one, so a burst costs one query, not one per notice.
 """
 
@@ -22,10 +23,12 @@ from psycopg_pool import AsyncConnectionPool
 from ioc.live import Subscription
 from ioc.platform import Platform
 from maps.wall import data as wall_data
+from maps.wall import traffic
 from maps.wall.dossiers import DossierBoard, board
 
 # Reads the dossier board on a pooled connection (the clock and zone are the caller's).
 BoardReader = Callable[[wall_data.Conn], Awaitable[DossierBoard]]
+SensorsReader = Callable[[wall_data.Conn], Awaitable[traffic.TrafficBoard]]
 
 # A page more notices than this behind is dropped; it reconnects and catches up.
 MAX_PENDING: Final = 20_000
@@ -62,10 +65,12 @@ class WallFeed:
         subscription: Subscription,
         pool: AsyncConnectionPool[Any],
         board: BoardReader | None = None,
+        sensors: SensorsReader | None = None,
     ) -> None:
         self._subscription = subscription
         self._pool = pool
         self._board = board
+        self._sensors = sensors
         self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._ended = False
@@ -78,6 +83,7 @@ class WallFeed:
             subscription,
             platform.pool,
             lambda conn: board(conn, platform.clock.now(), settings.zone),
+            traffic.sensors_board,
         )
 
     @property
@@ -121,6 +127,7 @@ class WallFeed:
         readings: list[Any] = []
         resync = False
         dossiers = False
+        sensor_alerts = False
         for message in batch:
             if "ticket" in message:
                 # A departure notice concerns agency queues; the wall sees the ticket move.
@@ -128,6 +135,7 @@ class WallFeed:
                     ticket_ids.append(message["ticket"])
             elif "alert" in message:
                 alerts.append(_alert(message))
+                sensor_alerts = sensor_alerts or message.get("subject_kind") == "sensor"
             elif "readings" in message:
                 readings.extend(message["readings"])
             elif "dossiers" in message:
@@ -143,6 +151,10 @@ class WallFeed:
             out.append(msgspec.json.encode({"type": "alerts", "alerts": alerts}).decode())
         if readings:
             out.append(msgspec.json.encode({"type": "readings", "readings": readings}).decode())
+        if sensor_alerts and self._sensors is not None:
+            async with self._pool.connection() as conn:
+                seen = await self._sensors(conn)
+            out.append(msgspec.json.encode({"type": "traffic", "traffic": seen}).decode())
         if dossiers and self._board is not None:
             async with self._pool.connection() as conn:
                 found = await self._board(conn)

@@ -76,6 +76,18 @@ _BOARDS: Final = """<aside class="ioc-boards" id="boards">
     <h3>Cơ quan có nhiều hồ sơ quá hạn nhất</h3>
     <ol class="ioc-ranking" id="dossier-agencies"><li class="empty">Không có hồ sơ quá hạn</li></ol>
   </section>
+  <section class="ioc-board" id="traffic-board">
+    <h2>Giao thông</h2>
+    <h3>Ùn tắc nhiều nhất (<span id="traffic-congested-total">0</span> điểm)</h3>
+    <ol class="ioc-ranking" id="traffic-congested"><li class="empty">Không có điểm ùn tắc</li></ol>
+    <h3>Cảm biến mất tín hiệu (<span id="traffic-silent-total">0</span>)</h3>
+    <ol class="ioc-ranking" id="traffic-silent"><li class="empty">Mọi cảm biến đều có số liệu</li></ol>
+    <h3>Lưu lượng toàn tỉnh hôm nay (xe/giờ)</h3>
+    <svg id="traffic-chart" class="ioc-chart" viewBox="0 0 320 130" role="img"
+      aria-label="Lưu lượng xe toàn tỉnh theo giờ hôm nay so với cùng thứ các tuần trước"></svg>
+    <p class="ioc-chart-key"><span class="today"></span>Hôm nay
+      <span class="baseline"></span>Cùng thứ các tuần trước (trung bình)</p>
+  </section>
 </aside>"""
 
 
@@ -152,7 +164,7 @@ def render_wall(page: WallPage) -> str:
         fmap,
         title="Bản đồ giám sát — Trung tâm IOC",
         css=["pages.css", "wall.css"],
-        scripts=["common.js", "wall_panels.js", "wall.js"],
+        scripts=["common.js", "wall_panels.js", "wall_traffic.js", "wall.js"],
         body=_panels(page),
         entry="IocWall.start",
         config=config,
