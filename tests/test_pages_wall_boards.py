@@ -200,3 +200,30 @@ def test_the_traffic_board_shows_a_silent_sensor_live_and_charts_today_against_i
     assert text_of(wall, "traffic-silent-total") == "1"
     # Silent since its last reading, 70 minutes before the check.
     assert "im lặng 1 giờ" in wall.locator(f'#traffic-silent [data-sensor="{quiet}"]').inner_text()
+
+
+def field_report(n: int, lon: float, at: str) -> dict[str, Any]:
+    return {
+        "kind": "field_report",
+        "external_id": f"H-{n}",
+        "category": "moi_truong",
+        "description": f"Rác thải tồn đọng số {n}",
+        "lon": lon,
+        "lat": 16.46,
+        "occurred_at": at,
+    }
+
+
+def test_the_heat_layer_shows_the_last_weeks_reports_from_a_local_script(
+    page: Any, server: RunningServer, client: httpx.Client, source_key: str
+) -> None:
+    events = [field_report(1, 107.55, ago(days=2)), field_report(2, 107.60, ago(days=9))]
+    post_all(client, source_key, events)  # the second is older than a week: not shown
+    scripts: list[str] = []
+    page.on("request", lambda r: scripts.append(r.url) if r.resource_type == "script" else None)
+    wall = open_wall(page, server)
+    assert any(u.endswith("/static/vendor/folium/leaflet_heat.min.js") for u in scripts), scripts
+    assert wall.evaluate("document.body.dataset.heatPoints") == "1"
+    assert wall.evaluate("document.querySelectorAll('canvas.leaflet-heatmap-layer').length") == 1
+    post_all(client, source_key, [field_report(3, 107.65, ago(minutes=1))])
+    wall.wait_for_function("document.body.dataset.heatPoints === '2'", timeout=5000)

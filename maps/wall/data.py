@@ -30,6 +30,7 @@ from ioc.settings import Settings
 from ioc.tickets.states import OPEN_STATES
 from maps.wall import traffic
 from maps.wall.dossiers import DossierBoard, board
+from maps.wall.heat import report_cells
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -98,6 +99,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
     alerts: list[tuple[Any, ...]]
     dossiers: DossierBoard
     traffic: traffic.TrafficBoard
+    # Field reports of the last week per ~110 m cell: (lat, lon, reports).
+    heat: list[tuple[float, float, int]]
 
 
 class Changes(msgspec.Struct, kw_only=True):
@@ -238,6 +241,7 @@ async def snapshot(conn: Conn, now: datetime, settings: Settings) -> Snapshot:
         alerts=await active_alerts(conn),
         dossiers=await board(conn, now, settings.zone),
         traffic=await traffic_board(conn, now, settings),
+        heat=await report_cells(conn, now),
     )
 
 

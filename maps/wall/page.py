@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import folium
-from folium.plugins import MarkerCluster
+from folium.plugins import HeatMap, MarkerCluster
 
 from ioc.routing.jurisdictions import BoundarySet
 from maps import areas, page_map
@@ -143,12 +143,18 @@ def render_wall(page: WallPage) -> str:
         options=_CLUSTER_OPTIONS,
     ).add_to(fmap)
     sensor_layer = folium.FeatureGroup(name="Cảm biến giao thông (mức ùn tắc)").add_to(fmap)
+    # Filled from the snapshot (field reports of the last 7 days) by wall_heat.js.
+    heat = HeatMap(  # type: ignore[no-untyped-call]
+        [], name="Mật độ phản ánh 7 ngày qua", radius=22, blur=18, min_opacity=0.3
+    )
+    heat.add_to(fmap)
     if not page.kiosk:
         folium.LayerControl(collapsed=False, position="topleft").add_to(fmap)
     config: dict[str, Any] = {
         "map": fmap.get_name(),
         "tickets": cluster.get_name(),
         "sensors": sensor_layer.get_name(),
+        "heat": heat.get_name(),
         "areas": area_layer.get_name() if area_layer is not None else None,
         "kiosk": page.kiosk,
         "snapshot": SNAPSHOT_PATH,
@@ -164,7 +170,7 @@ def render_wall(page: WallPage) -> str:
         fmap,
         title="Bản đồ giám sát — Trung tâm IOC",
         css=["pages.css", "wall.css"],
-        scripts=["common.js", "wall_panels.js", "wall_traffic.js", "wall.js"],
+        scripts=["common.js", "wall_panels.js", "wall_traffic.js", "wall_heat.js", "wall.js"],
         body=_panels(page),
         entry="IocWall.start",
         config=config,
