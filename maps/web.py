@@ -275,6 +275,8 @@ def build_pages_router(platform: Platform) -> APIRouter:
             kiosk=(kiosk or "").lower() in ("1", "true", "yes", "on"),
             due_soon_fraction=platform.settings.sla_due_soon_fraction,
             who=who.label or who.role.value,
+            playlist=tuple(platform.settings.wall_steps()),
+            centre=platform.settings.wall_centre,
         )
         return _html(await asyncio.to_thread(wall.render_wall, page))
 

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from alerting.traffic import TrafficWatch
-from ioc.settings import Settings
+from ioc.errors import ConfigError
+from ioc.settings import Settings, load_settings
 from ioc.store.aggregates import catch_up
 from tests.conftest import RunningServer, auth, log_in, make_key
 
@@ -48,7 +49,9 @@ def text_of(page: Any, element: str) -> str:
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"map_tiles": "none"})
+    # Long steps: the test that watches the rotation shortens them in the page.
+    playlist = "province:30,dossiers:30,traffic:30,centre:30"
+    return settings.model_copy(update={"map_tiles": "none", "wall_playlist": playlist})
 
 
 def open_wall(page: Any, server: RunningServer, query: str = "") -> Any:
@@ -227,3 +230,55 @@ def test_the_heat_layer_shows_the_last_weeks_reports_from_a_local_script(
     assert wall.evaluate("document.querySelectorAll('canvas.leaflet-heatmap-layer').length") == 1
     post_all(client, source_key, [field_report(3, 107.65, ago(minutes=1))])
     wall.wait_for_function("document.body.dataset.heatPoints === '2'", timeout=5000)
+
+
+def test_the_video_wall_rotates_through_its_playlist_without_reloading_or_dropping_the_feed(
+    page: Any, server: RunningServer, client: httpx.Client, source_key: str
+) -> None:
+    wall = open_wall(page, server, "?kiosk=1")
+    assert wall.evaluate("window.IocWallPlaylist.view") == "province"
+    province_zoom = wall.evaluate("window.IocWallPlaylist.zoom")
+    wall.evaluate("window.stillTheSamePage = true; window.IocWallPlaylist.every(300)")
+    # Each view checked in one evaluation, so the next step cannot slip in between.
+    shown = "(id) => getComputedStyle(document.getElementById(id)).display !== 'none'"
+    expected = {
+        "dossiers": "shown('dossier-board') && !shown('traffic-board')",
+        "traffic": "shown('traffic-board') && !shown('dossier-board')",
+        "centre": f"window.IocWallPlaylist.zoom > {province_zoom}",
+        "province": f"window.IocWallPlaylist.zoom === {province_zoom}",
+    }
+    for view in ("dossiers", "traffic", "centre", "province", "dossiers"):
+        wall.wait_for_function(
+            f"""(() => {{ const shown = {shown};
+                return window.IocWallPlaylist.view === '{view}' && {expected[view]}; }})()""",
+            timeout=5000,
+        )
+    assert wall.evaluate("window.stillTheSamePage") is True
+    assert wall.evaluate(LIVE)
+    # The feed kept running all along: a dossier reaches the board while it rotates.
+    post_all(client, source_key, [dossier("HS-P1", 1, "accepted", ago(minutes=1))])
+    wall.wait_for_function(
+        "document.getElementById('dossier-received').textContent === '1'", timeout=1000
+    )
+    assert wall.evaluate("window.stillTheSamePage") is True
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("wall_playlist", "province:60,lobby:30"),
+        ("wall_playlist", "traffic:0"),
+        ("wall_playlist", "dossiers"),
+        ("wall_centre", "107.585,16.463"),
+        ("wall_centre", "16.463,107.585,15"),
+    ],
+)
+def test_a_bad_playlist_or_centre_is_refused_naming_it(setting: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"IOC_{setting.upper()}="):
+        load_settings(**{setting: value})
+
+
+def test_the_playlist_reads_as_views_and_seconds() -> None:
+    steps = load_settings(wall_playlist="province:45, traffic:12.5").wall_steps()
+    assert steps == [("province", 45.0), ("traffic", 12.5)]
+    assert load_settings(wall_playlist="").wall_steps() == []

@@ -3,7 +3,8 @@
 folium lays out the map and its layers (jurisdictions as a GeoJSON layer, an empty marker
 cluster for tickets, an empty group for sensors, a layer control); ``wall.js`` fills them from
 the snapshot and keeps them current from the live feed. Kiosk mode is the same page for the
-video wall: full screen, no controls, large type.
+video wall: full screen, no controls, large type, rotating through the views of its playlist
+(``wall_playlist.js``) without reloading.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class WallPage:
     kiosk: bool
     due_soon_fraction: float
     who: str
+    # The video wall's rotation, (view, seconds), and its city centre as "lon,lat,zoom" (or "").
+    playlist: tuple[tuple[str, float], ...] = ()
+    centre: str = ""
 
 
 def _areas_layer(boundaries: BoundarySet | None) -> folium.GeoJson | None:
@@ -165,12 +169,21 @@ def render_wall(page: WallPage) -> str:
         "categories": page.labels.categories,
         "agencies": page.labels.agencies,
         "dueSoonFraction": page.due_soon_fraction,
+        "playlist": [list(step) for step in page.playlist] if page.kiosk else [],
+        "centre": [float(v) for v in page.centre.split(",")] if page.centre.strip() else None,
     }
     return page_map.render(
         fmap,
         title="Bản đồ giám sát — Trung tâm IOC",
         css=["pages.css", "wall.css"],
-        scripts=["common.js", "wall_panels.js", "wall_traffic.js", "wall_heat.js", "wall.js"],
+        scripts=[
+            "common.js",
+            "wall_panels.js",
+            "wall_traffic.js",
+            "wall_heat.js",
+            "wall_playlist.js",
+            "wall.js",
+        ],
         body=_panels(page),
         entry="IocWall.start",
         config=config,
