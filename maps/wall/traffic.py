@@ -84,7 +84,7 @@ GROUP BY 1, 2"""
 
 
 class Chart(msgspec.Struct, kw_only=True):
-    """Vehicles per local hour: today (None after the current hour) and the weekday baseline."""
+    """Vehicles per local hour, today and the weekday baseline (None: no data for that hour)."""
 
     weeks: int
     today: list[float | None]
@@ -150,7 +150,8 @@ async def chart(conn: Conn, now: datetime, zone: tzinfo, weeks: int) -> Chart:
             (int(k), int(hour)): float(v) for k, hour, v in await cur.fetchall() if 0 <= hour < 24
         }
     current = int((now - day).total_seconds() // 3600)
-    today = [totals.get((0, h), 0.0) if h <= current else None for h in range(24)]
+    # An hour without data (the aggregate not yet refreshed) is a gap, not a drop to zero.
+    today = [totals.get((0, h)) if h <= current else None for h in range(24)]
     baseline: list[float | None] = []
     for hour in range(24):
         seen = [totals[(k, hour)] for k in range(1, weeks + 1) if (k, hour) in totals]
