@@ -36,6 +36,7 @@ from maps import areas, assets, console, pages
 from maps.wall import data as wall_data
 from maps.wall import page as wall
 from maps.wall.feed import FeedOverflow, WallFeed
+from maps.wall.shared import WallReads
 
 WALL_ROLES: Final = frozenset({Role.OPERATOR, Role.ADMIN})
 CONSOLE_ROLES: Final = frozenset({Role.OPERATOR, Role.ADMIN, Role.AGENCY})
@@ -109,6 +110,7 @@ def _json(value: Any) -> Response:
 def build_pages_router(platform: Platform) -> APIRouter:
     assets.check_installed()  # a missing vendor package fails at start, not on a wall at night
     router = APIRouter()
+    wall_reads = WallReads.of(platform)  # board reads shared by every wall page's feed
 
     async def principal(request: Request) -> Principal | None:
         """The caller, or None when there is no valid key (the page then asks to log in)."""
@@ -330,7 +332,9 @@ def build_pages_router(platform: Platform) -> APIRouter:
         try:
             await socket.accept()
             await _stream(
-                socket, WallFeed.of(subscription, platform), SocketGuard.of(socket, platform.auth)
+                socket,
+                WallFeed(subscription, platform.pool, wall_reads),
+                SocketGuard.of(socket, platform.auth),
             )
         finally:
             subscription.close()

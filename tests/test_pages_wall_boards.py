@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +15,7 @@ from alerting.traffic import TrafficWatch
 from ioc.errors import ConfigError
 from ioc.settings import Settings, load_settings
 from ioc.store.aggregates import catch_up
+from maps.wall.shared import SharedRead
 from tests.conftest import RunningServer, auth, log_in, make_key
 
 LIVE = "document.getElementById('live').dataset.state === 'live'"
@@ -282,3 +285,31 @@ def test_the_playlist_reads_as_views_and_seconds() -> None:
     steps = load_settings(wall_playlist="province:45, traffic:12.5").wall_steps()
     assert steps == [("province", 45.0), ("traffic", 12.5)]
     assert load_settings(wall_playlist="").wall_steps() == []
+
+
+def test_one_board_read_serves_every_page_that_asks_after_the_same_change(
+    server: RunningServer,
+) -> None:
+    reads: list[int] = []
+
+    async def read(conn: Any) -> int:
+        cur = await conn.execute("SELECT pg_sleep(0.05), %s::int", (len(reads),))
+        row = await cur.fetchone()
+        reads.append(row[1])
+        return int(row[1])
+
+    async def pages() -> tuple[list[int], int, int]:
+        shared = SharedRead(lambda: server.platform.pool, read)
+        moment = time.monotonic()
+        leaving = asyncio.create_task(shared.after(moment))
+        await asyncio.sleep(0)
+        together = asyncio.gather(*(shared.after(moment) for _ in range(5)))
+        leaving.cancel()  # a page that leaves does not cancel the others' read
+        seen = list(await together)
+        again = await shared.after(moment)  # nothing new: the last result
+        later = await shared.after(time.monotonic())  # a newer change: read again
+        return seen, again, later
+
+    seen, again, later = server.run(pages())
+    assert seen == [0] * 5 and again == 0 and later == 1
+    assert reads == [0, 1]

@@ -2,10 +2,12 @@
 
 A ticket notice names only the ticket; the page needs its place and deadline, so the feed
 reads the rows of every ticket named since the last batch in one query. Alerts and readings
-carry what the page needs and pass through. A dossier notice (a count) has the feed read the
+carry what the page needs and pass through. A dossier notice (a count) has the feed send the
 dossier board's figures again, once per batch however many notices it holds; a sensor's alert
-has it read the traffic board's sensors again (the chart comes with each catch-up). Messages that arrive while a batch is being read
-or sent wait for the next one, so a burst costs one query, not one per notice.
+has it send the traffic board's sensors again (the chart comes with each catch-up); both are
+read once for every page of the process (``maps.wall.shared``). Messages that arrive while a
+batch is being read or sent wait for the next one, so a burst costs one query, not one per
+notice.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Final
 
@@ -21,14 +24,8 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from ioc.live import Subscription
-from ioc.platform import Platform
 from maps.wall import data as wall_data
-from maps.wall import traffic
-from maps.wall.dossiers import DossierBoard, board
-
-# Reads the dossier board on a pooled connection (the clock and zone are the caller's).
-BoardReader = Callable[[wall_data.Conn], Awaitable[DossierBoard]]
-SensorsReader = Callable[[wall_data.Conn], Awaitable[traffic.TrafficBoard]]
+from maps.wall.shared import WallReads
 
 # A page more notices than this behind is dropped; it reconnects and catches up.
 MAX_PENDING: Final = 20_000
@@ -64,27 +61,14 @@ class WallFeed:
         self,
         subscription: Subscription,
         pool: AsyncConnectionPool[Any],
-        board: BoardReader | None = None,
-        sensors: SensorsReader | None = None,
+        reads: WallReads | None = None,
     ) -> None:
         self._subscription = subscription
         self._pool = pool
-        self._board = board
-        self._sensors = sensors
+        self._reads = reads
         self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._ended = False
-
-    @classmethod
-    def of(cls, subscription: Subscription, platform: Platform) -> WallFeed:
-        """A page's feed on the platform's pool, reading boards at the platform's time."""
-        settings = platform.settings
-        return cls(
-            subscription,
-            platform.pool,
-            lambda conn: board(conn, platform.clock.now(), settings.zone),
-            traffic.sensors_board,
-        )
 
     @property
     def dropped(self) -> bool:
@@ -122,6 +106,7 @@ class WallFeed:
                 await collector
 
     async def _shape(self, batch: list[dict[str, Any]]) -> list[str]:
+        taken = time.monotonic()  # every notice of the batch was committed before this
         ticket_ids: list[int] = []
         alerts: list[dict[str, Any]] = []
         readings: list[Any] = []
@@ -151,13 +136,11 @@ class WallFeed:
             out.append(msgspec.json.encode({"type": "alerts", "alerts": alerts}).decode())
         if readings:
             out.append(msgspec.json.encode({"type": "readings", "readings": readings}).decode())
-        if sensor_alerts and self._sensors is not None:
-            async with self._pool.connection() as conn:
-                seen = await self._sensors(conn)
+        if sensor_alerts and self._reads is not None:
+            seen = await self._reads.sensors.after(taken)
             out.append(msgspec.json.encode({"type": "traffic", "traffic": seen}).decode())
-        if dossiers and self._board is not None:
-            async with self._pool.connection() as conn:
-                found = await self._board(conn)
+        if dossiers and self._reads is not None:
+            found = await self._reads.dossiers.after(taken)
             out.append(msgspec.json.encode({"type": "dossiers", "dossiers": found}).decode())
         if resync:
             out.append('{"type": "resync"}')
