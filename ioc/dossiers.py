@@ -9,10 +9,15 @@ The clock starts when the dossier is accepted, pauses while a supplement or a fe
 requested, and stops when the result is returned. The appointment date the one-stop shop
 gives, when it gives one, is the deadline (pushed back by later pauses); otherwise the
 procedure's deadline policy sets it.
+
+Each fold tells the live hub, once per transaction, how many dossiers changed (on the tickets'
+channel, in a message keyed ``dossiers`` that ticket feeds ignore): the wall's dossier board
+reads its figures again when it hears one.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +29,7 @@ import psycopg
 from ioc.alerts.records import resolve_alerts
 from ioc.deadlines import DeadlineBook, Plan, pauses_of
 from ioc.events.kinds import DossierEventName
+from ioc.tickets.opening import CHANNEL as LIVE_CHANNEL
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -230,6 +236,9 @@ async def refold(conn: Conn, book: DeadlineBook, dossier_ids: Sequence[str], now
         [_typed(row[c], kind) for row in rows] for c, kind in zip(_COLUMNS, _TYPES, strict=True)
     ]
     await conn.execute(_UPSERT, columns)
+    await conn.execute(
+        "SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, json.dumps({"dossiers": len(rows)}))
+    )
     done = [row["dossier_id"] for row in rows if row["finished_at"] is not None]
     await resolve_alerts(conn, "dossier", done, now, "subject_closed", rule="deadline")
     return len(rows)

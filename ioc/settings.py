@@ -20,6 +20,8 @@ from ioc.errors import ConfigError
 _SECRET_FIELDS = frozenset(
     {"database_url", "read_database_url", "test_database_url", "mqtt_url", "mqtt_api_key"}
 )
+# The views the video wall's playlist may name (the wall page draws each).
+WALL_VIEWS = ("province", "centre", "dossiers", "traffic")
 
 
 class Settings(BaseSettings):
@@ -266,12 +268,52 @@ class Settings(BaseSettings):
         default="osm",
         description="Map background: osm (OpenStreetMap), none, or a tile URL template such as http://tiles.internal/{z}/{x}/{y}.png.",
     )
+    wall_playlist: str = Field(
+        default="province:60,centre:30,dossiers:30,traffic:30",
+        description="Video wall (/wall?kiosk=1): the views it rotates through, each view:seconds, comma-separated; views: province, centre, dossiers, traffic. Empty: no rotation.",
+    )
+    wall_centre: str = Field(
+        default="",
+        description="Video wall: the city centre view as lon,lat,zoom (e.g. 107.585,16.463,15); empty: the middle of the province, zoomed in.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as readable text or as JSON lines."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Least severe log level written."
     )
+
+    @field_validator("wall_playlist")
+    @classmethod
+    def _known_views(cls, value: str) -> str:
+        for step in filter(None, (s.strip() for s in value.split(","))):
+            view, _, seconds = step.partition(":")
+            try:
+                ok = view.strip() in WALL_VIEWS and float(seconds) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"{step!r} is not view:seconds with a view of {', '.join(WALL_VIEWS)}"
+                )
+        return value
+
+    @field_validator("wall_centre")
+    @classmethod
+    def _lon_lat_zoom(cls, value: str) -> str:
+        parts = value.split(",") if value.strip() else []
+        try:
+            lon, lat, zoom = (float(p) for p in parts) if parts else (0.0, 0.0, 1.0)
+        except ValueError:
+            lon, lat, zoom = 999.0, 0.0, 0.0
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90 and 1 <= zoom <= 22):
+            raise ValueError(f"{value!r} is not lon,lat,zoom (e.g. 107.585,16.463,15)")
+        return value
+
+    def wall_steps(self) -> list[tuple[str, float]]:
+        """The video wall's playlist as (view, seconds)."""
+        steps = filter(None, (s.strip() for s in self.wall_playlist.split(",")))
+        return [(v.strip(), float(n)) for v, _, n in (s.partition(":") for s in steps)]
 
     @field_validator("timezone")
     @classmethod

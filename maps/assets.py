@@ -2,7 +2,8 @@
 
 A control room's network is often closed, so no page may load anything from the internet.
 The browser libraries come from PyPI packages installed with the platform (the XStatic
-packages, which ship the upstream files unchanged); our own small scripts and stylesheets live
+packages, which ship the upstream files unchanged; the heat-map plug-in is the copy folium
+itself ships in its package); our own small scripts and stylesheets live
 in ``maps/static``. folium's elements name CDN addresses for what they need; ``localize``
 rewrites every one of them to a ``/static/...`` address here, drops the few our pages never
 use, and refuses anything it does not know, so a new folium element cannot quietly bring a CDN
@@ -30,12 +31,13 @@ class Bundle:
     """One vendor package's files: where the package keeps them, and its version."""
 
     name: str
-    module: str  # the Python package that ships the files (in its ``data`` folder)
+    module: str  # the Python package that ships the files (in its ``folder``)
     distribution: str  # its name on PyPI, for the error message when it is missing
+    folder: str = "data"
 
     @property
     def directory(self) -> Path:
-        return _data_dir(self.module, self.distribution)
+        return _data_dir(self.module, self.distribution) / self.folder
 
     def url(self, path: str) -> str:
         return f"{STATIC_ROOT}/vendor/{self.name}/{path}"
@@ -50,6 +52,7 @@ BUNDLES: Final = {
         ),
         Bundle("jquery", "xstatic.pkg.jquery", "XStatic-jQuery"),
         Bundle("fontawesome", "xstatic.pkg.font_awesome", "XStatic-Font-Awesome"),
+        Bundle("folium", "folium", "folium", folder="templates"),
     )
 }
 
@@ -62,6 +65,7 @@ LOCAL: Final[dict[str, str]] = {
     "markerclusterjs": BUNDLES["markercluster"].url("leaflet.markercluster.js"),
     "markerclustercss": BUNDLES["markercluster"].url("MarkerCluster.css"),
     "markerclusterdefaultcss": BUNDLES["markercluster"].url("MarkerCluster.Default.css"),
+    "leaflet-heat.js": BUNDLES["folium"].url("leaflet_heat.min.js"),
 }
 
 # Resources folium's map loads by default that our pages never use: Bootstrap (its styles and
@@ -86,7 +90,7 @@ def _data_dir(module: str, distribution: str) -> Path:
             f"the page assets package {distribution} is not installed; "
             f"install the platform again (pip install -e .) or `pip install {distribution}`"
         )
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 @cache

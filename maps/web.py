@@ -36,6 +36,7 @@ from maps import areas, assets, console, pages, triage
 from maps.wall import data as wall_data
 from maps.wall import page as wall
 from maps.wall.feed import FeedOverflow, WallFeed
+from maps.wall.shared import WallReads
 
 WALL_ROLES: Final = frozenset({Role.OPERATOR, Role.ADMIN})
 CONSOLE_ROLES: Final = frozenset({Role.OPERATOR, Role.ADMIN, Role.AGENCY})
@@ -109,6 +110,7 @@ def _json(value: Any) -> Response:
 def build_pages_router(platform: Platform) -> APIRouter:
     assets.check_installed()  # a missing vendor package fails at start, not on a wall at night
     router = APIRouter()
+    wall_reads = WallReads.of(platform)  # board reads shared by every wall page's feed
 
     async def principal(request: Request) -> Principal | None:
         """The caller, or None when there is no valid key (the page then asks to log in)."""
@@ -275,6 +277,8 @@ def build_pages_router(platform: Platform) -> APIRouter:
             kiosk=(kiosk or "").lower() in ("1", "true", "yes", "on"),
             due_soon_fraction=platform.settings.sla_due_soon_fraction,
             who=who.label or who.role.value,
+            playlist=tuple(platform.settings.wall_steps()),
+            centre=platform.settings.wall_centre,
         )
         return _html(await asyncio.to_thread(wall.render_wall, page))
 
@@ -288,9 +292,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
         who = await platform.authenticate(request)
         who.require(WALL_ROLES)
         async with platform.read_pool.connection() as conn:
-            found = await wall_data.snapshot(
-                conn, platform.clock.now(), platform.settings.pool_timeout_s
-            )
+            found = await wall_data.snapshot(conn, platform.clock.now(), platform.settings)
         return _json(found)
 
     @router.get(
@@ -307,9 +309,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
         who.require(WALL_ROLES)
         moment = wall_data.parse_since(since)
         async with platform.pool.connection() as conn:
-            found = await wall_data.changes(
-                conn, moment, platform.clock.now(), platform.settings.pool_timeout_s
-            )
+            found = await wall_data.changes(conn, moment, platform.clock.now(), platform.settings)
         return _json(found)
 
     @router.websocket(wall.FEED_PATH)
@@ -332,7 +332,9 @@ def build_pages_router(platform: Platform) -> APIRouter:
         try:
             await socket.accept()
             await _stream(
-                socket, WallFeed(subscription, platform.pool), SocketGuard.of(socket, platform.auth)
+                socket,
+                WallFeed(subscription, platform.pool, wall_reads),
+                SocketGuard.of(socket, platform.auth),
             )
         finally:
             subscription.close()

@@ -27,6 +27,8 @@ window.IocWall = (function () {
   const recent = []; // newest ticket ids first
 
   const now = () => Date.now() + offset;
+  // The boards beside the map (wall_panels.js) see what the map sees.
+  const panels = (kind, value) => window.IocWallPanels && window.IocWallPanels.update(kind, value);
 
   /* --- tickets ---------------------------------------------------------------------- */
 
@@ -119,6 +121,7 @@ window.IocWall = (function () {
       if (upsert(t, added) && noteRecent && OPEN.has(t.state)) noteNew(t.id);
     }
     if (added.length) cluster.addLayers(added);
+    panels("tickets", { rows, columns });
     refresh();
   }
 
@@ -245,6 +248,7 @@ window.IocWall = (function () {
       (SEVERITY_ORDER[a.severity] ?? 3) - (SEVERITY_ORDER[b.severity] ?? 3)
       || (b.raised_at || 0) - (a.raised_at || 0));
     document.getElementById("stat-alerts").textContent = String(alerts.size);
+    panels("alerts", alerts);
     if (!sorted.length) {
       list.innerHTML = '<li class="empty">Không có cảnh báo</li>';
       return;
@@ -340,6 +344,7 @@ window.IocWall = (function () {
     applyTickets(snap.tickets, snap.ticket_columns, false);
     replaceSensors(snap.sensors, snap.sensor_columns);
     replaceAlerts(snap.alerts, snap.alert_columns);
+    panels("snapshot", snap);
     cursor = snap.cursor;
     document.body.dataset.loaded = "true";
   }
@@ -357,6 +362,7 @@ window.IocWall = (function () {
         applyTickets(changes.tickets, changes.ticket_columns, true);
         replaceSensors(changes.sensors, changes.sensor_columns);
         replaceAlerts(changes.alerts, changes.alert_columns);
+        panels("changes", changes);
         cursor = changes.cursor;
         document.body.dataset.catchUps = String(Number(document.body.dataset.catchUps || 0) + 1);
       } catch (error) {
@@ -377,6 +383,8 @@ window.IocWall = (function () {
       applyReadings(message.readings);
     } else if (message.type === "resync") {
       catchUp();
+    } else {
+      panels(message.type, message);
     }
   }
 
@@ -390,6 +398,7 @@ window.IocWall = (function () {
     cluster = window[config.tickets];
     sensorLayer = window[config.sensors];
     areaLayer = config.areas ? window[config.areas] : null;
+    panels("start", config);
     const status = document.getElementById("live");
     tick();
     setInterval(tick, 1000);

@@ -26,7 +26,11 @@ import msgspec
 import psycopg
 
 from ioc.errors import InvalidInput
+from ioc.settings import Settings
 from ioc.tickets.states import OPEN_STATES
+from maps.wall import traffic
+from maps.wall.dossiers import DossierBoard, board
+from maps.wall.heat import report_cells
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -93,6 +97,10 @@ class Snapshot(msgspec.Struct, kw_only=True):
     sensors: list[tuple[Any, ...]]
     alert_columns: tuple[str, ...] = ALERT_COLUMNS
     alerts: list[tuple[Any, ...]]
+    dossiers: DossierBoard
+    traffic: traffic.TrafficBoard
+    # Field reports of the last week per ~110 m cell: (lat, lon, reports).
+    heat: list[tuple[float, float, int]]
 
 
 class Changes(msgspec.Struct, kw_only=True):
@@ -110,6 +118,8 @@ class Changes(msgspec.Struct, kw_only=True):
     sensors: list[tuple[Any, ...]] = []
     alert_columns: tuple[str, ...] = ALERT_COLUMNS
     alerts: list[tuple[Any, ...]] = []
+    dossiers: DossierBoard | None = None
+    traffic: traffic.TrafficBoard | None = None
 
 
 def millis(moment: datetime | None) -> int | None:
@@ -220,20 +230,23 @@ async def cursor_at(conn: Conn, now: datetime, pool_timeout_s: float) -> datetim
     return now - timedelta(seconds=oldest_s) - margin(pool_timeout_s)
 
 
-async def snapshot(conn: Conn, now: datetime, pool_timeout_s: float) -> Snapshot:
+async def snapshot(conn: Conn, now: datetime, settings: Settings) -> Snapshot:
     # The cursor first: whatever commits while the rest is read is then asked for again.
-    cursor = await cursor_at(conn, now, pool_timeout_s)
+    cursor = await cursor_at(conn, now, settings.pool_timeout_s)
     return Snapshot(
         server_time=millis(now) or 0,
         cursor=cursor.isoformat(),
         tickets=await open_tickets(conn),
         sensors=await sensors(conn, now),
         alerts=await active_alerts(conn),
+        dossiers=await board(conn, now, settings.zone),
+        traffic=await traffic_board(conn, now, settings),
+        heat=await report_cells(conn, now),
     )
 
 
-async def changes(conn: Conn, since: datetime, now: datetime, pool_timeout_s: float) -> Changes:
-    cursor = await cursor_at(conn, now, pool_timeout_s)
+async def changes(conn: Conn, since: datetime, now: datetime, settings: Settings) -> Changes:
+    cursor = await cursor_at(conn, now, settings.pool_timeout_s)
     if now - since > MAX_CATCH_UP:
         return Changes(server_time=millis(now) or 0, cursor=cursor.isoformat(), reload=True)
     return Changes(
@@ -242,7 +255,18 @@ async def changes(conn: Conn, since: datetime, now: datetime, pool_timeout_s: fl
         tickets=await tickets_changed(conn, since),
         sensors=await sensors(conn, now),
         alerts=await active_alerts(conn),
+        dossiers=await board(conn, now, settings.zone),
+        traffic=await traffic_board(conn, now, settings),
     )
+
+
+def baseline_weeks(settings: Settings) -> int:
+    """Weeks of the same weekday the traffic chart's baseline averages (the congestion rule's)."""
+    return max(1, settings.congestion_baseline_days // 7)
+
+
+async def traffic_board(conn: Conn, now: datetime, settings: Settings) -> traffic.TrafficBoard:
+    return await traffic.board(conn, now, settings.zone, baseline_weeks(settings))
 
 
 def parse_since(text: str | None) -> datetime:

@@ -2,8 +2,12 @@
 
 A ticket notice names only the ticket; the page needs its place and deadline, so the feed
 reads the rows of every ticket named since the last batch in one query. Alerts and readings
-carry what the page needs and pass through. Messages that arrive while a batch is being read
-or sent wait for the next one, so a burst costs one query, not one per notice.
+carry what the page needs and pass through. A dossier notice (a count) has the feed send the
+dossier board's figures again, once per batch however many notices it holds; a sensor's alert
+has it send the traffic board's sensors again (the chart comes with each catch-up); both are
+read once for every page of the process (``maps.wall.shared``). Messages that arrive while a
+batch is being read or sent wait for the next one, so a burst costs one query, not one per
+notice.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Final
@@ -20,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ioc.live import Subscription
 from maps.wall import data as wall_data
+from maps.wall.shared import WallReads
 
 # A page more notices than this behind is dropped; it reconnects and catches up.
 MAX_PENDING: Final = 20_000
@@ -51,9 +57,15 @@ def _millis(text: Any) -> int | None:
 class WallFeed:
     """Reads one subscription and sends batches to one page until either ends."""
 
-    def __init__(self, subscription: Subscription, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(
+        self,
+        subscription: Subscription,
+        pool: AsyncConnectionPool[Any],
+        reads: WallReads | None = None,
+    ) -> None:
         self._subscription = subscription
         self._pool = pool
+        self._reads = reads
         self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._ended = False
@@ -94,10 +106,13 @@ class WallFeed:
                 await collector
 
     async def _shape(self, batch: list[dict[str, Any]]) -> list[str]:
+        taken = time.monotonic()  # every notice of the batch was committed before this
         ticket_ids: list[int] = []
         alerts: list[dict[str, Any]] = []
         readings: list[Any] = []
         resync = False
+        dossiers = False
+        sensor_alerts = False
         for message in batch:
             if "ticket" in message:
                 # A departure notice concerns agency queues; the wall sees the ticket move.
@@ -105,8 +120,11 @@ class WallFeed:
                     ticket_ids.append(message["ticket"])
             elif "alert" in message:
                 alerts.append(_alert(message))
+                sensor_alerts = sensor_alerts or message.get("subject_kind") == "sensor"
             elif "readings" in message:
                 readings.extend(message["readings"])
+            elif "dossiers" in message:
+                dossiers = True
             elif message.get("resync"):
                 resync = True
         out: list[str] = []
@@ -118,6 +136,12 @@ class WallFeed:
             out.append(msgspec.json.encode({"type": "alerts", "alerts": alerts}).decode())
         if readings:
             out.append(msgspec.json.encode({"type": "readings", "readings": readings}).decode())
+        if sensor_alerts and self._reads is not None:
+            seen = await self._reads.sensors.after(taken)
+            out.append(msgspec.json.encode({"type": "traffic", "traffic": seen}).decode())
+        if dossiers and self._reads is not None:
+            found = await self._reads.dossiers.after(taken)
+            out.append(msgspec.json.encode({"type": "dossiers", "dossiers": found}).decode())
         if resync:
             out.append('{"type": "resync"}')
         return out

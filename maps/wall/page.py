@@ -3,7 +3,8 @@
 folium lays out the map and its layers (jurisdictions as a GeoJSON layer, an empty marker
 cluster for tickets, an empty group for sensors, a layer control); ``wall.js`` fills them from
 the snapshot and keeps them current from the live feed. Kiosk mode is the same page for the
-video wall: full screen, no controls, large type.
+video wall: full screen, no controls, large type, rotating through the views of its playlist
+(``wall_playlist.js``) without reloading.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import folium
-from folium.plugins import MarkerCluster
+from folium.plugins import HeatMap, MarkerCluster
 
 from ioc.routing.jurisdictions import BoundarySet
 from maps import areas, page_map
@@ -42,6 +43,9 @@ class WallPage:
     kiosk: bool
     due_soon_fraction: float
     who: str
+    # The video wall's rotation, (view, seconds), and its city centre as "lon,lat,zoom" (or "").
+    playlist: tuple[tuple[str, float], ...] = ()
+    centre: str = ""
 
 
 def _areas_layer(boundaries: BoundarySet | None) -> folium.GeoJson | None:
@@ -57,6 +61,38 @@ def _areas_layer(boundaries: BoundarySet | None) -> folium.GeoJson | None:
 
 
 _LEVEL_NAMES: Final = {"ward": "Phường, xã", "district": "Quận, huyện", "province": "Tỉnh, thành"}
+
+
+_BOARDS: Final = """<aside class="ioc-boards" id="boards">
+  <section class="ioc-board" id="dossier-board">
+    <h2>Hồ sơ thủ tục hành chính hôm nay</h2>
+    <dl class="ioc-figures">
+      <div><dt>Tiếp nhận hôm nay</dt><dd id="dossier-received">–</dd></div>
+      <div><dt>Đang xử lý</dt><dd id="dossier-processing">–</dd></div>
+      <div class="due-soon"><dt>Sắp đến hạn</dt><dd id="dossier-due-soon">–</dd></div>
+      <div class="overdue"><dt>Quá hạn</dt><dd id="dossier-overdue">–</dd></div>
+      <div><dt>Trả kết quả hôm nay</dt><dd id="dossier-returned">–</dd></div>
+      <div><dt>Đúng hạn hôm nay</dt><dd id="dossier-on-time-today">–</dd></div>
+      <div><dt>Đúng hạn tháng này</dt><dd id="dossier-on-time-month">–</dd></div>
+    </dl>
+    <h3>Kênh tiếp nhận hôm nay</h3>
+    <ul class="ioc-bars" id="dossier-channels"><li class="empty">Chưa có hồ sơ</li></ul>
+    <h3>Cơ quan có nhiều hồ sơ quá hạn nhất</h3>
+    <ol class="ioc-ranking" id="dossier-agencies"><li class="empty">Không có hồ sơ quá hạn</li></ol>
+  </section>
+  <section class="ioc-board" id="traffic-board">
+    <h2>Giao thông</h2>
+    <h3>Ùn tắc nhiều nhất (<span id="traffic-congested-total">0</span> điểm)</h3>
+    <ol class="ioc-ranking" id="traffic-congested"><li class="empty">Không có điểm ùn tắc</li></ol>
+    <h3>Cảm biến mất tín hiệu (<span id="traffic-silent-total">0</span>)</h3>
+    <ol class="ioc-ranking" id="traffic-silent"><li class="empty">Mọi cảm biến đều có số liệu</li></ol>
+    <h3>Lưu lượng toàn tỉnh hôm nay (xe/giờ)</h3>
+    <svg id="traffic-chart" class="ioc-chart" viewBox="0 0 320 130" role="img"
+      aria-label="Lưu lượng xe toàn tỉnh theo giờ hôm nay so với cùng thứ các tuần trước"></svg>
+    <p class="ioc-chart-key"><span class="today"></span>Hôm nay
+      <span class="baseline"></span>Cùng thứ các tuần trước (trung bình)</p>
+  </section>
+</aside>"""
 
 
 def _panels(page: WallPage) -> str:
@@ -87,6 +123,7 @@ def _panels(page: WallPage) -> str:
   <h2>Phiếu mới nhất</h2>
   <ol id="recent"></ol>
 </aside>
+{_BOARDS}
 <div class="ioc-legend" id="legend">
   <div><span class="dot on-track"></span>Trong hạn</div>
   <div><span class="dot due-soon"></span>Sắp đến hạn</div>
@@ -110,12 +147,18 @@ def render_wall(page: WallPage) -> str:
         options=_CLUSTER_OPTIONS,
     ).add_to(fmap)
     sensor_layer = folium.FeatureGroup(name="Cảm biến giao thông (mức ùn tắc)").add_to(fmap)
+    # Filled from the snapshot (field reports of the last 7 days) by wall_heat.js.
+    heat = HeatMap(  # type: ignore[no-untyped-call]
+        [], name="Mật độ phản ánh 7 ngày qua", radius=22, blur=18, min_opacity=0.3
+    )
+    heat.add_to(fmap)
     if not page.kiosk:
         folium.LayerControl(collapsed=False, position="topleft").add_to(fmap)
     config: dict[str, Any] = {
         "map": fmap.get_name(),
         "tickets": cluster.get_name(),
         "sensors": sensor_layer.get_name(),
+        "heat": heat.get_name(),
         "areas": area_layer.get_name() if area_layer is not None else None,
         "kiosk": page.kiosk,
         "snapshot": SNAPSHOT_PATH,
@@ -126,12 +169,21 @@ def render_wall(page: WallPage) -> str:
         "categories": page.labels.categories,
         "agencies": page.labels.agencies,
         "dueSoonFraction": page.due_soon_fraction,
+        "playlist": [list(step) for step in page.playlist] if page.kiosk else [],
+        "centre": [float(v) for v in page.centre.split(",")] if page.centre.strip() else None,
     }
     return page_map.render(
         fmap,
         title="Bản đồ giám sát — Trung tâm IOC",
         css=["pages.css", "wall.css"],
-        scripts=["common.js", "wall.js"],
+        scripts=[
+            "common.js",
+            "wall_panels.js",
+            "wall_traffic.js",
+            "wall_heat.js",
+            "wall_playlist.js",
+            "wall.js",
+        ],
         body=_panels(page),
         entry="IocWall.start",
         config=config,
