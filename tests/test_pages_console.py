@@ -161,7 +161,7 @@ def test_logging_in_with_an_agency_key_opens_its_console(
     page.goto(f"{server.url}/agencies/ioc")
     assert page.url.endswith("/login?next=/agencies/ioc")
     page.fill("#key", ioc_key)
-    page.click("button[type=submit]")
+    page.click("#key-login button[type=submit]")
     page.wait_for_url(f"{server.url}/agencies/ioc")
     page.wait_for_function(LOADED, timeout=15_000)
     cookie = next(c for c in page.context.cookies() if c["name"] == "ioc_session")

@@ -23,6 +23,7 @@ from ioc.api.ops import build_ops_router
 from ioc.api.reference import build_reference_router
 from ioc.api.security import install_log_redaction
 from ioc.api.tickets import build_tickets_router
+from ioc.api.users import build_users_router
 from ioc.clock import Clock
 from ioc.events.kinds import json_schemas
 from ioc.platform import Platform
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(build_reference_router(platform))
     app.include_router(build_admin_router(platform))
     app.include_router(build_tickets_router(platform))
+    app.include_router(build_users_router(platform))
     app.include_router(build_alerts_router(platform))
     app.include_router(build_deliveries_router(platform))
     app.include_router(build_open311_router(platform))

@@ -35,6 +35,7 @@ from ioc.errors import Forbidden, IocError, RateLimited, Unauthenticated
 from ioc.settings import Settings
 from ioc.store.keys import KeyVerifier
 from ioc.store.sessions import SessionVerifier
+from ioc.store.users import verify_password
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,21 @@ class Authenticator:
 
     def forget_session(self, session_id: str) -> None:
         self.sessions.cache.drop(session_id)
+
+    def forget_user(self, user_id: int) -> None:
+        """Stop trusting this process's cached sessions of an official (disabled, reset)."""
+        self.sessions.cache.drop_where(lambda who: who.user_id == user_id)
+
+    async def verify_password(self, conn: HTTPConnection, login: str, password: str) -> Principal:
+        """An official's login and password; a failure counts like a wrong key."""
+        address = client_address(conn)
+        self.limiter.check(address)
+        try:
+            async with self._connect() as db:
+                return await verify_password(db, login, password)
+        except Unauthenticated:
+            self.limiter.failed(address)
+            raise
 
 
 class SocketGuard:
