@@ -26,6 +26,7 @@ from ioc.auth import Principal, Role
 from ioc.errors import Forbidden, IocError, NotFound, Unauthenticated
 from ioc.platform import Platform
 from ioc.routing.jurisdictions import LEGAL_ZONE
+from ioc.store.users import list_users
 from maps import areas, assets, console, pages
 from maps.login import WALL_ROLES, add_login_routes, html_answer, json_answer, who_shown
 from maps.wall import data as wall_data
@@ -181,6 +182,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
             console.check_access(who, code)
             async with platform.pool.connection() as conn:
                 labels = await wall_data.labels(conn)
+                officials = await list_users(conn, code)
             if code not in labels.agencies:
                 raise NotFound(f"no agency {code!r}")
         except (Forbidden, NotFound) as exc:
@@ -198,6 +200,8 @@ def build_pages_router(platform: Platform) -> APIRouter:
             who=who_shown(who),
             sees_wall=who.role in WALL_ROLES,
             server_time=wall_data.millis(platform.clock.now()) or 0,
+            me=who.login,
+            officials=tuple((u.login, u.name) for u in officials),
         )
         return _html(await asyncio.to_thread(console.render_console, page))
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from ioc.cli.users import users
 from ioc.settings import Settings
-from tests.conftest import RunningServer, auth, make_key
+from tests.conftest import RunningServer, auth, make_key, make_user
 
 PASSWORD = "mật-khẩu-đủ-dài-1"
 
@@ -246,3 +246,106 @@ def test_an_official_logs_in_with_their_account_in_the_browser(
     assert "Nguyễn Thị Lan" in page.content()
     cookie = next(c for c in page.context.cookies() if c["name"] == "ioc_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and PASSWORD not in cookie["value"]
+
+
+# --- an official's work on tickets ------------------------------------------------------------
+
+
+def field_report(n: int) -> dict[str, Any]:
+    return {
+        "kind": "field_report",
+        "external_id": f"A-{n}",
+        "category": "moi_truong",
+        "description": f"Rác thải số {n}",
+        "lon": 107.50 + n * 0.01,
+        "lat": 16.46,
+        "occurred_at": "2025-08-01T07:45:00+07:00",
+        "reporter": {"name": "Nguyễn Văn A", "phone": "0900000001"},
+    }
+
+
+def new_ticket(server: RunningServer, client: httpx.Client, n: int) -> int:
+    source = make_key(server, "source", source="hue-s")
+    answer = client.post("/v1/events", json=field_report(n), headers=auth(source))
+    assert answer.status_code == 201, answer.text
+    with psycopg.connect(server.db_url) as conn:
+        row = conn.execute(
+            "SELECT ticket_id FROM field_reports WHERE external_id = %s", (f"A-{n}",)
+        ).fetchone()
+    assert row is not None and row[0] is not None
+    return int(row[0])
+
+
+def test_an_officials_actions_are_recorded_by_name(
+    server: RunningServer, client: httpx.Client, admin_key: str
+) -> None:
+    ticket = new_ticket(server, client, 1)
+    create(client, admin_key, "lan.nt", "Nguyễn Thị Lan", password=PASSWORD)
+    make_user(server, "hoa.tt", "Trần Thị Hoa")
+    with httpx.Client(base_url=server.url) as browser:
+        assert log_in(browser, "lan.nt", PASSWORD).status_code == 303
+        token = {"X-CSRF-Token": browser.get("/session").json()["csrf_token"]}
+        url = f"/v1/tickets/{ticket}/actions"
+        assigned = browser.post(url, json={"action": "assign", "assignee": "hoa.tt"}, headers=token)
+        assert assigned.status_code == 200, assigned.text
+        assert assigned.json()["assignee"] == "hoa.tt"
+        assert browser.post(url, json={"action": "start"}, headers=token).status_code == 200
+    history = client.get(f"/v1/tickets/{ticket}/history", headers=auth(admin_key)).json()
+    moves = [(e["action"], e["actor"], e["note"]) for e in history["events"][1:]]
+    assert moves == [
+        ("assign", "Nguyễn Thị Lan (lan.nt)", "assignee: Trần Thị Hoa (hoa.tt)"),
+        ("start", "Nguyễn Thị Lan (lan.nt)", ""),
+    ]
+
+
+def test_assignment_names_an_active_official_of_the_tickets_agency(
+    server: RunningServer, client: httpx.Client, admin_key: str
+) -> None:
+    ticket = new_ticket(server, client, 2)
+    with psycopg.connect(server.db_url) as conn:
+        conn.execute("INSERT INTO agencies (code, name_vi) VALUES ('so-xd', 'Sở Xây dựng')")
+    make_user(server, "xd.an", "Lê Văn An", agency="so-xd")
+    make_user(server, "nghi", "Đỗ Nghỉ")
+    make_user(server, "dh.binh", "Phan Bình", agency=None, role="operator")
+    assert client.post("/v1/users/nghi/disable", headers=auth(admin_key)).status_code == 200
+    url = f"/v1/tickets/{ticket}/actions"
+    for who in ("xd.an", "nghi", "dh.binh", "Nguyễn Văn Tự Do", "khong.co"):
+        answer = client.post(
+            url, json={"action": "assign", "assignee": who}, headers=auth(admin_key)
+        )
+        error = error_of(answer, 422, "invalid_input")
+        assert error["details"] == [{"field": "assignee", "reason": error["details"][0]["reason"]}]
+        assert who in error["message"]
+    state = client.get(f"/v1/tickets/{ticket}", headers=auth(admin_key)).json()
+    assert state["state"] == "new" and state["assignee"] is None  # nothing changed
+
+
+def test_an_officials_console_shows_their_tickets_first(
+    page: Any, server: RunningServer, client: httpx.Client, admin_key: str
+) -> None:
+    first, second, third = (new_ticket(server, client, n) for n in (3, 4, 5))
+    create(client, admin_key, "lan.nt", "Nguyễn Thị Lan", password=PASSWORD)
+    make_user(server, "hoa.tt", "Trần Thị Hoa")
+    for ticket, who in ((first, "hoa.tt"), (third, "lan.nt")):
+        answer = client.post(
+            f"/v1/tickets/{ticket}/actions",
+            json={"action": "assign", "assignee": who},
+            headers=auth(admin_key),
+        )
+        assert answer.status_code == 200, answer.text
+    page.goto(f"{server.url}/login")
+    page.fill("#login", "lan.nt")
+    page.fill("#password", PASSWORD)
+    page.click("#account-login button[type=submit]")
+    page.wait_for_url(f"{server.url}/agencies/ioc")
+    page.wait_for_function("document.body.dataset.loaded === 'true'", timeout=15_000)
+    rows = page.evaluate(
+        "[...document.querySelectorAll('#queue tbody tr')]"
+        ".map(r => [Number(r.dataset.ticket), r.classList.contains('mine')])"
+    )
+    assert rows[0] == [third, True]
+    assert sorted(t for t, _ in rows[1:]) == sorted([first, second])
+    assert "Trần Thị Hoa" in page.locator("#queue").inner_text()
+    page.click(f"#queue tr[data-ticket='{second}']")
+    options = page.locator("#detail form[data-action=assign] option").all_inner_texts()
+    assert options == ["Trần Thị Hoa (hoa.tt)", "Nguyễn Thị Lan (lan.nt)"]  # by login

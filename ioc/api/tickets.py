@@ -30,7 +30,11 @@ _ACTION_SCHEMA = {
     "additionalProperties": False,
     "properties": {
         "action": {"type": "string", "enum": list(MOVES)},
-        "assignee": {"type": "string", "description": "who works it (assign)"},
+        "assignee": {
+            "type": "string",
+            "description": "who works it (assign): the login of an official of the ticket's "
+            "agency (GET /v1/users)",
+        },
         "reason": {"type": "string", "description": "required by wait, reopen, transfer, reject"},
         "to_agency": {"type": "string", "description": "the agency code (transfer)"},
     },

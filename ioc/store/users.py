@@ -209,15 +209,15 @@ async def import_users(
     return created, errors
 
 
-async def official_of(conn: Conn, login: str, agency: str | None) -> str:
-    """The login of an active official of ``agency`` named by ``login``; raises a 422 naming
-    the ``assignee`` field otherwise."""
+async def official_of(conn: Conn, login: str, agency: str | None) -> tuple[str, str]:
+    """(login, name) of the active official of ``agency`` named by ``login``; raises a 422
+    naming the ``assignee`` field otherwise."""
     try:
         code = check_login(login, "assignee")
     except InvalidInput:
         code = ""
     cur = await conn.execute(
-        "SELECT agency FROM users WHERE login = %s AND disabled_at IS NULL", (code,)
+        "SELECT agency, name FROM users WHERE login = %s AND disabled_at IS NULL", (code,)
     )
     row = await cur.fetchone()
     if row is None:
@@ -227,4 +227,4 @@ async def official_of(conn: Conn, login: str, agency: str | None) -> str:
             "assignee",
             f"{login!r} is not an official of the ticket's agency {agency!r} (see GET /v1/users)",
         )
-    return code
+    return code, str(row[1])
