@@ -47,6 +47,10 @@ _SEMANTIC_422 = {
     ("PUT", "/v1/admin/config"): "rules and parents must name agencies and categories that exist",
     ("POST", "/v1/tickets/{ticket_id}/actions"): "wait, reopen, transfer and reject need a "
     "reason; transfer names an agency that exists",
+    ("POST", "/v1/users"): "a login's characters, a role for people, an agency that exists, a "
+    "password of at least 10 characters",
+    ("POST", "/v1/users/import"): "the body is a CSV file with a header row naming its columns",
+    ("POST", "/v1/users/{login}/password"): "a password of at least 10 characters",
     ("POST", "/open311/v2/requests.{fmt}"): "service_code must be a service of this platform; "
     "a location (lat and long, or address_string) is required and must lie in the province",
 }

@@ -116,7 +116,12 @@ def build_users_router(platform: Platform) -> APIRouter:
         "/import",
         summary="Create officials from a CSV file (text/csv, UTF-8; columns login, name, role, "
         "agency): each created one with a temporary password, each refused row with why",
-        openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {}}}}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            }
+        },
         responses={code: _ERROR for code in (401, 403, 413, 415, 422, 503)},
     )
     async def import_csv(request: Request) -> Response:

@@ -103,8 +103,12 @@ async def list_users(
 
 
 async def get_user(conn: Conn, login: str) -> UserInfo:
+    try:
+        code = check_login(login)
+    except InvalidInput:
+        code = ""  # no account has it
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {_COLUMNS} FROM users WHERE login = %s", (check_login(login),))
+        await cur.execute(f"SELECT {_COLUMNS} FROM users WHERE login = %s", (code,))
         row = await cur.fetchone()
     if row is None:
         raise NotFound(f"no account with login {login!r} (see `ioc users list`)")
