@@ -29,14 +29,17 @@ INGEST_ROLES = frozenset({Role.SOURCE, Role.ADMIN})
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the key's id and what it may do."""
+    """Who is calling: the key's id (or, for an official logged in with an account, the user's
+    id and login; ``label`` is then their name) and what it may do."""
 
-    key_id: int
+    key_id: int | None
     prefix: str
     role: Role
     source: str | None = None
     agency: str | None = None
     label: str = ""
+    user_id: int | None = None
+    login: str | None = None
 
     def require(self, allowed: frozenset[Role]) -> None:
         if self.role not in allowed:

@@ -1,5 +1,5 @@
-"""An agency's console: its queue by deadline (overdue first), a map of its tickets, each
-ticket's history, and the actions it may take.
+"""An agency's console: its queue by deadline (overdue first; an official's own tickets before
+the others), a map of its tickets, each ticket's history, and the actions it may take.
 
 The page works through the ticket API (``/v1/tickets``: the queue, one ticket, its history,
 actions, and the live feed), so it shows and allows exactly what the agency's key may do.
@@ -56,6 +56,8 @@ class ConsolePage:
     who: str
     sees_wall: bool
     server_time: int  # epoch ms: the page's clock is set from it
+    me: str | None = None  # the official's login: their tickets come first
+    officials: tuple[tuple[str, str], ...] = ()  # (login, name): whom tickets may be assigned
 
 
 def _panels(page: ConsolePage) -> str:
@@ -108,6 +110,8 @@ def render_console(page: ConsolePage) -> str:
         "moves": {name: sorted(MOVES[name].sources) for name in CONSOLE_ACTIONS},
         "dueSoonFraction": page.due_soon_fraction,
         "serverTime": page.server_time,
+        "me": page.me,
+        "officials": [list(o) for o in page.officials],
     }
     return page_map.render(
         fmap,

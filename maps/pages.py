@@ -21,23 +21,34 @@ def _head(title: str) -> str:
     )
 
 
-def login_page(target: str, error: str = "", csrf: str = "") -> str:
-    """The login form: one API key, which opens a session; ``csrf`` is the form's login token."""
+def login_page(target: str, error: str = "", csrf: str = "", login: str = "") -> str:
+    """The login form: an official's login and password, or (machines, old habits) an API key;
+    either opens a session. ``csrf`` is the form's login token."""
     problem = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    hidden = f"""<input type="hidden" name="next" value="{html.escape(target)}">
+    <input type="hidden" name="csrf_token" value="{html.escape(csrf)}">"""
     return f"""{_head("Đăng nhập — Trung tâm IOC")}
 <body class="ioc-plain">
 <main class="ioc-card">
   <h1>Trung tâm IOC</h1>
-  <p>Đăng nhập bằng khóa API được cấp cho bạn (vai trò điều hành viên, đơn vị xử lý,
-  lãnh đạo hoặc quản trị).</p>
+  <p>Đăng nhập bằng tài khoản cán bộ được cấp cho bạn.</p>
   {problem}
-  <form method="post" action="/login">
-    <label for="key">Khóa API</label>
-    <input id="key" name="key" type="password" autocomplete="current-password"
-           placeholder="ioc_…" required autofocus>
-    <input type="hidden" name="next" value="{html.escape(target)}">
-    <input type="hidden" name="csrf_token" value="{html.escape(csrf)}">
+  <form method="post" action="/login" id="account-login">
+    <label for="login">Tên đăng nhập</label>
+    <input id="login" name="login" autocomplete="username" value="{html.escape(login)}"
+           required autofocus>
+    <label for="password">Mật khẩu</label>
+    <input id="password" name="password" type="password" autocomplete="current-password"
+           required>
+    {hidden}
     <button type="submit">Đăng nhập</button>
+  </form>
+  <form method="post" action="/login" id="key-login">
+    <p>Hoặc bằng khóa API (máy, tích hợp):</p>
+    <label for="key">Khóa API</label>
+    <input id="key" name="key" type="password" autocomplete="off" placeholder="ioc_…" required>
+    {hidden}
+    <button type="submit">Đăng nhập bằng khóa</button>
   </form>
 </main>
 </body></html>"""

@@ -190,6 +190,21 @@ def make_key(
     return str(server.run(create()))
 
 
+def make_user(
+    server: RunningServer, login: str, name: str, agency: str | None = "ioc", role: str = "agency"
+) -> str:
+    """An official's account (temporary password); returns the password."""
+    from ioc.accounts import check_user
+    from ioc.store.users import create_user
+
+    async def create() -> str:
+        async with server.platform.pool.connection() as conn:
+            user = check_user(login, name, role, agency)
+            return (await create_user(conn, user, None, server.platform.clock.now()))[1]
+
+    return str(server.run(create()))
+
+
 @pytest.fixture
 def source_key(server: RunningServer) -> str:
     return make_key(server, "source", source="hue-s")

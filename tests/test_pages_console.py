@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from ioc.settings import Settings
-from tests.conftest import RunningServer, auth, log_in, make_key, open_session
+from tests.conftest import RunningServer, auth, log_in, make_key, make_user, open_session
 
 OLD = "2025-08-01T07:45:00+07:00"
 OTHER = "so-xd"
@@ -161,7 +161,7 @@ def test_logging_in_with_an_agency_key_opens_its_console(
     page.goto(f"{server.url}/agencies/ioc")
     assert page.url.endswith("/login?next=/agencies/ioc")
     page.fill("#key", ioc_key)
-    page.click("button[type=submit]")
+    page.click("#key-login button[type=submit]")
     page.wait_for_url(f"{server.url}/agencies/ioc")
     page.wait_for_function(LOADED, timeout=15_000)
     cookie = next(c for c in page.context.cookies() if c["name"] == "ioc_session")
@@ -220,21 +220,27 @@ def test_the_consoles_actions_change_the_ticket(
     page: Any, server: RunningServer, desk: Desk, ioc_key: str
 ) -> None:
     ticket = desk.post(6, ago(2))
+    make_user(server, "bich.tt", "Trần Thị Bích")
     open_console(page, server, ioc_key)
     choose(page, ticket)
 
     def act(action: str, state: str, **fields: str) -> None:
         form = f'#detail form[data-action="{action}"]'
         for name, value in fields.items():
-            page.fill(f"{form} [name={name}]", value)
+            field = page.locator(f"{form} [name={name}]")
+            if field.evaluate("f => f.tagName") == "SELECT":
+                field.select_option(value)
+            else:
+                field.fill(value)
         page.click(f"{form} button")
         page.wait_for_function(
             f"document.getElementById('detail').dataset.state === '{state}'", timeout=5000
         )
         assert desk.ticket(ticket)["state"] == state
 
-    act("assign", "assigned", assignee="Trần Thị Bích")
-    assert desk.ticket(ticket)["assignee"] == "Trần Thị Bích"
+    act("assign", "assigned", assignee="bich.tt")
+    assert desk.ticket(ticket)["assignee"] == "bich.tt"
+    assert "Trần Thị Bích" in page.locator("#queue").inner_text()
     act("start", "in_progress")
     act("wait", "waiting", reason="chờ người dân bổ sung ảnh")
     act("resume", "in_progress")

@@ -27,7 +27,15 @@ from ioc.settings import Settings
 from maps.review import percentiles as review_percentiles
 from maps.review.page import shown, table_csv
 from maps.review.period import ReviewQuery, parse_query
-from tests.conftest import RunningServer, auth, log_in, make_key, start_server, stop_server
+from tests.conftest import (
+    RunningServer,
+    auth,
+    log_in,
+    make_key,
+    make_user,
+    start_server,
+    stop_server,
+)
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -629,3 +637,49 @@ def test_csv_leaves_missing_values_empty() -> None:
         "since": "2025-06",
         "until": "2025-08",
     }
+
+
+def test_an_agencys_tickets_by_official(
+    client: httpx.Client, server: RunningServer, keys: dict[str, str], history: dict[int, int]
+) -> None:
+    make_user(server, "lan.nt", "Nguyễn Thị Lan", agency="so-tnmt")
+    make_user(server, "hoa.tt", "Trần Thị Hoa", agency="so-tnmt")
+    with psycopg.connect(server.db_url) as conn:
+        ids = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT id FROM tickets WHERE agency = 'so-tnmt' AND opened_at < '2025-07-01'"
+                " ORDER BY id"
+            ).fetchall()
+        ]
+        assert len(ids) >= 4
+        conn.execute("UPDATE tickets SET assignee = 'lan.nt' WHERE id = ANY(%s)", (ids[:2],))
+        conn.execute("UPDATE tickets SET assignee = 'hoa.tt' WHERE id = %s", (ids[2],))
+        tickets = conn.execute(
+            """SELECT assignee, response_working_s, resolution_working_s, sla_result FROM tickets
+               WHERE id = ANY(%s)""",
+            (ids,),
+        ).fetchall()
+    review = review_json(client, keys["leader"], agency="so-tnmt")
+    rows = rows_by(review["tables"]["officials"], "name")
+    assert list(rows) == ["Tổng cộng", "Nguyễn Thị Lan", "Trần Thị Hoa", "(chưa phân công)"]
+    assert rows["Tổng cộng"]["received"] == review["tables"]["agencies"]["rows"][0]["received"]
+    for name, login in (
+        ("Nguyễn Thị Lan", "lan.nt"),
+        ("Trần Thị Hoa", "hoa.tt"),
+        ("(chưa phân công)", None),
+    ):
+        mine = [t for t in tickets if t[0] == login]
+        row = rows[name]
+        assert row["official"] == login and row["received"] == len(mine)
+        assert row["responded"] == sum(t[1] is not None for t in mine)
+        assert row["resolved"] == sum(t[2] is not None for t in mine)
+        assert row["late"] == sum(t[3] == "late" for t in mine)
+        for column, index in (("response", 1), ("resolution", 2)):
+            values = [t[index] for t in mine if t[index] is not None]
+            if values:
+                assert_percentile(row[f"{column}_median_h"], values, 0.5)
+            else:
+                assert row[f"{column}_median_h"] is None
+    everyone = review_json(client, keys["leader"])["tables"]["officials"]
+    assert everyone["rows"] == [] and "chọn một cơ quan" in everyone["title"]

@@ -56,7 +56,7 @@ _SEMANTIC_422 = {
     ("PUT", "/v1/admin/config"): "rules, deadlines and parents must name agencies and "
     "categories that exist (in the same body or the reference data)",
     ("POST", "/v1/tickets/{ticket_id}/actions"): "transfer's to_agency must be an agency that "
-    "exists (reference data)",
+    "exists (reference data); assign's assignee must be an official of the ticket's agency",
     ("POST", "/open311/v2/requests.{fmt}"): "service_code must be a service of this platform "
     "(reference data); the location must lie in the province (a polygon)",
     ("GET", "/ngsi-ld/v1/entities"): "type is required; q, georel, geometry and coordinates "
@@ -65,6 +65,10 @@ _SEMANTIC_422 = {
     "sensors, with dateObserved and intensity",
     ("POST", "/v1/tickets/{ticket_id}/triage"): "the reason must not be blank; a move needs "
     "its fields (category, lon and lat, into, report) and they must exist",
+    ("POST", "/v1/users"): "a login's characters, a role for people, an agency that exists, a "
+    "password of at least 10 characters",
+    ("POST", "/v1/users/import"): "the body is a CSV file with a header row naming its columns",
+    ("POST", "/v1/users/{login}/password"): "a password of at least 10 characters",
 }
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 _CONFIG = schemathesis.config.SchemathesisConfig.from_dict(

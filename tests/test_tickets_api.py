@@ -19,7 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 from ioc.live import LiveHub
 from ioc.store.keys import create_key
 from ioc.tickets.opening import CHANNEL
-from tests.conftest import RunningServer, auth, make_key
+from tests.conftest import RunningServer, auth, make_key, make_user
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 OLD = "2025-08-01T07:45:00+07:00"  # deadlines long past: overdue while open
@@ -112,7 +112,7 @@ def receive_ticket(socket: ClientConnection, ticket: int, timeout: float = 1.0) 
 
 # Every legal action, with the moves that bring a new ticket to where it applies.
 ACTIONS: dict[str, tuple[list[tuple[str, dict[str, str]]], dict[str, str], str]] = {
-    "assign": ([], {"assignee": "Trần Thị B"}, "assigned"),
+    "assign": ([], {"assignee": "tran.b"}, "assigned"),
     "start": ([], {}, "in_progress"),
     "wait": ([("start", {})], {"reason": "chờ vật tư"}, "waiting"),
     "resume": ([("start", {}), ("wait", {"reason": "chờ"})], {}, "in_progress"),
@@ -144,6 +144,14 @@ def operator_key(server: RunningServer) -> str:
 @pytest.fixture
 def leader_key(server: RunningServer) -> str:
     return make_key(server, "leader")
+
+
+@pytest.fixture
+def officials(server: RunningServer) -> list[str]:
+    """Two officials of agency ioc, whom tickets are assigned to."""
+    make_user(server, "tran.b", "Trần Thị B")
+    make_user(server, "le.c", "Lê C")
+    return ["tran.b", "le.c"]
 
 
 @pytest.fixture
@@ -236,12 +244,16 @@ def test_ticket_id_must_be_a_number(client: httpx.Client, operator_key: str) -> 
 
 
 def test_filter_by_state(
-    client: httpx.Client, source_key: str, operator_key: str, server: RunningServer
+    client: httpx.Client,
+    source_key: str,
+    operator_key: str,
+    server: RunningServer,
+    officials: list[str],
 ) -> None:
     post_many(client, source_key, [report(n) for n in range(1, 4)])
     first, second, third = (ticket_of(server, n) for n in range(1, 4))
     moved(client, operator_key, second, "start")
-    moved(client, operator_key, third, "assign", assignee="B")
+    moved(client, operator_key, third, "assign", assignee="tran.b")
     assert listed(client, operator_key, state="in_progress") == [second]
     assert sorted(listed(client, operator_key, state=["new", "assigned"])) == [first, third]
 
@@ -415,6 +427,7 @@ def test_each_legal_action(
     operator_key: str,
     second_agency: str,
     server: RunningServer,
+    officials: list[str],
     action: str,
 ) -> None:
     post(client, source_key, report(1))
@@ -428,24 +441,28 @@ def test_each_legal_action(
     assert (after["closed_at"] is not None) == (target in ("closed", "rejected"))
     assert after["agency"] == (second_agency if action == "transfer" else "ioc")
     if action == "assign":
-        assert after["assignee"] == "Trần Thị B"
+        assert after["assignee"] == "tran.b"
     last = client.get(f"/v1/tickets/{ticket}/history", headers=auth(operator_key)).json()
     assert last["events"][-1]["action"] == action and last["events"][-1]["to_state"] == target
 
 
 def test_history_records_every_move_in_order(
-    client: httpx.Client, source_key: str, second_agency: str, server: RunningServer
+    client: httpx.Client,
+    source_key: str,
+    second_agency: str,
+    server: RunningServer,
+    officials: list[str],
 ) -> None:
     post(client, source_key, report(1))
     ticket = ticket_of(server, 1)
     operator = make_key(server, "operator")  # label "test operator"
-    moved(client, operator, ticket, "assign", assignee="Lê C")
+    moved(client, operator, ticket, "assign", assignee="le.c")
     moved(client, operator, ticket, "start")
     moved(client, operator, ticket, "resolve")
     closed = moved(client, operator, ticket, "close")
     assert closed["closed_at"] is not None
     reopened = moved(client, operator, ticket, "reopen", reason="chưa xử lý xong")
-    assert reopened["closed_at"] is None and reopened["assignee"] == "Lê C"
+    assert reopened["closed_at"] is None and reopened["assignee"] == "le.c"
     handed = moved(client, operator, ticket, "transfer", reason="sai lĩnh vực", to_agency=OTHER)
     assert handed["assignee"] is None  # the new agency assigns its own people
     history = client.get(f"/v1/tickets/{ticket}/history", headers=auth(operator)).json()
@@ -462,7 +479,7 @@ def test_history_records_every_move_in_order(
     ]
     assert events[0]["actor"] == "router" and events[0]["to_agency"] == "ioc"
     assert {e["actor"] for e in events[1:]} == {"test operator"}
-    assert events[1]["note"] == "assignee: Lê C"
+    assert events[1]["note"] == "assignee: Lê C (le.c)"
     assert events[5]["note"] == "chưa xử lý xong"
     assert (events[6]["from_agency"], events[6]["to_agency"]) == ("ioc", OTHER)
     assert events[6]["note"] == "sai lĩnh vực"
@@ -668,10 +685,15 @@ def test_agency_gets_404_acting_on_another_agencys_ticket(
 
 
 def test_agency_works_its_own_ticket_until_it_transfers_it(
-    client: httpx.Client, other_key: str, ioc_key: str, two_queues: tuple[int, int]
+    server: RunningServer,
+    client: httpx.Client,
+    other_key: str,
+    ioc_key: str,
+    two_queues: tuple[int, int],
 ) -> None:
     _, mine = two_queues
-    assert moved(client, other_key, mine, "assign", assignee="Kỹ sư D")["state"] == "assigned"
+    make_user(server, "ky.su.d", "Kỹ sư D", agency=OTHER)
+    assert moved(client, other_key, mine, "assign", assignee="ky.su.d")["state"] == "assigned"
     handed = moved(
         client, other_key, mine, "transfer", reason="không thuộc thẩm quyền", to_agency="ioc"
     )

@@ -24,10 +24,11 @@ from ioc.api.inputs import storable_parameters
 from ioc.api.ngsi_ld import build_ngsi_ld_router
 from ioc.api.open311 import build_open311_router
 from ioc.api.ops import build_ops_router
+from ioc.api.redaction import install_log_redaction
 from ioc.api.reference import build_reference_router
-from ioc.api.security import install_log_redaction
 from ioc.api.tickets import build_tickets_router
 from ioc.api.triage import build_triage_router
+from ioc.api.users import build_users_router
 from ioc.clock import Clock
 from ioc.events.kinds import json_schemas
 from ioc.platform import Platform
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(build_admin_router(platform))
     app.include_router(build_tickets_router(platform))
     app.include_router(build_triage_router(platform))
+    app.include_router(build_users_router(platform))
     app.include_router(build_alerts_router(platform))
     app.include_router(build_deliveries_router(platform))
     app.include_router(build_open311_router(platform))

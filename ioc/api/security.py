@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import math
-import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -31,12 +27,14 @@ from starlette.requests import HTTPConnection
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ioc.api.throttle import FailureLimiter, KnownGood, client_address
 from ioc.auth import Principal, csrf_matches
 from ioc.clock import Clock
-from ioc.errors import Forbidden, IocError, RateLimited, Unauthenticated
+from ioc.errors import Forbidden, IocError, Unauthenticated
 from ioc.settings import Settings
 from ioc.store.keys import KeyVerifier
 from ioc.store.sessions import SessionVerifier
+from ioc.store.users import verify_password
 
 log = logging.getLogger(__name__)
 
@@ -170,81 +168,6 @@ def check_csrf(conn: HTTPConnection, session_id: str) -> None:
 # --- failed authentication, limited per client -------------------------------------------
 
 
-class FailureLimiter:
-    """A token bucket per client address, spent by failed authentications: ``burst`` at once,
-    refilled at ``per_minute``. An empty bucket is answered 429 before the database is asked."""
-
-    def __init__(
-        self,
-        burst: int,
-        per_minute: float,
-        clock: Callable[[], float] = time.monotonic,
-        max_clients: int = 10_000,
-    ) -> None:
-        self._burst = float(burst)
-        self._rate = per_minute / 60.0
-        self._clock = clock
-        self._max_clients = max_clients
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def _level(self, address: str, now: float) -> float:
-        entry = self._buckets.get(address)
-        if entry is None:
-            return self._burst
-        tokens, at = entry
-        return min(self._burst, tokens + (now - at) * self._rate)
-
-    def check(self, address: str) -> None:
-        level = self._level(address, self._clock())
-        if level < 1.0:
-            wait = math.ceil((1.0 - level) / self._rate)
-            raise RateLimited(
-                f"too many failed authentications from {address}; try again in {wait} s", wait
-            )
-
-    def failed(self, address: str) -> None:
-        now = self._clock()
-        level = self._level(address, now)
-        self._buckets.pop(address, None)  # re-inserted last: the dict stays oldest-first
-        self._buckets[address] = (max(0.0, level - 1.0), now)
-        if len(self._buckets) > self._max_clients:
-            full = [a for a in self._buckets if self._level(a, now) >= self._burst]
-            for gone in full or list(self._buckets)[: len(self._buckets) // 2]:
-                del self._buckets[gone]
-
-
-class KnownGood:
-    """Credentials this process has seen verified, as digests (never the secrets themselves),
-    the most recent ``bound`` of them. One of these is still looked up while its address is
-    throttled: the throttle spares the database the guesses, not the keys that work."""
-
-    def __init__(self, bound: int = 10_000) -> None:
-        self._bound = bound
-        self._seen: dict[bytes, None] = {}
-
-    @staticmethod
-    def _digest(credential: Credential) -> bytes:
-        text = f"{credential.kind}:{credential.value}".encode("utf-8", "surrogatepass")
-        return hashlib.blake2b(text, digest_size=16).digest()
-
-    def __contains__(self, credential: Credential) -> bool:
-        return self._digest(credential) in self._seen
-
-    def add(self, credential: Credential) -> None:
-        digest = self._digest(credential)
-        self._seen.pop(digest, None)  # re-inserted last: the dict stays oldest-first
-        self._seen[digest] = None
-        if len(self._seen) > self._bound:
-            del self._seen[next(iter(self._seen))]
-
-    def discard(self, credential: Credential) -> None:
-        self._seen.pop(self._digest(credential), None)
-
-
-def client_address(conn: HTTPConnection) -> str:
-    return conn.client.host if conn.client is not None else "unknown"
-
-
 # --- the authenticator ----------------------------------------------------------------------
 
 
@@ -313,6 +236,21 @@ class Authenticator:
     def forget_session(self, session_id: str) -> None:
         self.sessions.cache.drop(session_id)
 
+    def forget_user(self, user_id: int) -> None:
+        """Stop trusting this process's cached sessions of an official (disabled, reset)."""
+        self.sessions.cache.drop_where(lambda who: who.user_id == user_id)
+
+    async def verify_password(self, conn: HTTPConnection, login: str, password: str) -> Principal:
+        """An official's login and password; a failure counts like a wrong key."""
+        address = client_address(conn)
+        self.limiter.check(address)
+        try:
+            async with self._connect() as db:
+                return await verify_password(db, login, password)
+        except Unauthenticated:
+            self.limiter.failed(address)
+            raise
+
 
 class SocketGuard:
     """Receives from an open WebSocket while re-checking its credential every ``interval``
@@ -377,41 +315,6 @@ class SocketGuard:
 
 
 # --- secrets never reach a log --------------------------------------------------------------
-
-_QUERY_SECRET = re.compile(r"((?:^|[?&])api_key=)[^&\s\"]*", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """``text`` with every ``api_key=`` query value replaced by ``***``."""
-    return _QUERY_SECRET.sub(r"\1***", text)
-
-
-class RedactSecrets(logging.Filter):
-    """Masks API keys given in URLs, in the message and its arguments (uvicorn's access log
-    and its WebSocket lines put the full path and query there)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "api_key" in record.msg.lower():
-            record.msg = redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                redact(a) if isinstance(a, str) and "api_key" in a.lower() else a
-                for a in record.args
-            )
-        return True
-
-
-LOGGERS_WITH_URLS: Final = ("uvicorn.access", "uvicorn.error")
-
-
-def install_log_redaction() -> None:
-    """On uvicorn's loggers (which write request URLs), and on the root logger's handlers, so
-    any other record that carried a key in a URL is masked too."""
-    filterers: list[logging.Filterer] = [logging.getLogger(n) for n in LOGGERS_WITH_URLS]
-    filterers.extend(logging.getLogger().handlers)
-    for filterer in filterers:
-        if not any(isinstance(f, RedactSecrets) for f in filterer.filters):
-            filterer.addFilter(RedactSecrets())
 
 
 Authenticate = Callable[[HTTPConnection], Awaitable[Principal]]

@@ -53,7 +53,11 @@ def _action_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "action": {"type": "string", "enum": list(MOVES)},
-            "assignee": {"type": "string", "description": "who works it (assign)"},
+            "assignee": {
+                "type": "string",
+                "description": "who works it (assign): the login of an official of the "
+                "ticket's agency (GET /v1/users)",
+            },
             "reason": {
                 "type": "string",
                 "description": "why: "

@@ -18,6 +18,7 @@ from ioc.cli.jurisdictions import jurisdictions
 from ioc.cli.keys import keys
 from ioc.cli.replay import replay
 from ioc.cli.sensors import sensors
+from ioc.cli.users import users
 from ioc.settings import describe_settings
 from ioc.store import migrate
 from ioc.store.database import DatabaseLocation
@@ -104,6 +105,7 @@ for command in (
     alerts,
 ):
     main.add_command(command)
+main.add_command(users)
 
 if __name__ == "__main__":
     sys.exit(main())

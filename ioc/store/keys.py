@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -100,6 +101,10 @@ class TrustCache:
 
     def drop(self, token: str) -> None:
         self._entries.pop(token, None)
+
+    def drop_where(self, match: Callable[[Principal], bool]) -> None:
+        for token in [t for t, (who, _) in self._entries.items() if match(who)]:
+            del self._entries[token]
 
 
 class KeyVerifier:

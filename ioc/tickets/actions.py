@@ -17,6 +17,7 @@ from ioc.errors import Conflict, InvalidInput, MalformedBody
 from ioc.events.validation import explain
 from ioc.params import bad as _bad
 from ioc.params import text as _text
+from ioc.store.users import official_of
 from ioc.tickets.clock import on_action
 from ioc.tickets.opening import CHANNEL, notify
 from ioc.tickets.queue import Ticket, fetch_ticket, not_found, scope_of
@@ -33,7 +34,7 @@ _Name = Annotated[str, msgspec.Meta(max_length=200)]
 
 class _ActionBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     action: _Name
-    assignee: _Name | None = None
+    assignee: _Name | None = None  # the login of an official of the ticket's agency
     reason: _Text = ""
     to_agency: _Name | None = None
 
@@ -66,7 +67,10 @@ def decode_action(body: bytes | bytearray) -> Action:
 
 
 def actor_of(who: Principal) -> str:
-    """How the history names the caller: the key's label, else its role and prefix."""
+    """How the history names the caller: an official by name and login, a key by its label,
+    else by its role and prefix."""
+    if who.login is not None:
+        return f"{who.label} ({who.login})"
     return who.label.strip() or f"{who.role.value}:{who.prefix}"
 
 
@@ -88,7 +92,12 @@ async def act(
         new_agency = agency
         if action.name == "transfer":
             new_agency = await _transfer_target(conn, ticket_id, agency, action.to_agency)
-        notes = [f"assignee: {action.assignee}"] if action.name == "assign" else []
+        assignee: str | None = None
+        notes: list[str] = []
+        if action.name == "assign":
+            # An official of the ticket's agency, named by login (stored) and name (history).
+            assignee, name = await official_of(conn, action.assignee or "", agency)
+            notes.append(f"assignee: {name} ({assignee})")
         if action.reason:
             notes.append(action.reason)
         await conn.execute(
@@ -105,7 +114,7 @@ async def act(
                 "target": target,
                 "agency": new_agency,
                 "name": action.name,
-                "assignee": action.assignee,
+                "assignee": assignee,
                 "now": now,
                 "final": target in FINAL_STATES,
                 "id": ticket_id,

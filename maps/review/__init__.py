@@ -1,8 +1,8 @@
 """The leaders' review: tickets and dossiers by agency, category and week, for a period of months.
 
 Modules: ``period`` (what was asked), ``rollups`` (kept current by triggers), ``queries`` (the
-ticket tables and ``build_table``), ``dossiers``, ``percentiles``, ``table`` (the shape),
-``page`` and ``routes``.
+ticket tables and ``build_table``), ``dossiers``, ``officials``, ``percentiles``, ``table`` (the
+shape), ``page`` and ``routes``.
 
 Each table is one set-based query. Ticket figures come from rollups (migration 0005) that
 statement triggers keep current: counts per local day, agency and category, and histograms of
@@ -27,6 +27,10 @@ Tickets (phản ánh), the cohort opened in the period:
                   and its ``percentiles`` column says "approximate"
   on-time rate    (early + on time) / resolved tickets that had a deadline (``sla_result``)
   overdue now     tickets of the cohort still open whose deadline has passed at the time asked
+
+By official (one chosen agency; empty otherwise): the same ticket figures, exact, with the
+  agency's tickets grouped by the official they are assigned to now (``assignee``; a transfer
+  clears it), and a row for those not assigned
 
 Dossiers (hồ sơ TTHC), the public-service indicators of Decision 766/QĐ-TTg:
   received        dossiers accepted (tiếp nhận, ``accepted_at``) in the period

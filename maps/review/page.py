@@ -59,6 +59,11 @@ DEFINITIONS: Final = (
         "Đang quá hạn",
         "Phản ánh (hồ sơ) tiếp nhận trong kỳ, chưa xử lý xong và đã quá hạn tại thời điểm xem.",
     ),
+    (
+        "Theo cán bộ",
+        "Khi chọn một cơ quan: phản ánh của cơ quan tiếp nhận trong kỳ, theo cán bộ đang được "
+        "phân công (chuyển cơ quan thì bỏ phân công), tính chính xác trên từng phản ánh.",
+    ),
     ("Tiếp nhận (hồ sơ)", "Hồ sơ được tiếp nhận trong kỳ (QĐ 766/QĐ-TTg)."),
     (
         "Tỷ lệ trực tuyến",

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from ioc.errors import InvalidInput
 from maps.review.dossiers import dossier_table
+from maps.review.officials import officials_table
 from maps.review.percentiles import (
     APPROXIMATE,
     BIN_SUMS,
@@ -215,7 +216,7 @@ async def weekly_table(conn: Conn, q: ReviewQuery) -> Table:
 
 # -- the whole review ----------------------------------------------------------------------
 
-TABLES: Final = ("agencies", "categories", "weeks", "dossiers")
+TABLES: Final = ("agencies", "categories", "weeks", "dossiers", "officials")
 
 
 @dataclass(frozen=True)
@@ -245,4 +246,6 @@ async def build_table(
         return await weekly_table(conn, q)
     if name == "dossiers":
         return await dossier_table(conn, q, now, day_s, names.agencies)
+    if name == "officials":
+        return await officials_table(conn, q, now)
     raise InvalidInput(f"unknown table {name!r}; the review has: {', '.join(TABLES)}")

@@ -86,15 +86,24 @@ window.IocConsole = (function () {
     tickets.delete(id);
   }
 
-  /* Deadline ascending (overdue first), no deadline last, then by id. */
+  /* The official's own tickets first; then deadline ascending (overdue first), no deadline
+     last, then by id. */
   function ordered() {
+    const own = (t) => (config.me && t.assignee === config.me ? 0 : 1);
     return [...tickets.values()].sort((a, b) => {
+      if (own(a.t) !== own(b.t)) return own(a.t) - own(b.t);
       const da = a.t.deadline_at;
       const db = b.t.deadline_at;
       if (da == null && db != null) return 1;
       if (db == null && da != null) return -1;
       return (da || 0) - (db || 0) || a.t.id - b.t.id;
     });
+  }
+
+  function officialName(login) {
+    if (!login) return "—";
+    const found = config.officials.find(([l]) => l === login);
+    return found ? found[1] : login;
   }
 
   function drawQueue() {
@@ -104,14 +113,14 @@ window.IocConsole = (function () {
     const rows = ordered().map(({ t, state }) => {
       if (state === "overdue") overdue += 1;
       if (state === "due_soon") dueSoon += 1;
-      const chosen = selected === t.id ? " selected" : "";
+      const chosen = (selected === t.id ? " selected" : "") + (config.me && t.assignee === config.me ? " mine" : "");
       return `<tr class="${state}${chosen}" data-ticket="${t.id}" data-state="${t.state}">
         <td><span class="deadline">${C.escape(C.deadlineText(t.deadline_at, at))}</span>
             <small>${C.dateTimeText(t.deadline_at)}</small></td>
         <td>#${t.id}</td>
         <td>${C.escape(config.categories[t.category] || t.category)}</td>
         <td>${C.escape(C.STATE_NAMES[t.state] || t.state)}</td>
-        <td>${C.escape(t.assignee || "—")}</td>
+        <td>${C.escape(officialName(t.assignee))}</td>
         <td>${t.report_count}</td></tr>`;
     });
     document.querySelector("#queue tbody").innerHTML = rows.join("");
@@ -143,10 +152,13 @@ window.IocConsole = (function () {
       .filter(([code]) => code !== config.agency)
       .map(([code, name]) => `<option value="${C.escape(code)}">${C.escape(name)} (${C.escape(code)})</option>`)
       .join("");
+    const people = config.officials
+      .map(([login, name]) => `<option value="${C.escape(login)}"${login === t.assignee ? " selected" : ""}>${C.escape(name)} (${C.escape(login)})</option>`)
+      .join("");
     const button = (name) =>
       `<button type="submit" data-action="${name}" ${allowed(name) ? "" : "disabled"}>${ACTION_NAMES[name]}</button>`;
     return `<div class="actions">
-      <form data-action="assign"><input name="assignee" placeholder="Người xử lý" required>${button("assign")}</form>
+      <form data-action="assign"><select name="assignee" required>${people}</select>${button("assign")}</form>
       <form data-action="start">${button("start")}</form>
       <form data-action="resume">${button("resume")}</form>
       <form data-action="wait"><input name="reason" placeholder="Lý do chờ" required>${button("wait")}</form>
