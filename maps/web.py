@@ -31,6 +31,7 @@ from ioc.auth import Principal, Role, csrf_token
 from ioc.errors import Forbidden, IocError, NotFound, RateLimited, Unauthenticated
 from ioc.platform import Platform
 from ioc.routing.jurisdictions import LEGAL_ZONE
+from ioc.store import livelog
 from ioc.store.sessions import end_session, open_session
 from maps import areas, assets, console, pages
 from maps.wall import data as wall_data
@@ -318,6 +319,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
         try:
             who = await platform.authenticate(socket)
             who.require(WALL_ROLES)
+            after = livelog.parse_after(socket.query_params.get("after"))
         except IocError as exc:
             await socket.accept()
             await socket.close(code=1008, reason=exc.message[:120])
@@ -331,9 +333,18 @@ def build_pages_router(platform: Platform) -> APIRouter:
         subscription = platform.hub.subscribe(lambda _: True)
         try:
             await socket.accept()
-            await _stream(
-                socket, WallFeed(subscription, platform.pool), SocketGuard.of(socket, platform.auth)
-            )
+            missed: list[dict[str, Any]] = []
+            if after is not None:
+                # A page reconnecting from its last seq: what it missed goes out first.
+                async with platform.pool.connection() as conn:
+                    replay = await livelog.replay(conn, after, subscription.accept)
+                if replay.resync:
+                    missed = [{"resync": True}]
+                else:
+                    subscription.floor = replay.upto
+                    missed = [message for _, _, message in replay.messages]
+            feed = WallFeed(subscription, platform.pool, missed)
+            await _stream(socket, feed, SocketGuard.of(socket, platform.auth))
         finally:
             subscription.close()
 

@@ -4,6 +4,10 @@ A ticket notice names only the ticket; the page needs its place and deadline, so
 reads the rows of every ticket named since the last batch in one query. Alerts and readings
 carry what the page needs and pass through. Messages that arrive while a batch is being read
 or sent wait for the next one, so a burst costs one query, not one per notice.
+
+Each text sent carries ``seq``, the number of the last notice it covers; a batch is sent as
+runs of one type in commit order, so a page that reconnects with ``?after=<seq>`` (to any
+server process) is sent exactly what it has not seen.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -51,11 +55,19 @@ def _millis(text: Any) -> int | None:
 class WallFeed:
     """Reads one subscription and sends batches to one page until either ends."""
 
-    def __init__(self, subscription: Subscription, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(
+        self,
+        subscription: Subscription,
+        pool: AsyncConnectionPool[Any],
+        replayed: Sequence[dict[str, Any]] = (),
+    ) -> None:
         self._subscription = subscription
         self._pool = pool
-        self._pending: list[dict[str, Any]] = []
+        # What a reconnecting page missed (from the live log) goes out first.
+        self._pending: list[dict[str, Any]] = list(replayed)
         self._wake = asyncio.Event()
+        if self._pending:
+            self._wake.set()
         self._ended = False
 
     @property
@@ -94,30 +106,49 @@ class WallFeed:
                 await collector
 
     async def _shape(self, batch: list[dict[str, Any]]) -> list[str]:
+        runs: list[tuple[str, list[Any], int]] = []  # (type, items, last seq), in commit order
         ticket_ids: list[int] = []
-        alerts: list[dict[str, Any]] = []
-        readings: list[Any] = []
-        resync = False
         for message in batch:
+            seq = message.get("seq")
+            seq = seq if isinstance(seq, int) else 0
+            items: list[Any]
             if "ticket" in message:
                 # A departure notice concerns agency queues; the wall sees the ticket move.
-                if "from_agency" not in message and isinstance(message["ticket"], int):
+                if "from_agency" in message or not isinstance(message["ticket"], int):
+                    kind, items = "skip", []
+                else:
+                    kind, items = "tickets", [message["ticket"]]
                     ticket_ids.append(message["ticket"])
             elif "alert" in message:
-                alerts.append(_alert(message))
+                kind, items = "alerts", [_alert(message)]
             elif "readings" in message:
-                readings.extend(message["readings"])
+                kind, items = "readings", list(message["readings"])
             elif message.get("resync"):
-                resync = True
-        out: list[str] = []
+                kind, items = "resync", []
+            else:
+                continue
+            if runs and runs[-1][0] == kind:
+                runs[-1] = (kind, runs[-1][1] + items, max(seq, runs[-1][2]))
+            else:
+                runs.append((kind, items, seq))
+        rows: dict[Any, Any] = {}
         if ticket_ids:
             async with self._pool.connection() as conn:
-                rows = await wall_data.tickets_by_id(conn, ticket_ids)
-            out.append(msgspec.json.encode({"type": "tickets", "tickets": rows}).decode())
-        if alerts:
-            out.append(msgspec.json.encode({"type": "alerts", "alerts": alerts}).decode())
-        if readings:
-            out.append(msgspec.json.encode({"type": "readings", "readings": readings}).decode())
-        if resync:
-            out.append('{"type": "resync"}')
+                found = await wall_data.tickets_by_id(conn, ticket_ids)
+            rows = {row[0]: row for row in found}
+        out: list[str] = []
+        for kind, items, seq in runs:
+            shaped: dict[str, Any]
+            if kind == "tickets":
+                picked = [rows[i] for i in dict.fromkeys(items) if i in rows]
+                shaped = {"type": "tickets", "tickets": picked}
+            elif kind in ("alerts", "readings"):
+                shaped = {"type": kind, kind: items}
+            elif kind == "resync":
+                shaped = {"type": "resync"}
+            else:
+                continue
+            if seq:
+                shaped["seq"] = seq
+            out.append(msgspec.json.encode(shaped).decode())
         return out
