@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final
 
 from ioc.errors import InvalidInput
@@ -75,7 +75,7 @@ async def replay(
     return Replay(messages, newest, resync=False)
 
 
-async def prune(conn: Any, now: datetime, keep: timedelta = KEEP) -> int:
-    """Drop notices older than ``keep``; how many were dropped."""
-    cur = await conn.execute("DELETE FROM live_log WHERE at < %s", (now - keep,))
+async def prune(conn: Any, keep: timedelta = KEEP) -> int:
+    """Drop notices older than ``keep`` (by the database's clock, which stamped them)."""
+    cur = await conn.execute("DELETE FROM live_log WHERE at < now() - %s", (keep,))
     return int(cur.rowcount or 0)
