@@ -20,9 +20,13 @@ CREATE TABLE live_log (
 );
 CREATE INDEX live_log_at ON live_log (at);
 
+-- ALTER DATABASE … SET ioc.live_notices = off turns the notices off for new sessions (no live
+-- feeds; `ioc bench multi` uses it to measure what they cost).
 CREATE FUNCTION ioc_announce(channel text, payload text) RETURNS void
 LANGUAGE sql AS $$
-    INSERT INTO live_log (channel, payload) VALUES (channel, payload);
+    INSERT INTO live_log (channel, payload)
+    SELECT channel, payload
+    WHERE coalesce(current_setting('ioc.live_notices', true), '') <> 'off';
 $$;
 
 CREATE FUNCTION live_log_number() RETURNS trigger
