@@ -4,9 +4,10 @@ PostgreSQL serialises the commits of transactions that NOTIFY (one queue, in com
 and our live log numbers its notices at commit under one more lock. Two measurements, in one
 run on one scratch database:
 
-1. Through the API: single-reading POSTs (each its own transaction and its own notice) and
-   small batches, spread over one ``ioc serve`` process, then over three, with the live
-   notices on, then off (``ALTER DATABASE … SET ioc.live_notices = off``).
+1. Through the API: single-reading POSTs (a process writes the ones that arrive together in
+   one transaction, with one notice) and small batches, spread over one ``ioc serve`` process,
+   then over three, with the live notices on, then off (``ALTER DATABASE … SET
+   ioc.live_notices = off``).
 2. In the database alone, the ceiling: transactions per second of a one-row INSERT with no
    notice (the baseline), with a bare ``pg_notify``, and with ``ioc_announce`` (live log and
    NOTIFY), from as many connections as the API processes use, with three listeners.
@@ -193,7 +194,11 @@ def run_multi_bench(
 
 
 def _print(f: dict[str, float | int | str]) -> None:
-    lines = ["", "ingest through the API (events/s; single POSTs are one transaction each):"]
+    lines = [
+        "",
+        "ingest through the API, events/s (concurrent single POSTs share a transaction "
+        f"and a notice; {f['notices_logged']:,} notices logged with them on):",
+    ]
     heads = ("1 process", "3 processes", "1, no notices", "3, no notices")
     lines.append(" " * 16 + "".join(f"{h:>16}" for h in heads))
     for name in ("single_eps", "single_p99_ms", "batch_eps"):
