@@ -1,4 +1,4 @@
-"""Time policies for SLA clocks: Vietnamese office time, and plain elapsed time.
+"""Vietnamese office time for SLA clocks (plain elapsed time is ``alerting.clockwork``).
 
 `WorkingCalendar` counts only office hours on working days. A working day is a day
 outside the weekend (Saturday, Sunday) that is not a public holiday, or a day an annual
@@ -14,62 +14,42 @@ daylight saving time, so wall-clock and elapsed office time are the same there.
 from __future__ import annotations
 
 import functools
-import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, tzinfo
 from itertools import pairwise
 from pathlib import Path
-from typing import Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
+from alerting.clockwork import (
+    DEFAULT_TIMEZONE,
+    US,
+    Pause,
+    deadline_after,
+    require_aware,
+    time_used,
+    to_micros,
+    zone_of,
+)
 from alerting.swap_days import SwapDays
 
 __all__ = [
     "DEFAULT_OFFICE_HOURS",
     "DEFAULT_TIMEZONE",
-    "CalendarHours",
-    "Clockwork",
     "Pause",
     "WorkingCalendar",
 ]
 
-DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
 DEFAULT_OFFICE_HOURS: tuple[tuple[time, time], ...] = (
     (time(7, 30), time(11, 30)),
     (time(13, 30), time(17, 0)),
 )
 
-Pause = tuple[datetime, datetime | None]
 """A span during which an SLA clock stands still; an end of None means "still paused"."""
 
-_US = 1_000_000  # all office-time arithmetic is in integer microseconds, so round trips are exact
-_DAY_US = 86_400 * _US
-
-
-class Clockwork(Protocol):
-    """What an SLA clock needs from a time policy, so callers need not know which one it is."""
-
-    def add(self, start: datetime, seconds: float) -> datetime:
-        """The earliest instant at which `seconds` of counted time have run since `start`."""
-        ...
-
-    def between(self, a: datetime, b: datetime) -> float:
-        """Counted seconds from `a` to `b`; 0 if `b` is not after `a`."""
-        ...
-
-    def used(self, start: datetime, end: datetime, pauses: Iterable[Pause] = ()) -> float:
-        """Counted seconds from `start` to `end`, leaving out the paused spans."""
-        ...
-
-    def deadline(
-        self, start: datetime, allowed_seconds: float, pauses: Iterable[Pause] = ()
-    ) -> datetime | None:
-        """When `allowed_seconds` run out, pushed back by pauses; None while paused open-endedly."""
-        ...
+_DAY_US = 86_400 * US
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +85,7 @@ class WorkingCalendar:
         notices plus your own); `country` picks the `holidays` entity, None for none;
         `weekend` holds `date.weekday()` numbers.
         """
-        self._tz = _zone(tz)
+        self._tz = zone_of(tz)
         self._office = _office_intervals(office_hours)
         self._day_us = sum(b - a for a, b in self._office)
         self._close = self._office[-1][1]
@@ -155,7 +135,7 @@ class WorkingCalendar:
     @property
     def seconds_per_day(self) -> float:
         """Office seconds in one working day."""
-        return self._day_us / _US
+        return self._day_us / US
 
     @property
     def swaps(self) -> SwapDays:
@@ -174,7 +154,7 @@ class WorkingCalendar:
     def is_working_day(self, d: date) -> bool:
         """Whether `d` is a working day; an aware datetime is read in the calendar's zone."""
         if isinstance(d, datetime):
-            _require_aware("d", d)
+            require_aware("d", d)
             d = d.astimezone(self._tz).date()
         return self._working(d.toordinal())
 
@@ -205,7 +185,7 @@ class WorkingCalendar:
 
     def add(self, start: datetime, seconds: float) -> datetime:
         """The earliest instant at which `seconds` of office time have run since `start`."""
-        need = _to_micros(seconds, "seconds")
+        need = to_micros(seconds, "seconds")
         ordinal, now = self._local("start", start)
         if need == 0:
             return start.astimezone(self._tz)
@@ -241,11 +221,11 @@ class WorkingCalendar:
                 micros += self._office_within(since, _DAY_US)
             if self._working(last):
                 micros += self._office_within(0, until)
-        return micros / _US
+        return micros / US
 
     def used(self, start: datetime, end: datetime, pauses: Iterable[Pause] = ()) -> float:
         """Office seconds from `start` to `end`, leaving out the paused spans."""
-        return _used(self, start, end, pauses)
+        return time_used(self, start, end, pauses)
 
     def deadline(
         self, start: datetime, allowed_seconds: float, pauses: Iterable[Pause] = ()
@@ -255,7 +235,7 @@ class WorkingCalendar:
         None while an open-ended pause holds the clock before the time runs out. For a
         dossier, the budget is `between(accepted, add_working_days(accepted, n))`.
         """
-        return _deadline(self, start, allowed_seconds, pauses)
+        return deadline_after(self, start, allowed_seconds, pauses)
 
     # The names the SLA code reads best with; same behaviour as the Clockwork methods.
 
@@ -283,7 +263,7 @@ class WorkingCalendar:
 
     def _local(self, name: str, value: datetime) -> tuple[int, int]:
         """(ordinal, microseconds since local midnight) of `value` in the calendar's zone."""
-        _require_aware(name, value)
+        require_aware(name, value)
         local = value.astimezone(self._tz)
         return local.toordinal(), _micros(local.time())
 
@@ -356,134 +336,7 @@ class WorkingCalendar:
             ordinal = table.first + table.days
 
 
-class CalendarHours:
-    """Plain elapsed time, round the clock, for SLAs stated in calendar hours."""
-
-    __slots__ = ("_tz",)
-
-    def __init__(self, tz: tzinfo | str = DEFAULT_TIMEZONE) -> None:
-        self._tz = _zone(tz)
-
-    @property
-    def tz(self) -> tzinfo:
-        return self._tz
-
-    def __repr__(self) -> str:
-        return f"CalendarHours(tz={str(self._tz)!r})"
-
-    def add(self, start: datetime, seconds: float) -> datetime:
-        """`start` plus `seconds` of elapsed time, in the calendar's zone."""
-        _require_aware("start", start)
-        micros = _to_micros(seconds, "seconds")
-        # Through UTC: adding a timedelta to an aware datetime moves the wall clock,
-        # which is not elapsed time across a DST change in zones that have one.
-        moved = start.astimezone(UTC) + timedelta(microseconds=micros)
-        return moved.astimezone(self._tz)
-
-    def between(self, a: datetime, b: datetime) -> float:
-        """Elapsed seconds from `a` to `b`; 0 if `b` is not after `a`."""
-        _require_aware("a", a)
-        _require_aware("b", b)
-        return max(0.0, (b.astimezone(UTC) - a.astimezone(UTC)).total_seconds())
-
-    def used(self, start: datetime, end: datetime, pauses: Iterable[Pause] = ()) -> float:
-        """Elapsed seconds from `start` to `end`, leaving out the paused spans."""
-        return _used(self, start, end, pauses)
-
-    def deadline(
-        self, start: datetime, allowed_seconds: float, pauses: Iterable[Pause] = ()
-    ) -> datetime | None:
-        """When `allowed_seconds` of elapsed time run out, pushed back by the pauses."""
-        return _deadline(self, start, allowed_seconds, pauses)
-
-    def add_hours(self, start: datetime, hours: float) -> datetime:
-        """`add` in hours."""
-        return self.add(start, hours * 3600)
-
-    def seconds_between(self, a: datetime, b: datetime) -> float:
-        """Alias of `between`."""
-        return self.between(a, b)
-
-    def seconds_used(self, start: datetime, end: datetime, pauses: Iterable[Pause] = ()) -> float:
-        """Alias of `used`."""
-        return self.used(start, end, pauses)
-
-    def deadline_with_pauses(
-        self, start: datetime, allowed_seconds: float, pauses: Iterable[Pause] = ()
-    ) -> datetime | None:
-        """Alias of `deadline`."""
-        return self.deadline(start, allowed_seconds, pauses)
-
-
 # -- pauses, shared by both policies ------------------------------------------
-
-
-def _used(clock: Clockwork, start: datetime, end: datetime, pauses: Iterable[Pause]) -> float:
-    _require_aware("start", start)
-    _require_aware("end", end)
-    if end <= start:
-        return 0.0
-    total = clock.between(start, end)
-    for paused_from, paused_to in _merged(pauses, start):
-        if paused_from >= end:
-            break
-        stop = end if paused_to is None or paused_to > end else paused_to
-        total -= clock.between(paused_from, stop)
-    return max(total, 0.0)
-
-
-def _deadline(
-    clock: Clockwork, start: datetime, allowed_seconds: float, pauses: Iterable[Pause]
-) -> datetime | None:
-    _require_aware("start", start)
-    remaining = float(_to_micros(allowed_seconds, "allowed_seconds")) / _US
-    cursor = start
-    for paused_from, paused_to in _merged(pauses, start):
-        if paused_from > cursor:
-            running = clock.between(cursor, paused_from)
-            if running >= remaining:
-                return clock.add(cursor, remaining)
-            remaining -= running
-        if paused_to is None:
-            return None
-        cursor = max(cursor, paused_to)
-    return clock.add(cursor, remaining)
-
-
-def _merged(pauses: Iterable[Pause], start: datetime) -> list[Pause]:
-    """Pauses clipped to begin no earlier than `start`, sorted, overlaps joined."""
-    spans: list[Pause] = []
-    for number, pause in enumerate(pauses, start=1):
-        try:
-            paused_from, paused_to = pause
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"pause {number} is {pause!r}, must be a (start, end or None) pair"
-            ) from None
-        _require_aware(f"pause {number} start", paused_from)
-        if paused_to is not None:
-            _require_aware(f"pause {number} end", paused_to)
-            if paused_to < paused_from:
-                raise ValueError(
-                    f"pause {number} ends at {paused_to.isoformat()}, "
-                    f"before it starts at {paused_from.isoformat()}"
-                )
-            if paused_to <= start:
-                continue
-        spans.append((max(paused_from, start), paused_to))
-    spans.sort(key=lambda span: span[0])
-    joined: list[Pause] = []
-    for paused_from, paused_to in spans:
-        if joined:
-            last_from, last_to = joined[-1]
-            if last_to is None:
-                break  # an open pause swallows everything after it
-            if paused_from <= last_to:
-                if paused_to is None or paused_to > last_to:
-                    joined[-1] = (last_from, paused_to)
-                continue
-        joined.append((paused_from, paused_to))
-    return joined
 
 
 # -- small helpers -------------------------------------------------------------
@@ -494,39 +347,12 @@ def _default_calendar() -> WorkingCalendar:
     return WorkingCalendar.for_vietnam()
 
 
-def _require_aware(name: str, value: datetime) -> None:
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime, got {type(value).__name__} {value!r}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"{name} is a naive datetime ({value.isoformat()}); pass a timezone-aware one, "
-            f"e.g. datetime(..., tzinfo=ZoneInfo({DEFAULT_TIMEZONE!r}))"
-        )
-
-
-def _zone(tz: tzinfo | str) -> tzinfo:
-    if isinstance(tz, tzinfo):
-        return tz
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(
-            f"tz is {tz!r}, not a known IANA time zone such as {DEFAULT_TIMEZONE!r}"
-        ) from exc
-
-
-def _to_micros(seconds: float, name: str) -> int:
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{name} is {seconds!r}, must be a finite number of seconds, 0 or more")
-    return round(seconds * _US)
-
-
 def _micros(t: time) -> int:
-    return ((t.hour * 60 + t.minute) * 60 + t.second) * _US + t.microsecond
+    return ((t.hour * 60 + t.minute) * 60 + t.second) * US + t.microsecond
 
 
 def _clock(micros: int) -> time:
-    seconds, micro = divmod(micros, _US)
+    seconds, micro = divmod(micros, US)
     minutes, second = divmod(seconds, 60)
     hour, minute = divmod(minutes, 60)
     return time(hour, minute, second, micro)

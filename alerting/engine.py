@@ -14,19 +14,13 @@ dossier's first event), less ``sla_backfill_grace_s``. Earlier moments pass quie
 moves on, and a late dossier gets no apology letter for a deadline that was history when it
 arrived. Its result (late) is recorded all the same.
 
-Delivery runs in the same loop: alerts whose ``notify_at`` has come are sent to the webhook
-outbox of each agency they are addressed to (the responsible one; for escalated alerts the
-parent too), at once for overdue and escalated, in one digest per agency for the others;
-unacknowledged overdue and escalated alerts repeat. A silence holds a delivery back until it
-ends; a silence that names agencies holds back only the deliveries addressed to them.
+Delivery (``alerting.delivery``) runs in the same loop, after the clocks.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -34,7 +28,7 @@ from typing import Any, Final, Literal
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from ioc.alerts.outbox import enqueue_many
+from alerting.delivery import deliver_due
 from ioc.alerts.records import CHANNEL, NOTICE, next_digest, resolve_alerts
 from ioc.clock import Clock
 from ioc.deadlines import DeadlineBook
@@ -184,8 +178,13 @@ class SlaEngine:
                 handled = await self._scan(kind, now, result)
                 if handled < self._settings.sla_batch:
                     break
-        while await self._deliver(now, result) >= self._settings.sla_batch:
-            pass
+        batch = self._settings.sla_batch
+        while True:
+            delivered = await deliver_due(self._pool, now, batch, self._settings.alert_repeat_s)
+            result.notified += delivered.notified
+            result.queued += delivered.queued
+            if delivered.handled < batch:
+                break
         return result
 
     # -- scanning ---------------------------------------------------------------------------
@@ -368,130 +367,3 @@ class SlaEngine:
         return len(await cur.fetchall())
 
     # -- delivery ---------------------------------------------------------------------------
-
-    async def _deliver(self, now: datetime, result: TickResult) -> int:
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                """SELECT id, subject_kind, subject_id, rule, level, severity, agency,
-                          escalated_to, category, title, details, raised_at, digest,
-                          notifications, acked_at, resolved_at, notify_at
-                   FROM alerts WHERE notify_at <= %s
-                   ORDER BY notify_at LIMIT %s FOR UPDATE SKIP LOCKED""",
-                (now, self._settings.sla_batch),
-            )
-            rows = await cur.fetchall()
-            if not rows:
-                return 0
-            silences = await _silences(conn, now)
-            hooks = await _webhooks(conn)
-            digests: dict[tuple[str, datetime], list[dict[str, Any]]] = defaultdict(list)
-            updates: list[tuple[int, datetime | None, int]] = []
-            messages: list[tuple[str, str, str, Mapping[str, Any]]] = []
-            for row in rows:
-                alert = _as_message(row)
-                round_ = row[13]
-                # Each delivery is held or sent on its own: a silence that names agencies holds
-                # back only what is addressed to them (an agency's silence never holds back its
-                # escalation to the parent agency).
-                audience = list(dict.fromkeys(a for a in (row[6], row[7]) if a)) or [None]
-                held = {
-                    target: until
-                    for target in audience
-                    if (until := _silenced_until(alert, silences, target)) is not None
-                }
-                sending = [t for t in audience if t is not None and t not in held and t in hooks]
-                if row[12]:  # digest
-                    for target in sending:
-                        digests[(target, row[16])].append(alert)
-                else:
-                    for target in sending:
-                        # The key names the round: a target already sent this round (before
-                        # another's silence ended) is not sent it twice.
-                        key = f"alert:{row[0]}:{round_}:{target}"
-                        message = {"type": "alert", "agency": target, "alert": alert}
-                        messages.append((target, "alert", key, message))
-                if held:  # the round ends when the first held delivery is released
-                    updates.append((row[0], min(held.values()), round_))
-                    continue
-                repeat = self._settings.alert_repeat_s
-                again = (
-                    now + timedelta(seconds=repeat)
-                    if repeat > 0 and not row[12] and row[14] is None and row[15] is None
-                    else None
-                )
-                updates.append((row[0], again, round_ + 1))
-                result.notified += 1
-            for (agency, at), alerts in digests.items():
-                key = f"digest:{agency}:{at.isoformat()}"
-                message = {
-                    "type": "digest",
-                    "agency": agency,
-                    "at": at.isoformat(),
-                    "alerts": alerts,
-                }
-                messages.append((agency, "digest", key, message))
-            # One statement for the whole batch's messages, not a round trip for each.
-            result.queued += await enqueue_many(conn, messages, now)
-            await conn.execute(
-                """UPDATE alerts a SET notify_at = u.next, notifications = u.n
-                   FROM unnest(%b::bigint[], %b::timestamptz[], %b::int[]) AS u(id, next, n)
-                   WHERE a.id = u.id""",
-                ([u[0] for u in updates], [u[1] for u in updates], [u[2] for u in updates]),
-            )
-            return len(rows)
-
-
-def _as_message(row: Sequence[Any]) -> dict[str, Any]:
-    keys = [
-        "id",
-        "subject_kind",
-        "subject_id",
-        "rule",
-        "level",
-        "severity",
-        "agency",
-        "escalated_to",
-        "category",
-        "title",
-        "details",
-        "raised_at",
-    ]
-    message = dict(zip(keys, row[:12], strict=True))
-    message["raised_at"] = row[11].isoformat()
-    return message
-
-
-async def _webhooks(conn: Conn) -> set[str]:
-    cur = await conn.execute("SELECT code FROM agencies WHERE webhook_url IS NOT NULL")
-    return {str(r[0]) for r in await cur.fetchall()}
-
-
-async def _silences(conn: Conn, now: datetime) -> list[tuple[dict[str, Any], datetime]]:
-    cur = await conn.execute(
-        "SELECT matchers, ends_at FROM alert_silences WHERE starts_at <= %s AND ends_at > %s",
-        (now, now),
-    )
-    out = []
-    for matchers, ends in await cur.fetchall():
-        out.append((matchers if isinstance(matchers, dict) else json.loads(matchers), ends))
-    return out
-
-
-def _silenced_until(
-    alert: Mapping[str, Any],
-    silences: Sequence[tuple[dict[str, Any], datetime]],
-    target: str | None,
-) -> datetime | None:
-    """The end of the longest silence that holds back the delivery of ``alert`` to ``target``.
-
-    A silence holds it back when all its matchers hold for the alert and, if it names agencies
-    (``agency``, ``escalated_to``), ``target`` is one of them.
-    """
-    ends = []
-    for matchers, end in silences:
-        if not all(str(alert.get(key)) == str(value) for key, value in matchers.items()):
-            continue
-        named = {str(matchers[k]) for k in ("agency", "escalated_to") if k in matchers}
-        if not named or target in named:
-            ends.append(end)
-    return max(ends) if ends else None

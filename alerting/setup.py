@@ -7,13 +7,8 @@ from typing import Any
 import psycopg
 
 from alerting.calendar import WorkingCalendar
-from alerting.engine import SlaEngine
-from alerting.traffic import TrafficWatch
-from alerting.webhooks import WebhookDispatcher
 from ioc.deadlines import DeadlineBook, load_policies
 from ioc.errors import ConfigError
-from ioc.platform import Platform
-from ioc.routing.router import Router
 from ioc.settings import Settings
 from ioc.store.routing_data import load_deadlines
 
@@ -41,31 +36,6 @@ def working_calendar(settings: Settings) -> WorkingCalendar:
         )
     except (ValueError, OSError) as exc:
         raise ConfigError(f"the working calendar cannot be built: {exc}") from exc
-
-
-def install(platform: Platform) -> None:
-    """Run the SLA engine, the traffic watch and the webhook dispatcher with the platform."""
-    settings = platform.settings
-    if not settings.sla_engine:
-        return
-
-    def router() -> Router:
-        if platform.desk is None:
-            raise RuntimeError("routing is not loaded")
-        return platform.desk.router
-
-    async def sla() -> None:
-        await SlaEngine(platform.pool, platform.clock, settings, lambda: platform.book).run()
-
-    async def traffic() -> None:
-        await TrafficWatch(settings, router).run(platform.pool, platform.clock)
-
-    async def webhooks() -> None:
-        await WebhookDispatcher(platform.pool, platform.clock, settings).run()
-
-    platform.add_worker("sla-engine", sla)
-    platform.add_worker("traffic-watch", traffic)
-    platform.add_worker("webhooks", webhooks)
 
 
 async def load_book(conn: psycopg.AsyncConnection[Any], settings: Settings) -> DeadlineBook:

@@ -1,5 +1,8 @@
 """Deadline policies and the arithmetic of an SLA clock, in calendar or office time.
 
+In ``ioc`` because deadlines are set at intake and clocks move with each ticket action, inside
+the core's transactions; the alert engine in ``alerting`` reads them.
+
 A policy says how long a subject may take: calendar hours, working hours or working days.
 Office time comes from an `OfficeTime` (the Vietnamese working calendar in
 ``alerting.calendar`` is one, wired in by the app factory); this module only combines it.

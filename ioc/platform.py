@@ -1,4 +1,8 @@
-"""The running platform's resources, opened and closed together (by the app's lifespan)."""
+"""The running platform's resources, opened and closed together (by the app's lifespan).
+
+Wiring, like ``ioc.api`` and ``ioc.cli``: it puts the store, the intake, the live hub and the
+upkeep together for the server; domain modules never import it.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from ioc.auth import Principal
 from ioc.clock import Clock, SystemClock
 from ioc.deadlines import DeadlineBook, OfficeTime, load_policies
 from ioc.events.intake import Intake
-from ioc.events.validation import EventRules
+from ioc.events.rules import EventRules
 from ioc.jobs import Maintenance
 from ioc.live import LiveHub
 from ioc.metrics import Metrics, pool_stats

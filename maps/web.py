@@ -36,7 +36,7 @@ from ioc.store.sessions import end_session, open_session
 from maps import areas, assets, console, pages
 from maps.wall import data as wall_data
 from maps.wall import page as wall
-from maps.wall.feed import FeedOverflow, WallFeed
+from maps.wall.feed import FeedOverflow, WallFeed, missed_since
 
 WALL_ROLES: Final = frozenset({Role.OPERATOR, Role.ADMIN})
 CONSOLE_ROLES: Final = frozenset({Role.OPERATOR, Role.ADMIN, Role.AGENCY})
@@ -333,16 +333,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
         subscription = platform.hub.subscribe(lambda _: True)
         try:
             await socket.accept()
-            missed: list[dict[str, Any]] = []
-            if after is not None:
-                # A page reconnecting from its last seq: what it missed goes out first.
-                async with platform.pool.connection() as conn:
-                    replay = await livelog.replay(conn, after, subscription.accept)
-                if replay.resync:
-                    missed = [{"resync": True}]
-                else:
-                    subscription.floor = replay.upto
-                    missed = [message for _, _, message in replay.messages]
+            missed = await missed_since(platform.pool, subscription, after)
             feed = WallFeed(subscription, platform.pool, missed)
             await _stream(socket, feed, SocketGuard.of(socket, platform.auth))
         finally:

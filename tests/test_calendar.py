@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerting.calendar import CalendarHours, Clockwork, Pause, WorkingCalendar
+from alerting.calendar import WorkingCalendar
+from alerting.clockwork import CalendarHours, Clockwork, Pause
 from alerting.swap_days import SwapDays
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")

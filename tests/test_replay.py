@@ -20,7 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest.replay import ReplayOptions, read_events, replay_file
+from ingest.replay import replay_file
+from ingest.replay_files import ReplayOptions, read_events
 from ioc.errors import InvalidInput
 from tests.conftest import RunningServer
 from tests.test_ingest_api import reading

@@ -24,9 +24,9 @@ import pytest
 
 from ioc.clock import ManualClock
 from ioc.settings import Settings
-from maps.review import queries as review_module
+from maps.review import percentiles as review_percentiles
 from maps.review.page import shown, table_csv
-from maps.review.queries import ReviewQuery, parse_query
+from maps.review.period import ReviewQuery, parse_query
 from tests.conftest import RunningServer, auth, log_in, make_key, start_server, stop_server
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -266,7 +266,7 @@ def test_rows_over_the_exact_limit_say_their_percentiles_are_approximate(
     history: dict[int, int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(review_module, "EXACT_GROUP_MAX", 3)  # ca-tp has 3 tickets, so-tnmt 6
+    monkeypatch.setattr(review_percentiles, "EXACT_GROUP_MAX", 3)  # ca-tp has 3 tickets, so-tnmt 6
     agencies = rows_by(review_json(client, keys["leader"])["tables"]["agencies"], "agency")
     assert agencies["ca-tp"]["percentiles"] == "exact"
     assert agencies["so-tnmt"]["percentiles"] == "approximate"

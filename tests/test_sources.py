@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import psycopg
 
-from ingest.replay import Pacer, ReplayOptions, replay_file
+from ingest.replay import Pacer, replay_file
+from ingest.replay_files import ReplayOptions
 from ingest.simulator import ProvinceSimulator
 from ioc.clock import ManualClock
 from tests.conftest import RunningServer, auth, make_key

@@ -1,5 +1,7 @@
 """Alert records: raising, resolving and acknowledging them, and announcing each change.
 
+In ``ioc`` because ticket actions and the dossier fold resolve alerts in their own transactions.
+
 Whatever raises an alert (the SLA engine, the traffic watch) goes through here, inside its own
 transaction. At most one alert per subject, rule and level is active at a time (a partial
 unique index), so raising is idempotent: a repeat, a restarted engine or a second engine

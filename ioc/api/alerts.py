@@ -13,7 +13,7 @@ from ioc.api.body import read_json
 from ioc.api.feeds import serve_feed
 from ioc.params import query_of
 from ioc.platform import Platform
-from ioc.tickets.queue import actor_of
+from ioc.tickets.actions import actor_of
 
 _ERROR: dict[str, Any] = {
     "description": "error",

@@ -9,11 +9,12 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from alerting.setup import install, working_calendar
+from alerting.setup import working_calendar
 from ioc import __version__
 from ioc.api import errors
 from ioc.api.admin import build_admin_router
 from ioc.api.alerts import build_alerts_router
+from ioc.api.background import install_alerting
 from ioc.api.deliveries import build_deliveries_router
 from ioc.api.ingest import build_ingest_router
 from ioc.api.inputs import storable_parameters
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         dependencies=[Depends(storable_parameters)],
     )
     app.state.platform = platform
-    install(platform)
+    install_alerting(platform)
     errors.install(app)
     app.include_router(build_ops_router(platform))
     app.include_router(build_ingest_router(platform))

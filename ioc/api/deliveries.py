@@ -8,7 +8,7 @@ import msgspec
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from ioc.alerts import outbox
+from ioc.alerts import deliveries as delivery_log
 from ioc.params import query_of
 from ioc.platform import Platform
 
@@ -40,18 +40,19 @@ def build_deliveries_router(platform: Platform) -> APIRouter:
             str | None, Query(description="agency code (an agency key sees only its own)")
         ] = None,
         state: Annotated[
-            list[str], Query(description="repeatable: " + ", ".join(outbox.STATES))
+            list[str], Query(description="repeatable: " + ", ".join(delivery_log.STATES))
         ] = [],  # noqa: B006
         cursor: Annotated[str | None, Query(description="`next` of the previous page")] = None,
         limit: Annotated[
-            str | None, Query(description=f"1–{outbox.MAX_LIMIT}, default {outbox.DEFAULT_LIMIT}")
+            str | None,
+            Query(description=f"1–{delivery_log.MAX_LIMIT}, default {delivery_log.DEFAULT_LIMIT}"),
         ] = None,
     ) -> Response:
         # The parameters document the API; the domain parses the raw strings (and words errors).
         who = await platform.authenticate(request)
-        filters = outbox.parse_filters(query_of(request.query_params.multi_items()))
+        filters = delivery_log.parse_filters(query_of(request.query_params.multi_items()))
         async with platform.pool.connection() as conn:
-            return _json(await outbox.list_deliveries(conn, who, filters))
+            return _json(await delivery_log.list_deliveries(conn, who, filters))
 
     @router.get(
         "/{delivery_id}",
@@ -61,7 +62,7 @@ def build_deliveries_router(platform: Platform) -> APIRouter:
     async def get_delivery(request: Request, delivery_id: _DeliveryId) -> Response:
         who = await platform.authenticate(request)
         async with platform.pool.connection() as conn:
-            return _json(await outbox.get_delivery(conn, who, delivery_id))
+            return _json(await delivery_log.get_delivery(conn, who, delivery_id))
 
     @router.post(
         "/{delivery_id}/retry",
@@ -75,6 +76,6 @@ def build_deliveries_router(platform: Platform) -> APIRouter:
     async def retry(request: Request, delivery_id: _DeliveryId) -> Response:
         who = await platform.authenticate(request)
         async with platform.pool.connection() as conn:
-            return _json(await outbox.retry(conn, who, delivery_id, platform.clock.now()))
+            return _json(await delivery_log.retry(conn, who, delivery_id, platform.clock.now()))
 
     return router

@@ -29,7 +29,7 @@ from ioc.errors import (
     UnsupportedMediaType,
 )
 from ioc.events.validation import media_type
-from ioc.interop import open311
+from ioc.interop import open311, open311_input
 from ioc.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -219,10 +219,13 @@ def build_open311_router(platform: Platform) -> APIRouter:
         if body.strip() and media_type(request.headers.get("content-type")) != FORM:
             raise UnsupportedMediaType(f"send the service request as {FORM}")
         query = {k: v for k, v in request.query_params.items() if v.strip()}
-        fields = {**query, **open311.parse_form(body)}
+        fields = {**query, **open311_input.parse_form(body)}
         who = await writer(request, fields)
-        report = open311.report_of(
-            fields, open311.new_external_id(), platform.clock.now(), platform.reference.categories()
+        report = open311_input.report_of(
+            fields,
+            open311_input.new_external_id(),
+            platform.clock.now(),
+            platform.reference.categories(),
         )
         await platform.intake.submit(report, who)
         assert who.source is not None  # a source key always names its source
@@ -241,7 +244,7 @@ def build_open311_router(platform: Platform) -> APIRouter:
     async def search(request: Request, fmt: Format) -> Response:
         kind = _format(fmt)
         params = {k: ",".join(request.query_params.getlist(k)) for k in request.query_params}
-        query = open311.parse_search(
+        query = open311_input.parse_search(
             params, platform.clock.now(), zone, platform.reference.categories()
         )
         async with platform.pool.connection() as conn:

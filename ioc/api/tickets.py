@@ -13,7 +13,8 @@ from ioc.api.body import read_json
 from ioc.api.feeds import serve_feed
 from ioc.params import query_of
 from ioc.platform import Platform
-from ioc.tickets import queue
+from ioc.tickets import actions, queue
+from ioc.tickets import filters as queue_filters
 from ioc.tickets.states import MOVES
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,14 @@ def build_tickets_router(platform: Platform) -> APIRouter:
             str | None, Query(description="agency code (not for agency keys)")
         ] = None,
         cursor: Annotated[str | None, Query(description="`next` of the previous page")] = None,
-        limit: Annotated[str | None, Query(description=f"1–{queue.MAX_LIMIT}, default 100")] = None,
+        limit: Annotated[
+            str | None, Query(description=f"1–{queue_filters.MAX_LIMIT}, default 100")
+        ] = None,
     ) -> Response:
         # The parameters above document the API; parsing them (with the messages) is the
         # domain's, so they arrive as the raw strings the client sent.
         who = await platform.authenticate(request)
-        filters = queue.parse_filters(
+        filters = queue_filters.parse_filters(
             query_of(request.query_params.multi_items()),
             platform.settings.zone,
             platform.reference.categories(),
@@ -117,10 +120,10 @@ def build_tickets_router(platform: Platform) -> APIRouter:
     )
     async def post_action(request: Request, ticket_id: _TicketId) -> Response:
         who = await platform.authenticate(request)
-        who.require(queue.ACTORS)
-        action = queue.decode_action(await read_json(request, platform.settings.max_body_bytes))
+        who.require(actions.ACTORS)
+        action = actions.decode_action(await read_json(request, platform.settings.max_body_bytes))
         async with platform.pool.connection() as conn:
-            ticket = await queue.act(
+            ticket = await actions.act(
                 conn, who, ticket_id, action, platform.clock.now(), platform.book
             )
         return _json(ticket)

@@ -34,7 +34,9 @@ from ioc.store.database import (
     with_dbname,
     with_timezone,
 )
-from maps.review import queries as review
+from maps.review import period as review_period
+from maps.review import queries as review_queries
+from maps.review import rollups as review_rollups
 
 BAR_MS = 500.0
 _ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -131,25 +133,27 @@ async def _bench(settings: Settings, url: str, tickets: int, dossier_events: int
         counts = await cur.fetchone()
         assert counts is not None
         started = time.perf_counter()
-        await review.refresh(conn, zone)
+        await review_rollups.refresh(conn, zone)
         build_s = time.perf_counter() - started
         await conn.execute(
             "VACUUM (ANALYZE) review_ticket_days, review_ticket_bins, review_dossier_months"
         )
-        names = await review.load_names(conn)
+        names = await review_queries.load_names(conn)
         now = review_data.START + timedelta(days=review_data.DAYS)
         last_month = (now - timedelta(days=1)).date().replace(day=1)
         periods = {
-            "year": review.ReviewQuery(review_data.START.date().replace(day=1), last_month, _ZONE),
-            "month": review.ReviewQuery(last_month, last_month, _ZONE),
+            "year": review_period.ReviewQuery(
+                review_data.START.date().replace(day=1), last_month, _ZONE
+            ),
+            "month": review_period.ReviewQuery(last_month, last_month, _ZONE),
         }
         times: dict[tuple[str, str], tuple[float, float]] = {}
         for period, query in periods.items():
             params = {"since": query.since, "until": query.until, "now": now, "zone": zone}
-            for name in review.TABLES:
+            for name in review_queries.TABLES:
 
-                async def table(name: str = name, query: review.ReviewQuery = query) -> None:
-                    await review.build_table(
+                async def table(name: str = name, query: review_period.ReviewQuery = query) -> None:
+                    await review_queries.build_table(
                         conn, name, query, now, review_data.OFFICE_DAY_S, names
                     )
 

@@ -30,7 +30,7 @@ from ioc.routing.synthetic import hue_wards_file
 from ioc.settings import Settings
 from ioc.store.jurisdictions import save_boundary_set
 from ioc.store.keys import create_key
-from maps.review import queries as review
+from maps.review import rollups as review_rollups
 
 _CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "hue-responsibility.toml"
 _CATEGORIES = ("moi_truong", "giao_thong", "chieu_sang", "cap_thoat_nuoc", "trat_tu_do_thi")
@@ -72,7 +72,7 @@ async def _prepare(
         key, _ = await create_key(conn, "source", "bench", None, "ioc bench route")
         # The whole platform on: the review's rollups are built, so every ticket write
         # also logs its change for them (migration 0005's triggers).
-        await review.refresh(conn, zone)
+        await review_rollups.refresh(conn, zone)
     minx, miny, maxx, maxy = (
         float(v) for v in shapely.total_bounds(list(read.boundaries.geometries))
     )

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import click
 
+from ioc.cli.common import cli_settings
 from ioc.errors import IocError
 
 
@@ -22,11 +23,10 @@ def alerts() -> None:
 
 async def _alerting(at: datetime | None, forever: bool) -> None:
     from alerting.worker import RuleData, one_pass, run_all
-    from ioc.cli.main import _settings
     from ioc.clock import SystemClock
     from ioc.store.database import DatabaseLocation, make_pool, with_timezone
 
-    settings = _settings()
+    settings = cli_settings()
     clock = SystemClock(settings.zone)
     with DatabaseLocation(settings) as location:
         pool = make_pool(with_timezone(location.url, settings.timezone), settings)

@@ -1,8 +1,4 @@
-"""``ioc jurisdictions``: import and list versioned boundary sets.
-
-ioc.cli.main registers this group, so the helpers taken from ioc.cli.main are imported inside the
-commands: a module-level import would be circular (and break ``python -m ioc.cli.main``).
-"""
+"""``ioc jurisdictions``: import and list versioned boundary sets."""
 
 from __future__ import annotations
 
@@ -11,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ioc.cli.common import cli_settings, with_database
 from ioc.errors import InvalidInput
 from ioc.routing.jurisdictions import LEVELS, read_boundary_file
 
@@ -50,10 +47,9 @@ def jurisdictions_import(
 
     Importing the same level and date again replaces that set; other dates are kept.
     """
-    from ioc.cli.main import _settings, _with_database
     from ioc.store.jurisdictions import save_boundary_set
 
-    settings = _settings()
+    settings = cli_settings()
     day = effective_from.date()
     try:
         read = read_boundary_file(
@@ -74,7 +70,7 @@ def jurisdictions_import(
         )
     for line in read.warnings():
         click.echo(f"warning: {line}", err=True)
-    replaced = _with_database(
+    replaced = with_database(
         settings, lambda conn: save_boundary_set(conn, read.boundaries, read.source_name)
     )
     click.echo(
@@ -91,10 +87,9 @@ def jurisdictions_import(
 @jurisdictions.command("list")
 def jurisdictions_list() -> None:
     """List the stored boundary sets."""
-    from ioc.cli.main import _settings, _with_database
     from ioc.store.jurisdictions import list_boundary_sets
 
-    sets = _with_database(_settings(), list_boundary_sets)
+    sets = with_database(cli_settings(), list_boundary_sets)
     if not sets:
         click.echo("no boundary sets; add one with: ioc jurisdictions import FILE", err=True)
         return

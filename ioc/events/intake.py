@@ -20,17 +20,8 @@ from ioc.errors import InvalidInput
 from ioc.events.coalesce import Coalescer, isolate
 from ioc.events.kinds import DossierEvent, Event, FieldReport, TrafficCount
 from ioc.events.refusal import as_invalid_input, column_and_reason, is_refusal
-from ioc.events.validation import (
-    NUL_REASON,
-    Decoded,
-    EventRules,
-    Problem,
-    Rejection,
-    check_batch,
-    decode_one,
-    nul_field,
-    reject_lines,
-)
+from ioc.events.rules import NUL_REASON, EventRules, Problem, nul_field
+from ioc.events.validation import Decoded, Rejection, check_batch, decode_one, reject_lines
 from ioc.store.reference import ReferenceData
 from ioc.store.writer import EventWriter, Written
 from ioc.tickets.opening import TicketDesk

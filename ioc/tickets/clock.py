@@ -1,6 +1,6 @@
 """A ticket's SLA clock, moved along by the actions taken on the ticket.
 
-Called inside the transaction of the action (``ioc.tickets.queue.act``), after the ticket's state has
+Called inside the transaction of the action (``ioc.tickets.actions.act``), after the ticket's state has
 changed: the first action by a person is the first response; waiting for the citizen pauses
 the clock; resuming keeps the time that was left; resolving stops it and records the result;
 reopening starts a new clock; rejecting stops it without a result.

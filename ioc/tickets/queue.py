@@ -1,4 +1,4 @@
-"""The agency side of tickets: queues, one ticket, its history, and the moves people make.
+"""The agency side of tickets: queues, one ticket and its history (the moves: ``actions``).
 
 Every function takes the caller's Principal: an agency key sees and changes only its own
 agency's tickets (another agency's ticket is "not found", so its existence does not leak),
@@ -7,51 +7,22 @@ operators and admins see and act on all, leaders see all and act on none.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from typing import Annotated, Any, LiteralString
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, LiteralString
 
 import msgspec
 import psycopg
 from psycopg import sql
 
 from ioc.auth import Principal, Role
-from ioc.deadlines import DeadlineBook
-from ioc.errors import Conflict, Forbidden, InvalidInput, MalformedBody, NotFound
-from ioc.events.validation import explain
-from ioc.params import bad as _bad
-from ioc.params import one as _one
-from ioc.params import text as _text
-from ioc.tickets.clock import on_action
-from ioc.tickets.opening import CHANNEL, notify
-from ioc.tickets.states import MOVES, OPEN_STATES, STATES, Action, check_move
+from ioc.errors import Forbidden, NotFound
+from ioc.tickets.filters import Cursor, Filters
+from ioc.tickets.states import OPEN_STATES
 
 Conn = psycopg.AsyncConnection[Any]
 
 READERS = frozenset({Role.OPERATOR, Role.AGENCY, Role.LEADER, Role.ADMIN})
-ACTORS = frozenset({Role.OPERATOR, Role.AGENCY, Role.ADMIN})
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 500
-FINAL_STATES = frozenset({"closed", "rejected"})
-QUERY_PARAMETERS = (
-    "state",
-    "overdue",
-    "category",
-    "bbox",
-    "since",
-    "until",
-    "agency",
-    "cursor",
-    "limit",
-    "api_key",
-)
-
-_Text = Annotated[str, msgspec.Meta(max_length=2000)]
-_Name = Annotated[str, msgspec.Meta(max_length=200)]
 
 
 class Ticket(msgspec.Struct, kw_only=True):
@@ -111,170 +82,7 @@ class History(msgspec.Struct):
     events: list[TicketEvent]
 
 
-class _ActionBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    action: _Name
-    assignee: _Name | None = None
-    reason: _Text = ""
-    to_agency: _Name | None = None
-
-
-_action_decoder = msgspec.json.Decoder(_ActionBody)
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a page ended, in the queue's order (deadline ascending, NULLs last, then id)."""
-
-    deadline_at: datetime | None
-    id: int
-
-    def encode(self) -> str:
-        raw = json.dumps(
-            [None if self.deadline_at is None else self.deadline_at.isoformat(), self.id]
-        )
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, token: str) -> Cursor:
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            deadline, ticket = json.loads(raw)
-            if type(ticket) is not int or not 0 <= ticket < 2**63:
-                raise ValueError("id")
-            at = None if deadline is None else datetime.fromisoformat(deadline)
-            if at is not None and at.tzinfo is None:
-                raise ValueError("zone")
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-            raise _bad(
-                "cursor",
-                f"{token[:40]!r} is not a cursor from this API; pass the 'next' value of the "
-                "previous page unchanged",
-            ) from None
-        return cls(at, ticket)
-
-
-@dataclass(frozen=True)
-class Filters:
-    """A queue query: what to show, and which page."""
-
-    states: tuple[str, ...] = ()
-    overdue: bool | None = None
-    categories: tuple[str, ...] = ()
-    bbox: tuple[float, float, float, float] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    agency: str | None = None
-    after: Cursor | None = None
-    limit: int = DEFAULT_LIMIT
-
-
-def _moment(name: str, text: str, zone: tzinfo) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise _bad(
-            name,
-            f"{text!r} is not an ISO 8601 time; e.g. 2025-08-01, 2025-08-01T07:00:00 "
-            "(read in the platform's time zone) or 2025-08-01T07:00:00+07:00",
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=zone)
-
-
-def _bbox(text: str) -> tuple[float, float, float, float]:
-    form = "min_lon,min_lat,max_lon,max_lat in degrees, e.g. 107.5,16.4,107.7,16.5"
-    parts = text.split(",")
-    try:
-        if len(parts) != 4:
-            raise ValueError
-        min_lon, min_lat, max_lon, max_lat = (float(p) for p in parts)
-    except ValueError:
-        raise _bad("bbox", f"{text!r} is not four numbers; expected {form}") from None
-    if not (-180 <= min_lon <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90):
-        raise _bad(
-            "bbox",
-            f"{text!r} is not a box: need -180 ≤ min_lon ≤ max_lon ≤ 180 and "
-            f"-90 ≤ min_lat ≤ max_lat ≤ 90; expected {form}",
-        )
-    return min_lon, min_lat, max_lon, max_lat
-
-
-def parse_filters(
-    query: Mapping[str, Sequence[str]], zone: tzinfo, categories: Iterable[str]
-) -> Filters:
-    """Filters from query parameters (name → values); raises InvalidInput naming the bad one."""
-    unknown = sorted(set(query) - set(QUERY_PARAMETERS))
-    if unknown:
-        raise _bad(
-            unknown[0],
-            "unknown query parameter; accepted: "
-            + ", ".join(p for p in QUERY_PARAMETERS if p != "api_key"),
-        )
-    states = tuple(query.get("state") or ())
-    for state in states:
-        if state not in STATES:
-            raise _bad("state", f"{state!r} is not a ticket state; accepted: {', '.join(STATES)}")
-    known = sorted(categories)
-    wanted = tuple(query.get("category") or ())
-    for category in wanted:
-        if category not in known:
-            raise _bad("category", f"{category!r} is not a category; accepted: {', '.join(known)}")
-    overdue_text = _one(query, "overdue")
-    overdue = None
-    if overdue_text is not None:
-        if overdue_text.lower() not in ("true", "false"):
-            raise _bad("overdue", f"{overdue_text!r} is not a boolean; accepted: true, false")
-        overdue = overdue_text.lower() == "true"
-    box_text = _one(query, "bbox")
-    since_text, until_text = _one(query, "since"), _one(query, "until")
-    since = None if since_text is None else _moment("since", since_text, zone)
-    until = None if until_text is None else _moment("until", until_text, zone)
-    if since is not None and until is not None and until < since:
-        raise _bad("until", f"{until_text!r} is before since ({since_text!r})")
-    limit_text = _one(query, "limit")
-    limit = DEFAULT_LIMIT
-    if limit_text is not None:
-        if not limit_text.strip().isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-            raise _bad("limit", f"{limit_text!r} is not a whole number from 1 to {MAX_LIMIT}")
-        limit = int(limit_text)
-    cursor_text = _one(query, "cursor")
-    return Filters(
-        states=states,
-        overdue=overdue,
-        categories=wanted,
-        bbox=None if box_text is None else _bbox(box_text),
-        since=since,
-        until=until,
-        agency=_one(query, "agency") or None,
-        after=None if not cursor_text else Cursor.decode(cursor_text),
-        limit=limit,
-    )
-
-
-def decode_action(body: bytes) -> Action:
-    """An action request body; raises MalformedBody (not JSON) or InvalidInput."""
-    try:
-        given = _action_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        field, reason = explain(exc)
-        if field == "action":
-            reason += "; accepted: " + ", ".join(MOVES)
-        raise InvalidInput(
-            f"{field or 'body'}: {reason}", [{"field": field, "reason": reason}]
-        ) from None
-    except msgspec.DecodeError as exc:
-        raise MalformedBody(
-            'a JSON object like {"action": "start"} is expected: ' + explain(exc)[1]
-        ) from None
-    for name in ("reason", "assignee", "to_agency"):
-        value = getattr(given, name)
-        if value is not None:
-            _text(name, value)
-    assignee = given.assignee.strip() if given.assignee is not None else None
-    to_agency = given.to_agency.strip() if given.to_agency is not None else None
-    return Action(given.action, given.reason.strip(), assignee or None, to_agency or None)
-
-
-def _scope(who: Principal) -> str | None:
+def scope_of(who: Principal) -> str | None:
     """The one agency this caller may see, or None for all."""
     if who.role is Role.AGENCY:
         return who.agency or ""  # an agency key without an agency sees nothing
@@ -284,7 +92,7 @@ def _scope(who: Principal) -> str | None:
 def feed_filter(who: Principal) -> Callable[[Mapping[str, Any]], bool]:
     """Which live ticket messages this caller receives."""
     who.require(READERS)
-    mine = _scope(who)
+    mine = scope_of(who)
 
     def accept(message: Mapping[str, Any]) -> bool:
         if "ticket" not in message:
@@ -341,7 +149,7 @@ def _ticket(row: Sequence[Any], now: datetime) -> Ticket:
 async def list_tickets(conn: Conn, who: Principal, filters: Filters, now: datetime) -> Page:
     """One page of the queue, most urgent deadline first (keyset pagination)."""
     who.require(READERS)
-    scope = _scope(who)
+    scope = scope_of(who)
     if scope is not None and filters.agency not in (None, scope):
         raise Forbidden(
             f"an agency key sees only its own agency's tickets ({scope!r}), not {filters.agency!r}"
@@ -439,7 +247,7 @@ def _box_order(box: tuple[float, float, float, float]) -> tuple[float, float, fl
     return min_lon, max_lon, min_lat, max_lat
 
 
-async def _fetch(conn: Conn, ticket_id: int, now: datetime) -> Ticket | None:
+async def fetch_ticket(conn: Conn, ticket_id: int, now: datetime) -> Ticket | None:
     cur = await conn.execute(
         sql.SQL(
             "SELECT {} FROM tickets t JOIN field_reports f ON f.id = t.report_id WHERE t.id = %s"
@@ -450,16 +258,16 @@ async def _fetch(conn: Conn, ticket_id: int, now: datetime) -> Ticket | None:
     return None if row is None else _ticket(row, now)
 
 
-def _not_found(ticket_id: int) -> NotFound:
+def not_found(ticket_id: int) -> NotFound:
     return NotFound(f"no ticket {ticket_id} in your queue")
 
 
 async def get_ticket(conn: Conn, who: Principal, ticket_id: int, now: datetime) -> Ticket:
     who.require(READERS)
-    ticket = await _fetch(conn, ticket_id, now)
-    scope = _scope(who)
+    ticket = await fetch_ticket(conn, ticket_id, now)
+    scope = scope_of(who)
     if ticket is None or (scope is not None and ticket.agency != scope):
-        raise _not_found(ticket_id)
+        raise not_found(ticket_id)
     return ticket
 
 
@@ -468,9 +276,9 @@ async def history(conn: Conn, who: Principal, ticket_id: int) -> History:
     who.require(READERS)
     cur = await conn.execute("SELECT agency FROM tickets WHERE id = %s", (ticket_id,))
     row = await cur.fetchone()
-    scope = _scope(who)
+    scope = scope_of(who)
     if row is None or (scope is not None and row[0] != scope):
-        raise _not_found(ticket_id)
+        raise not_found(ticket_id)
     cur = await conn.execute(
         """SELECT id, at, actor, action, from_state, to_state, from_agency, to_agency, note
            FROM ticket_events WHERE ticket_id = %s ORDER BY id""",
@@ -491,95 +299,3 @@ async def history(conn: Conn, who: Principal, ticket_id: int) -> History:
         for r in await cur.fetchall()
     ]
     return History(ticket_id, events)
-
-
-def actor_of(who: Principal) -> str:
-    """How the history names the caller: the key's label, else its role and prefix."""
-    return who.label.strip() or f"{who.role.value}:{who.prefix}"
-
-
-async def act(
-    conn: Conn, who: Principal, ticket_id: int, action: Action, now: datetime, book: DeadlineBook
-) -> Ticket:
-    """Apply one action in its own transaction: lock, check, update, record, notify."""
-    who.require(ACTORS)
-    scope = _scope(who)
-    async with conn.transaction():
-        cur = await conn.execute(
-            "SELECT state, agency FROM tickets WHERE id = %s FOR UPDATE", (ticket_id,)
-        )
-        row = await cur.fetchone()
-        if row is None or (scope is not None and row[1] != scope):
-            raise _not_found(ticket_id)
-        state, agency = row
-        target = check_move(ticket_id, state, action)
-        new_agency = agency
-        if action.name == "transfer":
-            new_agency = await _transfer_target(conn, ticket_id, agency, action.to_agency)
-        notes = [f"assignee: {action.assignee}"] if action.name == "assign" else []
-        if action.reason:
-            notes.append(action.reason)
-        await conn.execute(
-            """UPDATE tickets SET
-                 state = %(target)s,
-                 agency = %(agency)s,
-                 assignee = CASE %(name)s WHEN 'assign' THEN %(assignee)s
-                                          WHEN 'transfer' THEN NULL ELSE assignee END,
-                 updated_at = %(now)s,
-                 closed_at = CASE WHEN %(final)s THEN %(now)s
-                                  WHEN %(target)s = 'reopened' THEN NULL ELSE closed_at END
-               WHERE id = %(id)s""",
-            {
-                "target": target,
-                "agency": new_agency,
-                "name": action.name,
-                "assignee": action.assignee,
-                "now": now,
-                "final": target in FINAL_STATES,
-                "id": ticket_id,
-            },
-        )
-        await conn.execute(
-            """INSERT INTO ticket_events (ticket_id, at, actor, action, from_state, to_state,
-                                          from_agency, to_agency, note)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-            (
-                ticket_id,
-                now,
-                actor_of(who),
-                action.name,
-                state,
-                target,
-                agency,
-                new_agency,
-                "; ".join(notes),
-            ),
-        )
-        await on_action(conn, book, ticket_id, state, target, now)
-        await notify(conn, [ticket_id])
-        if new_agency != agency and agency is not None:
-            await _notify_departure(conn, ticket_id, agency)
-        ticket = await _fetch(conn, ticket_id, now)
-    assert ticket is not None  # locked above, inside this transaction
-    return ticket
-
-
-async def _transfer_target(
-    conn: Conn, ticket_id: int, current: str | None, to_agency: str | None
-) -> str:
-    cur = await conn.execute("SELECT code FROM agencies WHERE code = %s", (to_agency,))
-    if to_agency is None or await cur.fetchone() is None:
-        raise _bad("to_agency", f"{to_agency!r} is not a known agency code")
-    if to_agency == current:
-        raise Conflict(f"ticket {ticket_id} is already with agency {to_agency!r}")
-    return to_agency
-
-
-async def _notify_departure(conn: Conn, ticket_id: int, left: str) -> None:
-    """Tell the agency a ticket left that it is gone (the ordinary notice names only the new one)."""
-    await conn.execute(
-        "SELECT ioc_announce(%s, json_build_object('ticket', t.id, 'agency', t.agency,"
-        " 'state', t.state, 'category', t.category, 'reports', t.report_count,"
-        " 'from_agency', %s::text)::text) FROM tickets t WHERE t.id = %s",
-        (CHANNEL, left, ticket_id),
-    )

@@ -14,17 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from maps.review.queries import (
-    APPROXIMATE,
-    DEFAULT_MONTHS,
-    EXACT,
-    EXACT_GROUP_MAX,
-    MAX_MONTHS,
-    PERCENTILE_KEYS,
-    Column,
-    ReviewQuery,
-    Table,
-)
+from maps.review.percentiles import APPROXIMATE, EXACT, EXACT_GROUP_MAX, PERCENTILE_KEYS
+from maps.review.period import DEFAULT_MONTHS, MAX_MONTHS, ReviewQuery
+from maps.review.table import Column, Table
 
 REVIEW_PATH: Final = "/review"
 

@@ -23,7 +23,10 @@ from ioc.errors import Forbidden, InvalidInput, Unauthenticated
 from ioc.params import query_of
 from ioc.platform import Platform
 from maps import pages
-from maps.review import queries as review
+from maps.review import period as review_period
+from maps.review import queries as review_queries
+from maps.review import rollups as review_rollups
+from maps.review import table as review_table
 from maps.review.page import REVIEW_PATH, ReviewView, render_review, table_csv
 
 REVIEWERS: Final = frozenset({Role.LEADER, Role.ADMIN})
@@ -73,22 +76,22 @@ class _Review:
 
     async def read(
         self, request: Request, wanted: tuple[str, ...]
-    ) -> tuple[review.ReviewQuery, review.Names, list[review.Table], datetime]:
+    ) -> tuple[review_period.ReviewQuery, review_queries.Names, list[review_table.Table], datetime]:
         settings = self.platform.settings
         now = self.platform.clock.now()
         async with self.platform.pool.connection() as conn:
-            names = await review.load_names(conn)
-            query = review.parse_query(
+            names = await review_queries.load_names(conn)
+            query = review_period.parse_query(
                 query_of(request.query_params.multi_items()),
                 settings.zone,
                 now.astimezone(settings.zone).date(),
                 list(names.agencies),
                 list(names.categories),
             )
-            await review.refresh(conn, settings.timezone)
-            query = await review.settle_period(conn, query, settings.timezone)
+            await review_rollups.refresh(conn, settings.timezone)
+            query = await review_period.settle_period(conn, query, settings.timezone)
             tables = [
-                await review.build_table(conn, name, query, now, self.day_s(), names)
+                await review_queries.build_table(conn, name, query, now, self.day_s(), names)
                 for name in wanted
             ]
         return query, names, tables, now
@@ -114,14 +117,14 @@ def build_review_router(platform: Platform) -> APIRouter:
             return _html(pages.error_page(403, exc.message), 403)
         label = who.label or who.role.value
         try:
-            query, names, tables, now = await reader.read(request, review.TABLES)
+            query, names, tables, now = await reader.read(request, review_queries.TABLES)
             error, status = "", 200
         except InvalidInput as exc:
             # Show the form again (with the default period) and say what was wrong.
             async with platform.pool.connection() as conn:
-                names = await review.load_names(conn)
+                names = await review_queries.load_names(conn)
             today = platform.clock.now().astimezone(platform.settings.zone).date()
-            query = review.parse_query({}, platform.settings.zone, today, [], [])
+            query = review_period.parse_query({}, platform.settings.zone, today, [], [])
             tables, now, error, status = [], platform.clock.now(), exc.message, 422
         view = ReviewView(
             query=query,
@@ -147,7 +150,8 @@ def build_review_router(platform: Platform) -> APIRouter:
         table: Annotated[
             str,
             Path(
-                description="a table of the review", json_schema_extra={"enum": list(review.TABLES)}
+                description="a table of the review",
+                json_schema_extra={"enum": list(review_queries.TABLES)},
             ),
         ],
         since: _Since = None,
@@ -156,9 +160,9 @@ def build_review_router(platform: Platform) -> APIRouter:
         category: _Category = None,
     ) -> Response:
         await reviewer(request)
-        if table not in review.TABLES:
+        if table not in review_queries.TABLES:
             raise InvalidInput(
-                f"table: {table!r} is not a table of the review; known: {', '.join(review.TABLES)}",
+                f"table: {table!r} is not a table of the review; known: {', '.join(review_queries.TABLES)}",
                 [{"field": "table", "reason": "unknown table"}],
             )
         query, _, (found,), _ = await reader.read(request, (table,))
@@ -186,7 +190,7 @@ def build_review_router(platform: Platform) -> APIRouter:
         category: _Category = None,
     ) -> Response:
         await reviewer(request)
-        query, _, tables, now = await reader.read(request, review.TABLES)
+        query, _, tables, now = await reader.read(request, review_queries.TABLES)
         body: dict[str, Any] = {
             "period": {
                 "since": f"{query.first_month:%Y-%m}",

@@ -23,6 +23,7 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from ioc.live import Subscription
+from ioc.store import livelog
 from maps.wall import data as wall_data
 
 # A page more notices than this behind is dropped; it reconnects and catches up.
@@ -50,6 +51,21 @@ def _millis(text: Any) -> int | None:
         return wall_data.millis(datetime.fromisoformat(text))
     except ValueError:
         return None
+
+
+async def missed_since(
+    pool: AsyncConnectionPool[Any], subscription: Subscription, after: int | None
+) -> list[dict[str, Any]]:
+    """What a page reconnecting from ``after`` missed (a resync when it is no longer kept);
+    the subscription then skips the live notices the replay covered."""
+    if after is None:
+        return []
+    async with pool.connection() as conn:
+        replay = await livelog.replay(conn, after, subscription.accept)
+    if replay.resync:
+        return [{"resync": True}]
+    subscription.floor = replay.upto
+    return [message for _, _, message in replay.messages]
 
 
 class WallFeed:

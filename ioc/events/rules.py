@@ -1,0 +1,161 @@
+"""The rules an event must meet beyond its schema: time bounds, known categories, the sender's
+source, and values the database can store.
+
+Every value that passes is one PostgreSQL can store: no NUL character in text (its text and
+jsonb cannot hold it), UTC offsets within its ±15:59, and real numbers a ``real`` column holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+
+import msgspec
+
+from ioc.clock import Clock
+from ioc.events.kinds import DossierEvent, Event, FieldReport, TrafficCount
+
+# PostgreSQL stores UTC offsets up to 15:59:59 either way.
+_MAX_OFFSET = timedelta(hours=16)
+# The smallest normal magnitude of a ``real`` (float4); PostgreSQL refuses what rounds to zero.
+_REAL_TINY = 1.1754943508222875e-38
+NUL_REASON = "text cannot contain the NUL character (\\u0000)"
+
+
+def nul_field(value: object, prefix: str = "") -> str | None:
+    """The first field (dotted path) whose text, or a key, holds a NUL character; else None."""
+    if isinstance(value, str):
+        return prefix or "(value)" if "\x00" in value else None
+    if isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            found = nul_field(getattr(value, name), f"{prefix}.{name}" if prefix else name)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return path
+            found = nul_field(item, path)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = nul_field(item, f"{prefix}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+class Problem(Exception):
+    """A checked event failed a rule that the schema alone cannot express."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class EventRules:
+    """Checks an event against time bounds, known categories and the sender's source."""
+
+    zone: tzinfo
+    clock: Clock
+    categories: Callable[[], frozenset[str]]
+    earliest_year: int = 2000
+    max_future_s: int = 600
+
+    def check(self, event: Event, source: str | None) -> Event:
+        """The event with zones applied and its source filled in; raises Problem."""
+        latest = self.clock.now() + timedelta(seconds=self.max_future_s)
+        if isinstance(event, TrafficCount):
+            _real("avg_speed_kmh", event.avg_speed_kmh)
+            _real("occupancy", event.occupancy)
+            observed = self._moment("observed_at", event.observed_at, latest)
+            if observed is not event.observed_at:
+                event = msgspec.structs.replace(event, observed_at=observed)
+            return event
+        if isinstance(event, FieldReport):
+            occurred = self._moment("occurred_at", event.occurred_at, latest)
+            known = self.categories()
+            if event.category not in known:
+                raise Problem(
+                    "category",
+                    f"unknown category {event.category!r}; accepted: {', '.join(sorted(known))}",
+                )
+            return msgspec.structs.replace(
+                event, occurred_at=occurred, source=self._source(event.source, source)
+            )
+        return self._dossier(event, source, latest)
+
+    def _dossier(self, event: DossierEvent, source: str | None, latest: datetime) -> DossierEvent:
+        at = self._moment("at", event.at, latest)
+        appointment = event.appointment_at
+        if appointment is not None and appointment.tzinfo is None:
+            appointment = appointment.replace(tzinfo=self.zone)
+        if appointment is not None:
+            _offset("appointment_at", appointment)
+        if event.channel == "online" and event.online_level is None:
+            raise Problem(
+                "online_level",
+                "an online dossier needs online_level; accepted: partial, full_process",
+            )
+        if event.channel != "online" and event.online_level is not None:
+            raise Problem(
+                "online_level", f"online_level applies to online dossiers, not {event.channel!r}"
+            )
+        if (event.lon is None) != (event.lat is None):
+            raise Problem(
+                "lon" if event.lon is None else "lat", "give both lon and lat, or neither"
+            )
+        chosen = self._source(event.source, source)
+        external = event.external_id or f"{event.dossier_id}:{event.event}:{at.isoformat()}"
+        return msgspec.structs.replace(
+            event, at=at, appointment_at=appointment, source=chosen, external_id=external
+        )
+
+    def _moment(self, name: str, value: datetime, latest: datetime) -> datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=self.zone)
+        _offset(name, value)
+        if value > latest:
+            raise Problem(
+                name, f"{value.isoformat()} is in the future (now {self.clock.now().isoformat()})"
+            )
+        if value.year < self.earliest_year:
+            raise Problem(name, f"{value.isoformat()} is before {self.earliest_year}-01-01")
+        return value
+
+    @staticmethod
+    def _source(given: str | None, keyed: str | None) -> str:
+        if keyed is None:
+            if given is None:
+                raise Problem("source", "source is required with a key that is not tied to one")
+            return given
+        if given is not None and given != keyed:
+            raise Problem("source", f"source {given!r} does not match this key's source {keyed!r}")
+        return keyed
+
+
+def _offset(name: str, value: datetime) -> None:
+    offset = value.utcoffset()
+    if offset is not None and abs(offset) >= _MAX_OFFSET:
+        raise Problem(
+            name,
+            f"the UTC offset of {value.isoformat()} is out of range; offsets run from "
+            "-15:59 to +15:59",
+        )
+
+
+def _real(name: str, value: float | None) -> None:
+    if value is not None and (
+        not math.isfinite(value) or (value != 0.0 and abs(value) < _REAL_TINY)
+    ):
+        raise Problem(
+            name, f"{value!r} cannot be stored as a real number; send 0 or a larger value"
+        )

@@ -1,0 +1,61 @@
+"""A review table's shape (columns, units, rows) and the small helpers every table query shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from psycopg import sql
+
+Unit = Literal["text", "date", "count", "rate", "hours", "days", "accuracy"]
+
+
+By = Literal["agency", "category"]
+
+
+UNROUTED: Final = "(chưa định tuyến)"
+
+
+ALL: Final = "*"  # review_ticket_bins: every agency / every category
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a review table: its CSV key, its heading on the page, its unit."""
+
+    key: str
+    label: str
+    unit: Unit
+
+
+@dataclass(frozen=True)
+class Table:
+    """A finished table: rows are dicts keyed by the columns' keys."""
+
+    name: str
+    title: str
+    columns: tuple[Column, ...]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "columns": [{"key": c.key, "label": c.label, "unit": c.unit} for c in self.columns],
+            "rows": self.rows,
+        }
+
+
+def hours(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds / 3600, 2)
+
+
+def rate(part: int, whole: int) -> float | None:
+    return None if not whole else round(part / whole, 4)
+
+
+def equal(column: str, param: str, prefix: str = "") -> sql.Composable:
+    """`` AND column = %(param)s`` (values always go as parameters)."""
+    return sql.SQL(" AND {}{} = {}").format(
+        sql.SQL(prefix), sql.Identifier(column), sql.Placeholder(param)
+    )
