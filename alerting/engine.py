@@ -113,7 +113,7 @@ ON CONFLICT (subject_kind, subject_id, rule, level) WHERE resolved_at IS NULL DO
 RETURNING *"""
 # Each new alert is announced from the inserted row itself (sent when the batch commits).
 _RAISE = f"""WITH a AS ({_RAISE_COMMON})
-SELECT a.id, pg_notify(%(channel)s, {NOTICE}) FROM a"""
+SELECT a.id, ioc_announce(%(channel)s, {NOTICE}) FROM a"""
 
 _RAISE_SOURCE = {
     "ticket": """SELECT u.n, t.id::text AS id, u.level, t.agency, t.category, t.lon, t.lat,

@@ -237,7 +237,7 @@ async def refold(conn: Conn, book: DeadlineBook, dossier_ids: Sequence[str], now
     ]
     await conn.execute(_UPSERT, columns)
     await conn.execute(
-        "SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, json.dumps({"dossiers": len(rows)}))
+        "SELECT ioc_announce(%s, %s)", (LIVE_CHANNEL, json.dumps({"dossiers": len(rows)}))
     )
     done = [row["dossier_id"] for row in rows if row["finished_at"] is not None]
     await resolve_alerts(conn, "dossier", done, now, "subject_closed", rule="deadline")

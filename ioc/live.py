@@ -5,6 +5,9 @@ server process sharing the database hears every change once it commits. Each pro
 single dedicated connection for this (not one per client) and copies each message into the
 bounded queue of every subscriber whose filter accepts it. A subscriber that falls a whole queue
 behind is dropped rather than allowed to hold up the others or grow without bound.
+
+Notices carry ``seq``, their number in commit order (ioc/store/livelog.py): a subscriber that
+was first sent a replay of the log up to some number skips the live notices it already has.
 """
 
 from __future__ import annotations
@@ -40,15 +43,17 @@ class Subscription:
     def __init__(self, hub: LiveHub, accept: Accept, size: int) -> None:
         self._hub = hub
         self.accept = accept
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(size)
+        self._queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(size)
         self.dropped = False
+        # Notices numbered up to this were already sent (by a replay of the log): skipped.
+        self.floor = 0
 
-    def offer(self, text: str) -> bool:
+    def offer(self, text: str, seq: int = 0) -> bool:
         """Queue a message without waiting; False (and dropped) when the queue is full."""
         if self.dropped:
             return False
         try:
-            self._queue.put_nowait(text)
+            self._queue.put_nowait((seq, text))
         except asyncio.QueueFull:
             self._drop()
             return False
@@ -72,9 +77,12 @@ class Subscription:
 
     async def _messages(self) -> AsyncIterator[str]:
         while True:
-            text = await self._queue.get()
-            if text is None:
+            item = await self._queue.get()
+            if item is None:
                 return
+            seq, text = item
+            if seq and seq <= self.floor:
+                continue
             yield text
 
 
@@ -156,13 +164,15 @@ class LiveHub:
             return
         if not isinstance(message, dict):
             return
+        seq = message.get("seq")
+        seq = seq if isinstance(seq, int) else 0
         for subscription in list(self._subscribers):
             try:
                 wanted = subscription.accept(message)
             except Exception:
                 log.exception("live hub: a subscriber's filter failed; message not sent to it")
                 continue
-            if wanted and not subscription.offer(text):
+            if wanted and not subscription.offer(text, seq):
                 self._subscribers.discard(subscription)
                 self.dropped_total += 1
                 log.warning("live hub: dropped a subscriber %d messages behind", self._queue_size)

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # How long start-up waits for a configured database that does not accept connections yet.
 DATABASE_WAIT_S = 60.0
+# How often this process's gauges are written (they matter with several workers).
+METRICS_REFRESH_S = 5.0
 
 
 class Platform:
@@ -64,6 +66,7 @@ class Platform:
         self.desk: TicketDesk | None = None
         self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._routing_print = ""
+        self.maintenance: Maintenance | None = None
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
@@ -144,7 +147,10 @@ class Platform:
         self._hub = LiveHub(with_timezone(url, self.settings.timezone))
         await self._hub.start()
         maintenance = Maintenance(self._pool, partitions, self.settings, self.clock)
+        self.maintenance = maintenance
+        self.metrics.watch_leadership(lambda: maintenance.is_leader)
         self._tasks.append(asyncio.create_task(maintenance.run(), name="maintenance"))
+        self._tasks.append(asyncio.create_task(self._refresh_metrics(), name="metrics"))
         self._tasks.append(asyncio.create_task(self._watch_routing(), name="routing-watch"))
         for name, work in self._workers:
             self._tasks.append(asyncio.create_task(work(), name=name))
@@ -158,6 +164,12 @@ class Platform:
             self._read_pool.gate.shut(f"the read-only database: {problem}")
         watch = DatabaseWatch(self._read_pool)
         self._tasks.append(asyncio.create_task(watch.run(), name="read-database-watch"))
+
+    async def _refresh_metrics(self) -> None:
+        # With several workers, a scrape reads every worker's last gauges: keep them fresh.
+        while True:
+            await asyncio.sleep(METRICS_REFRESH_S)
+            self.metrics.refresh()
 
     def add_worker(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A background loop started with the platform (after the pool) and cancelled at stop."""
@@ -218,4 +230,5 @@ class Platform:
             await self._pool.close()
             self._pool = None
         await asyncio.to_thread(self.location.close)
+        self.metrics.close()
         log.info("platform stopped")

@@ -26,12 +26,13 @@ from ioc.auth import Principal, Role
 from ioc.errors import Forbidden, IocError, NotFound, Unauthenticated
 from ioc.platform import Platform
 from ioc.routing.jurisdictions import LEGAL_ZONE
+from ioc.store import livelog
 from ioc.store.users import list_users
 from maps import areas, assets, console, pages, triage
 from maps.login import WALL_ROLES, add_login_routes, html_answer, json_answer, who_shown
 from maps.wall import data as wall_data
 from maps.wall import page as wall
-from maps.wall.feed import FeedOverflow, WallFeed
+from maps.wall.feed import FeedOverflow, WallFeed, missed_since
 from maps.wall.shared import WallReads
 
 CONSOLE_ROLES: Final = frozenset({Role.OPERATOR, Role.ADMIN, Role.AGENCY})
@@ -150,6 +151,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
         try:
             who = await platform.authenticate(socket)
             who.require(WALL_ROLES)
+            after = livelog.parse_after(socket.query_params.get("after"))
         except IocError as exc:
             await socket.accept()
             await socket.close(code=1008, reason=exc.message[:120])
@@ -163,11 +165,9 @@ def build_pages_router(platform: Platform) -> APIRouter:
         subscription = platform.hub.subscribe(lambda _: True)
         try:
             await socket.accept()
-            await _stream(
-                socket,
-                WallFeed(subscription, platform.pool, wall_reads),
-                SocketGuard.of(socket, platform.auth),
-            )
+            missed = await missed_since(platform.pool, subscription, after)
+            feed = WallFeed(subscription, platform.pool, missed, wall_reads)
+            await _stream(socket, feed, SocketGuard.of(socket, platform.auth))
         finally:
             subscription.close()
 

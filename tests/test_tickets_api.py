@@ -720,7 +720,9 @@ def test_feed_announces_a_new_ticket_and_its_changes(
         "moi_truong",
     )
     moved(client, operator_key, ticket, "start")
-    assert receive(feed, timeout=1.0) == message | {"state": "in_progress"}
+    changed = receive(feed, timeout=1.0)
+    assert changed["seq"] > message["seq"]  # numbered in commit order (the resume cursor)
+    assert changed == message | {"state": "in_progress", "seq": changed["seq"]}
 
 
 def test_feed_takes_the_key_in_the_query(
@@ -754,6 +756,7 @@ def test_agency_feed_carries_only_its_own_tickets(
         "state": "in_progress",
         "category": "xay_dung",
         "reports": 1,
+        "seq": 4,  # the fourth notice committed: two tickets opened, two started
     }
 
 

@@ -163,8 +163,11 @@ def upkeep(server: RunningServer) -> None:
             async with pool.connection() as conn:
                 await partitions.load(conn)
             job = Maintenance(pool, partitions, settings, SystemClock())
-            # The server's own job may hold the leadership for its first round.
+            # The server's own job leads the upkeep: it steps down (it tries again a second
+            # later) so that this job leads this round.
+            own = server.platform.maintenance
             for _ in range(600):
+                server.run(own.resign())
                 if await job.tick():
                     return
                 await asyncio.sleep(0.1)

@@ -66,7 +66,7 @@ NOTICE = """json_build_object(
       'escalated_to', a.escalated_to, 'category', a.category, 'title', a.title,
       'lon', a.lon, 'lat', a.lat, 'raised_at', a.raised_at, 'resolved_at', a.resolved_at,
       'resolution', a.resolution, 'acked_at', a.acked_at)::text"""
-_ANNOUNCE = f"SELECT pg_notify(%s, {NOTICE}) FROM alerts a WHERE a.id = ANY(%b::bigint[])"
+_ANNOUNCE = f"SELECT ioc_announce(%s, {NOTICE}) FROM alerts a WHERE a.id = ANY(%b::bigint[])"
 
 
 async def announce(conn: Conn, alert_ids: Sequence[int]) -> None:

@@ -1,4 +1,8 @@
-"""Live feeds over WebSocket: authenticate, subscribe to the hub, stream until either side ends."""
+"""Live feeds over WebSocket: authenticate, subscribe to the hub, stream until either side ends.
+
+A client that reconnects sends ``?after=<seq>``, the last ``seq`` it received (from any server
+process): it is sent what it missed from the live log first, then the live notices after it.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from fastapi import WebSocket, WebSocketDisconnect
 from ioc.api.security import SocketGuard
 from ioc.auth import Principal
 from ioc.errors import IocError
-from ioc.live import Accept, Subscription
+from ioc.live import RESYNC, Accept, Subscription
 from ioc.platform import Platform
+from ioc.store import livelog
 
 
 async def serve_feed(
@@ -22,6 +27,7 @@ async def serve_feed(
     try:
         who = await platform.authenticate(socket)
         accept = make_filter(who)
+        after = livelog.parse_after(socket.query_params.get("after"))
     except IocError as exc:
         # Accept first so the client reads why (a refused handshake carries no reason).
         await socket.accept()
@@ -31,9 +37,25 @@ async def serve_feed(
     subscription = platform.hub.subscribe(accept)
     try:
         await socket.accept()
+        if after is not None:
+            await catch_up(socket, platform, subscription, after)
         await stream(socket, subscription, SocketGuard.of(socket, platform.auth))
     finally:
         subscription.close()
+
+
+async def catch_up(
+    socket: WebSocket, platform: Platform, subscription: Subscription, after: int
+) -> None:
+    """Send what the client missed after ``after`` (or a resync when it is no longer kept)."""
+    async with platform.pool.connection() as conn:
+        missed = await livelog.replay(conn, after, subscription.accept)
+    if missed.resync:
+        await socket.send_text(RESYNC)
+        return
+    subscription.floor = missed.upto
+    for _, text, _ in missed.messages:
+        await socket.send_text(text)
 
 
 async def stream(socket: WebSocket, subscription: Subscription, guard: SocketGuard) -> None:

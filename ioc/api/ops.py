@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import os
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -23,9 +25,15 @@ _ERROR = {
 def build_ops_router(platform: Platform) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz", summary="The process is up")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    @router.get("/healthz", summary="The process is up (its pid, and whether it leads upkeep)")
+    async def healthz() -> dict[str, Any]:
+        upkeep = platform.maintenance
+        return {
+            "status": "ok",
+            "version": __version__,
+            "pid": os.getpid(),
+            "upkeep_leader": upkeep is not None and upkeep.is_leader,
+        }
 
     @router.get("/readyz", summary="The database is reachable and its migrations are current")
     async def readyz() -> JSONResponse:

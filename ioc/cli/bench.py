@@ -199,3 +199,18 @@ def bench_mqtt(
     if min(readings, publishers, per_message) < 1 or rate <= 0:
         raise click.BadParameter("--readings, --rate, --publishers, --per-message must be positive")
     run_mqtt_bench(cli_settings(), readings, rate, batch_size, publishers, per_message)
+
+
+@bench.command("multi")
+@click.option("--singles", default=3_000, show_default=True, help="Single-reading POSTs a round.")
+@click.option("--batches", default=60, show_default=True, help="Small batches a round.")
+@click.option("--batch-size", default=100, show_default=True, help="Readings per batch.")
+@click.option("--parallel", default=24, show_default=True, help="Connections, over all processes.")
+@click.option("--commits", default=300, show_default=True, help="Transactions per connection (db).")
+def bench_multi(singles: int, batches: int, batch_size: int, parallel: int, commits: int) -> None:
+    """Ingest through 1 and 3 processes, live notices on and off, and the database's ceiling."""
+    from ioc.bench.multi import run_multi_bench
+
+    if min(singles, batches, batch_size, parallel, commits) < 1:
+        raise click.BadParameter("every size must be positive")
+    run_multi_bench(cli_settings(), singles, batches, batch_size, parallel, commits)

@@ -56,8 +56,11 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             create_app(settings), host=host, port=port, log_config=None, **server_limits(settings)
         )
         return
-    # Several processes share one database: resolve and migrate it once, here.
-    with DatabaseLocation(settings) as location:
+    from ioc.metrics import shared_between_workers
+
+    # Several processes share one database: resolve and migrate it once, here. They also share
+    # their metrics (prometheus_client's multiprocess mode): any worker answers for all.
+    with DatabaseLocation(settings) as location, shared_between_workers():
         migrate.upgrade(location.url, settings.timescale)
         os.environ["IOC_DATABASE_URL"] = location.url
         location.supervise()  # the embedded server is started again here if it dies

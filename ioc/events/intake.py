@@ -275,7 +275,7 @@ class Intake:
         for start in range(0, len(rows), _READINGS_PER_NOTICE):
             chunk = rows[start : start + _READINGS_PER_NOTICE]
             await conn.execute(
-                "SELECT pg_notify(%s, %s)", (READINGS, json.dumps({"readings": chunk}))
+                "SELECT ioc_announce(%s, %s)", (READINGS, json.dumps({"readings": chunk}))
             )
 
     async def _check_sensors(self, conn: Any, checked: Decoded) -> Decoded:

@@ -159,7 +159,7 @@ async def _transfer_target(
 async def _notify_departure(conn: Conn, ticket_id: int, left: str) -> None:
     """Tell the agency a ticket left that it is gone (the ordinary notice names only the new one)."""
     await conn.execute(
-        "SELECT pg_notify(%s, json_build_object('ticket', t.id, 'agency', t.agency,"
+        "SELECT ioc_announce(%s, json_build_object('ticket', t.id, 'agency', t.agency,"
         " 'state', t.state, 'category', t.category, 'reports', t.report_count,"
         " 'from_agency', %s::text)::text) FROM tickets t WHERE t.id = %s",
         (CHANNEL, left, ticket_id),

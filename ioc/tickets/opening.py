@@ -300,7 +300,7 @@ async def notify(conn: psycopg.AsyncConnection[Any], ticket_ids: Sequence[int]) 
     """Tell listeners (live feeds, other processes) which tickets changed; sent on commit."""
     if ticket_ids:
         await conn.execute(
-            "SELECT pg_notify(%s, json_build_object('ticket', t.id, 'agency', t.agency,"
+            "SELECT ioc_announce(%s, json_build_object('ticket', t.id, 'agency', t.agency,"
             " 'state', t.state, 'category', t.category, 'reports', t.report_count)::text)"
             " FROM tickets t WHERE t.id = ANY(%b::bigint[])",
             (CHANNEL, list(ticket_ids)),

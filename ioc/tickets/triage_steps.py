@@ -88,7 +88,7 @@ async def notify_moved(conn: Conn, ticket_id: int, left: str | None, now_at: str
     await notify(conn, [ticket_id])
     if left is not None and left != now_at:
         await conn.execute(
-            "SELECT pg_notify(%s, json_build_object('ticket', t.id, 'agency', t.agency,"
+            "SELECT ioc_announce(%s, json_build_object('ticket', t.id, 'agency', t.agency,"
             " 'state', t.state, 'category', t.category, 'reports', t.report_count,"
             " 'from_agency', %s::text)::text) FROM tickets t WHERE t.id = %s",
             (CHANNEL, left, ticket_id),

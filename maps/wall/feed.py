@@ -3,11 +3,15 @@
 A ticket notice names only the ticket; the page needs its place and deadline, so the feed
 reads the rows of every ticket named since the last batch in one query. Alerts and readings
 carry what the page needs and pass through. A dossier notice (a count) has the feed send the
-dossier board's figures again, once per batch however many notices it holds; a sensor's alert
+dossier board's figures again, once per run however many notices it holds; a sensor's alert
 has it send the traffic board's sensors again (the chart comes with each catch-up); both are
 read once for every page of the process (``maps.wall.shared``). Messages that arrive while a
 batch is being read or sent wait for the next one, so a burst costs one query, not one per
 notice.
+
+Each text sent carries ``seq``, the number of the last notice it covers; a batch is sent as
+runs of one type in commit order, so a page that reconnects with ``?after=<seq>`` (to any
+server process) is sent exactly what it has not seen.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -24,6 +28,7 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from ioc.live import Subscription
+from ioc.store import livelog
 from maps.wall import data as wall_data
 from maps.wall.shared import WallReads
 
@@ -54,6 +59,21 @@ def _millis(text: Any) -> int | None:
         return None
 
 
+async def missed_since(
+    pool: AsyncConnectionPool[Any], subscription: Subscription, after: int | None
+) -> list[dict[str, Any]]:
+    """What a page reconnecting from ``after`` missed (a resync when it is no longer kept);
+    the subscription then skips the live notices the replay covered."""
+    if after is None:
+        return []
+    async with pool.connection() as conn:
+        replay = await livelog.replay(conn, after, subscription.accept)
+    if replay.resync:
+        return [{"resync": True}]
+    subscription.floor = replay.upto
+    return [message for _, _, message in replay.messages]
+
+
 class WallFeed:
     """Reads one subscription and sends batches to one page until either ends."""
 
@@ -61,13 +81,17 @@ class WallFeed:
         self,
         subscription: Subscription,
         pool: AsyncConnectionPool[Any],
+        replayed: Sequence[dict[str, Any]] = (),
         reads: WallReads | None = None,
     ) -> None:
         self._subscription = subscription
         self._pool = pool
         self._reads = reads
-        self._pending: list[dict[str, Any]] = []
+        # What a reconnecting page missed (from the live log) goes out first.
+        self._pending: list[dict[str, Any]] = list(replayed)
         self._wake = asyncio.Event()
+        if self._pending:
+            self._wake.set()
         self._ended = False
 
     @property
@@ -107,41 +131,59 @@ class WallFeed:
 
     async def _shape(self, batch: list[dict[str, Any]]) -> list[str]:
         taken = time.monotonic()  # every notice of the batch was committed before this
+        runs: list[tuple[str, list[Any], int]] = []  # (type, items, last seq), in commit order
         ticket_ids: list[int] = []
-        alerts: list[dict[str, Any]] = []
-        readings: list[Any] = []
-        resync = False
-        dossiers = False
         sensor_alerts = False
         for message in batch:
+            seq = message.get("seq")
+            seq = seq if isinstance(seq, int) else 0
+            items: list[Any]
             if "ticket" in message:
                 # A departure notice concerns agency queues; the wall sees the ticket move.
-                if "from_agency" not in message and isinstance(message["ticket"], int):
+                if "from_agency" in message or not isinstance(message["ticket"], int):
+                    kind, items = "skip", []
+                else:
+                    kind, items = "tickets", [message["ticket"]]
                     ticket_ids.append(message["ticket"])
             elif "alert" in message:
-                alerts.append(_alert(message))
+                kind, items = "alerts", [_alert(message)]
                 sensor_alerts = sensor_alerts or message.get("subject_kind") == "sensor"
             elif "readings" in message:
-                readings.extend(message["readings"])
+                kind, items = "readings", list(message["readings"])
             elif "dossiers" in message:
-                dossiers = True
+                kind, items = "dossiers", []
             elif message.get("resync"):
-                resync = True
-        out: list[str] = []
+                kind, items = "resync", []
+            else:
+                continue
+            if runs and runs[-1][0] == kind:
+                runs[-1] = (kind, runs[-1][1] + items, max(seq, runs[-1][2]))
+            else:
+                runs.append((kind, items, seq))
+        rows: dict[Any, Any] = {}
         if ticket_ids:
             async with self._pool.connection() as conn:
-                rows = await wall_data.tickets_by_id(conn, ticket_ids)
-            out.append(msgspec.json.encode({"type": "tickets", "tickets": rows}).decode())
-        if alerts:
-            out.append(msgspec.json.encode({"type": "alerts", "alerts": alerts}).decode())
-        if readings:
-            out.append(msgspec.json.encode({"type": "readings", "readings": readings}).decode())
+                found = await wall_data.tickets_by_id(conn, ticket_ids)
+            rows = {row[0]: row for row in found}
+        out: list[str] = []
+        for kind, items, seq in runs:
+            shaped: dict[str, Any]
+            if kind == "tickets":
+                picked = [rows[i] for i in dict.fromkeys(items) if i in rows]
+                shaped = {"type": "tickets", "tickets": picked}
+            elif kind in ("alerts", "readings"):
+                shaped = {"type": kind, kind: items}
+            elif kind == "dossiers" and self._reads is not None:
+                board = await self._reads.dossiers.after(taken)
+                shaped = {"type": "dossiers", "dossiers": board}
+            elif kind == "resync":
+                shaped = {"type": "resync"}
+            else:
+                continue
+            if seq:
+                shaped["seq"] = seq
+            out.append(msgspec.json.encode(shaped).decode())
         if sensor_alerts and self._reads is not None:
             seen = await self._reads.sensors.after(taken)
             out.append(msgspec.json.encode({"type": "traffic", "traffic": seen}).decode())
-        if dossiers and self._reads is not None:
-            found = await self._reads.dossiers.after(taken)
-            out.append(msgspec.json.encode({"type": "dossiers", "dossiers": found}).decode())
-        if resync:
-            out.append('{"type": "resync"}')
         return out
