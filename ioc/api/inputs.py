@@ -63,14 +63,28 @@ def json_body(schema: dict[str, Any]) -> dict[str, Any]:
 # enforces, and a refusal keeps the domain's words and the one error shape.
 
 
+# A blank value counts as not given (``ioc.params.one``), so the document admits one.
+_BLANK: dict[str, Any] = {"type": "string", "maxLength": 0}
+_CONSTRAINTS = frozenset({"enum", "format", "pattern", "minLength", "minimum", "maximum"})
+
+
+def _or_blank(schema: dict[str, Any]) -> dict[str, Any]:
+    if schema.get("type") == "array" or (
+        schema.get("type") == "string" and not _CONSTRAINTS & schema.keys()
+    ):
+        return schema
+    return {"anyOf": [schema, _BLANK]}
+
+
 def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    """One optional query parameter; an array schema is sent repeated (``?state=a&state=b``)."""
+    """One optional query parameter; an array schema is sent repeated (``?state=a&state=b``).
+    A single value may also be blank, which means the same as leaving it out."""
     parameter = {
         "name": name,
         "in": "query",
         "required": False,
         "description": description,
-        "schema": schema,
+        "schema": _or_blank(schema),
     }
     if schema.get("type") == "array":
         parameter |= {"style": "form", "explode": True}
