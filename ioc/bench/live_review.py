@@ -79,7 +79,7 @@ async def _review_times(
         )
         query_ms: dict[str, float] = {}
         tables: dict[str, review_table.Table] = {}
-        for name in review_queries.TABLES:
+        for name in (t for t in review_queries.TABLES if t != "officials"):  # needs an agency
             runs = []
             for _ in range(3):
                 started = time.perf_counter()
