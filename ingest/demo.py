@@ -14,7 +14,9 @@ import httpx
 import uvicorn
 
 from ingest.simulator import Event, ProvinceSimulator, RealClock
+from ioc.accounts import check_user
 from ioc.api.app import create_app
+from ioc.errors import Conflict
 from ioc.platform import Platform
 from ioc.routing.jurisdictions import read_boundary_file
 from ioc.routing.rules import apply_config, read_config
@@ -23,6 +25,7 @@ from ioc.settings import Settings
 from ioc.store.jurisdictions import save_boundary_set
 from ioc.store.keys import create_key
 from ioc.store.reference import Sensor, upsert_sensors
+from ioc.store.users import create_user, reset_password
 
 log = logging.getLogger(__name__)
 SOURCE = "simulator"
@@ -54,6 +57,28 @@ async def _register(platform: Platform, simulator: ProvinceSimulator) -> tuple[s
     return source_key.token, operator_key.token
 
 
+# Two officials per agency, so each console has people to assign (``ioc users`` makes real ones).
+_OFFICIALS = ("Nguyễn Thị Lan", "Trần Văn Minh")
+
+
+async def _officials(platform: Platform) -> tuple[str, str, str]:
+    """The demo's officials, created on the first run; returns the first agency's first
+    official as (agency, login, a fresh password) to log in with."""
+    now = platform.clock.now()
+    async with platform.pool.connection() as conn:
+        cur = await conn.execute("SELECT code FROM agencies ORDER BY code")
+        agencies = [str(row[0]) for row in await cur.fetchall()]
+        for code in agencies:
+            for number, name in enumerate(_OFFICIALS, 1):
+                with contextlib.suppress(Conflict):  # made by an earlier run
+                    await create_user(
+                        conn, check_user(f"{code}.{number}", name, "agency", code), None, now
+                    )
+        first = agencies[0]
+        _, password = await reset_password(conn, f"{first}.1", None, now)
+    return first, f"{first}.1", password
+
+
 async def _demo(settings: Settings, port: int, seed: int) -> None:
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=port, log_config=None))
@@ -68,10 +93,13 @@ async def _demo(settings: Settings, port: int, seed: int) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         area = await _map(platform, Path(workdir))
     source_key, operator_key = await _register(platform, simulator)
+    agency, login, password = await _officials(platform)
     base = f"http://{settings.host}:{port}"
     click.echo(
         f"\nIOC demo is running: open {base}/  (API docs: {base}/docs)\n"
         f"wall map: {base}/login, log in with the operator key: {operator_key}\n"
+        f"agency console ({agency}): log in as {login} with the password {password} "
+        f"(every agency has officials <code>.1 and <code>.2; ioc users reset-password)\n"
         f"reports are routed to agencies over {area} (rules: deploy/hue-responsibility.toml)\n"
         "a simulator is streaming field reports, traffic readings and dossier events; "
         "Ctrl-C stops everything\n"
