@@ -4,6 +4,9 @@ field of the API needs."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -71,3 +74,40 @@ def one(query: Mapping[str, Sequence[str]], name: str) -> str | None:
     if len(values) > 1:
         raise bad(name, f"given {len(values)} times; give it once")
     return text(name, values[0], MAX_QUERY_VALUE) if values else None
+
+
+def page_limit(query: Mapping[str, Sequence[str]], default: int, maximum: int) -> int:
+    """The ``limit`` parameter: a whole number from 1 to ``maximum``, ``default`` when absent."""
+    given = one(query, "limit")
+    if given is None:
+        return default
+    if not given.strip().isdigit() or not 1 <= int(given) <= maximum:
+        raise bad("limit", f"{given!r} is not a whole number from 1 to {maximum}")
+    return int(given)
+
+
+def pack_cursor(values: Sequence[Any]) -> str:
+    """An opaque page cursor holding JSON values (where the last page ended)."""
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+
+
+def unpack_cursor(token: str, field: str = "cursor") -> list[Any]:
+    """The values ``pack_cursor`` packed; a token this API did not give out is a 422 on ``field``.
+    Callers check the values' shape and raise ``ValueError``/``TypeError`` inside
+    ``cursor_error`` to get the same message."""
+    try:
+        values = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(values, list):
+            raise ValueError(token)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise cursor_error(token, field) from None
+    return values
+
+
+def cursor_error(token: str, field: str = "cursor") -> InvalidInput:
+    """The one message for a cursor this API did not give out."""
+    return bad(
+        field,
+        f"{token[:40]!r} is not a cursor from this API; pass the 'next' value of the "
+        "previous page unchanged",
+    )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +13,7 @@ import psycopg
 from ioc.auth import Principal, Role
 from ioc.errors import Conflict, Forbidden, NotFound
 from ioc.params import bad as _bad
+from ioc.params import cursor_error, pack_cursor, page_limit, unpack_cursor
 from ioc.params import one as _one
 
 Conn = psycopg.AsyncConnection[Any]
@@ -71,21 +69,16 @@ class Filters:
 
 
 def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps(["d", last_id]).encode()).decode().rstrip("=")
+    return pack_cursor(["d", last_id])
 
 
 def decode_cursor(token: str) -> int:
-    try:
-        tag, last = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if tag != "d" or type(last) is not int or not 0 < last < 2**63:
-            raise ValueError(token)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise _bad(
-            "cursor",
-            f"{token[:40]!r} is not a cursor from this API; pass the 'next' value of the "
-            "previous page unchanged",
-        ) from None
-    return int(last)
+    values = unpack_cursor(token)
+    if len(values) != 2 or values[0] != "d" or type(values[1]) is not int:
+        raise cursor_error(token)
+    if not 0 < values[1] < 2**63:
+        raise cursor_error(token)
+    return int(values[1])
 
 
 def parse_filters(query: Mapping[str, Sequence[str]]) -> Filters:
@@ -101,12 +94,7 @@ def parse_filters(query: Mapping[str, Sequence[str]]) -> Filters:
     for state in states:
         if state not in STATES:
             raise _bad("state", f"{state!r} is not a delivery state; accepted: {', '.join(STATES)}")
-    limit_text = _one(query, "limit")
-    limit = DEFAULT_LIMIT
-    if limit_text is not None:
-        if not limit_text.strip().isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-            raise _bad("limit", f"{limit_text!r} is not a whole number from 1 to {MAX_LIMIT}")
-        limit = int(limit_text)
+    limit = page_limit(query, DEFAULT_LIMIT, MAX_LIMIT)
     cursor = _one(query, "cursor")
     return Filters(
         agency=_one(query, "agency") or None,

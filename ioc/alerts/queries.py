@@ -8,7 +8,6 @@ names agencies holds back only the deliveries addressed to them.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -22,6 +21,7 @@ from ioc.alerts.records import SUBJECT_KINDS, announce
 from ioc.auth import Principal, Role
 from ioc.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ioc.params import bad as _bad
+from ioc.params import cursor_error, pack_cursor, page_limit, unpack_cursor
 from ioc.params import text as _text
 
 Conn = psycopg.AsyncConnection[Any]
@@ -125,15 +125,16 @@ def _scope(who: Principal) -> str | None:
 
 
 def _cursor(token: str) -> int:
-    try:
-        value = int(base64.urlsafe_b64decode(token.encode() + b"==").decode())
-    except (ValueError, UnicodeDecodeError):
-        raise _bad("cursor", "not a cursor this API gave out") from None
-    return value
+    values = unpack_cursor(token)
+    if len(values) != 2 or values[0] != "a" or type(values[1]) is not int:
+        raise cursor_error(token)
+    if not 0 < values[1] < 2**63:
+        raise cursor_error(token)
+    return int(values[1])
 
 
 def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+    return pack_cursor(["a", last_id])
 
 
 async def list_alerts(conn: Conn, who: Principal, query: Mapping[str, Sequence[str]]) -> AlertPage:
@@ -149,12 +150,7 @@ async def list_alerts(conn: Conn, who: Principal, query: Mapping[str, Sequence[s
         raise _bad("status", "must be active, resolved or all")
     if one.get("subject_kind", SUBJECT_KINDS[0]) not in SUBJECT_KINDS:
         raise _bad("subject_kind", f"must be one of {', '.join(SUBJECT_KINDS)}")
-    try:
-        limit = int(one.get("limit", DEFAULT_LIMIT))
-    except ValueError:
-        raise _bad("limit", "must be a whole number") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise _bad("limit", f"must be between 1 and {MAX_LIMIT}")
+    limit = page_limit(query, DEFAULT_LIMIT, MAX_LIMIT)
     where: list[sql.Composable] = []
     params: list[Any] = []
     if status == "active":

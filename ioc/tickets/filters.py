@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from ioc.params import bad as _bad
+from ioc.params import cursor_error, pack_cursor, page_limit, unpack_cursor
 from ioc.params import one as _one
 from ioc.tickets.states import STATES
 
@@ -41,27 +39,22 @@ class Cursor:
     id: int
 
     def encode(self) -> str:
-        raw = json.dumps(
+        return pack_cursor(
             [None if self.deadline_at is None else self.deadline_at.isoformat(), self.id]
         )
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
+        values = unpack_cursor(token)
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            deadline, ticket = json.loads(raw)
+            deadline, ticket = values
             if type(ticket) is not int or not 0 <= ticket < 2**63:
                 raise ValueError("id")
             at = None if deadline is None else datetime.fromisoformat(deadline)
             if at is not None and at.tzinfo is None:
                 raise ValueError("zone")
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-            raise _bad(
-                "cursor",
-                f"{token[:40]!r} is not a cursor from this API; pass the 'next' value of the "
-                "previous page unchanged",
-            ) from None
+        except (ValueError, TypeError):
+            raise cursor_error(token) from None
         return cls(at, ticket)
 
 
@@ -162,12 +155,7 @@ def parse_filters(
     until = None if until_text is None else _moment("until", until_text, zone)
     if since is not None and until is not None and until < since:
         raise _bad("until", f"{until_text!r} is before since ({since_text!r})")
-    limit_text = _one(query, "limit")
-    limit = DEFAULT_LIMIT
-    if limit_text is not None:
-        if not limit_text.strip().isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-            raise _bad("limit", f"{limit_text!r} is not a whole number from 1 to {MAX_LIMIT}")
-        limit = int(limit_text)
+    limit = page_limit(query, DEFAULT_LIMIT, MAX_LIMIT)
     cursor_text = _one(query, "cursor")
     agency, unrouted = _agency(_one(query, "agency"), catch_all)
     return Filters(
