@@ -27,6 +27,30 @@ def _round(value: Any, digits: int = 1) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
+def _sensor_alert(
+    row: dict[str, Any],
+    rule: str,
+    title: str,
+    details: dict[str, Any],
+    settings: Settings,
+    routed: Decision,
+) -> NewAlert:
+    """A warning about one sensor, at its place, for the agency routing chose."""
+    return NewAlert(
+        subject_kind="sensor",
+        subject_id=str(row["sensor_id"]),
+        rule=rule,
+        level="warning",
+        severity="warning",
+        agency=routed.agency,
+        title=title,
+        category=settings.traffic_category,
+        details={**details, "routing": routed.why()},
+        lon=row["lon"],
+        lat=row["lat"],
+    )
+
+
 def silent_alert(row: dict[str, Any], settings: Settings, routed: Decision) -> NewAlert:
     last: datetime | None = row["last_at"]
     if last is None:
@@ -43,21 +67,8 @@ def silent_alert(row: dict[str, Any], settings: Settings, routed: Decision) -> N
         "interval_s": row["interval_s"],
         "intervals": settings.silent_intervals,
         "threshold_s": row["threshold_s"],
-        "routing": routed.why(),
     }
-    return NewAlert(
-        subject_kind="sensor",
-        subject_id=str(row["sensor_id"]),
-        rule=SILENT,
-        level="warning",
-        severity="warning",
-        agency=routed.agency,
-        title=title,
-        category=settings.traffic_category,
-        details=details,
-        lon=row["lon"],
-        lat=row["lat"],
-    )
+    return _sensor_alert(row, SILENT, title, details, settings, routed)
 
 
 _WEEKDAYS: Final = ("", "thứ Hai", "thứ Ba", "thứ Tư", "thứ Năm", "thứ Sáu", "thứ Bảy", "Chủ nhật")
@@ -114,18 +125,5 @@ def congestion_alert(row: dict[str, Any], settings: Settings, routed: Decision) 
         "z_speed": _round(row["z_speed"], 2),
         "z_vehicles": _round(row["z_vehicles"], 2),
         "z_threshold": z,
-        "routing": routed.why(),
     }
-    return NewAlert(
-        subject_kind="sensor",
-        subject_id=str(row["sensor_id"]),
-        rule=CONGESTION,
-        level="warning",
-        severity="warning",
-        agency=routed.agency,
-        title=title,
-        category=settings.traffic_category,
-        details=details,
-        lon=row["lon"],
-        lat=row["lat"],
-    )
+    return _sensor_alert(row, CONGESTION, title, details, settings, routed)
