@@ -10,7 +10,7 @@ from typing import Any, Final
 import psycopg
 
 from maps.review.period import ReviewQuery
-from maps.review.table import Column, Table, hours, rate
+from maps.review.table import TICKET_COLUMNS, Column, Table, hours, rate
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -18,18 +18,7 @@ UNASSIGNED: Final = "(chưa phân công)"
 _COLUMNS: Final = (
     Column("official", "Tên đăng nhập", "text"),
     Column("name", "Cán bộ", "text"),
-    Column("received", "Tiếp nhận", "count"),
-    Column("responded", "Đã phản hồi", "count"),
-    Column("response_median_h", "Phản hồi: trung vị (giờ HC)", "hours"),
-    Column("response_p90_h", "Phản hồi: P90 (giờ HC)", "hours"),
-    Column("resolved", "Đã xử lý", "count"),
-    Column("resolution_median_h", "Xử lý: trung vị (giờ HC)", "hours"),
-    Column("resolution_p90_h", "Xử lý: P90 (giờ HC)", "hours"),
-    Column("early", "Trước hạn", "count"),
-    Column("on_time", "Đúng hạn", "count"),
-    Column("late", "Trễ hạn", "count"),
-    Column("on_time_rate", "Tỷ lệ đúng hạn", "rate"),
-    Column("overdue_now", "Đang quá hạn", "count"),
+    *TICKET_COLUMNS,
 )
 
 # Percentiles as everywhere in the review: linear interpolation (percentile_cont).

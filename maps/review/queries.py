@@ -24,7 +24,18 @@ from maps.review.percentiles import (
     exact_rows,
 )
 from maps.review.period import ReviewQuery
-from maps.review.table import ALL, UNROUTED, By, Column, Table, equal, hours, rate
+from maps.review.table import (
+    ALL,
+    PERCENTILES_COLUMN,
+    TICKET_COLUMNS,
+    UNROUTED,
+    By,
+    Column,
+    Table,
+    equal,
+    hours,
+    rate,
+)
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -33,22 +44,6 @@ Conn = psycopg.AsyncConnection[Any]
 
 
 # -- tickets -----------------------------------------------------------------------------
-
-_TICKET_COLUMNS: Final = (
-    Column("received", "Tiếp nhận", "count"),
-    Column("responded", "Đã phản hồi", "count"),
-    Column("response_median_h", "Phản hồi: trung vị (giờ HC)", "hours"),
-    Column("response_p90_h", "Phản hồi: P90 (giờ HC)", "hours"),
-    Column("resolved", "Đã xử lý", "count"),
-    Column("resolution_median_h", "Xử lý: trung vị (giờ HC)", "hours"),
-    Column("resolution_p90_h", "Xử lý: P90 (giờ HC)", "hours"),
-    Column("early", "Trước hạn", "count"),
-    Column("on_time", "Đúng hạn", "count"),
-    Column("late", "Trễ hạn", "count"),
-    Column("on_time_rate", "Tỷ lệ đúng hạn", "rate"),
-    Column("overdue_now", "Đang quá hạn", "count"),
-    Column("percentiles", "Trung vị, P90", "accuracy"),
-)
 
 # Counts per agency and category: the rows' sums, and how many tickets each row holds.
 _COUNTS: Final = sql.SQL(
@@ -161,7 +156,12 @@ async def ticket_table(
     return Table(
         "agencies" if by == "agency" else "categories",
         f"Phản ánh theo {label.lower()}",
-        (Column(by, "Mã", "text"), Column("name", label, "text"), *_TICKET_COLUMNS),
+        (
+            Column(by, "Mã", "text"),
+            Column("name", label, "text"),
+            *TICKET_COLUMNS,
+            PERCENTILES_COLUMN,
+        ),
         rows,
     )
 

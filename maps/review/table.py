@@ -59,3 +59,23 @@ def equal(column: str, param: str, prefix: str = "") -> sql.Composable:
     return sql.SQL(" AND {}{} = {}").format(
         sql.SQL(prefix), sql.Identifier(column), sql.Placeholder(param)
     )
+
+
+# What a ticket table shows for each row (agency, category or official).
+TICKET_COLUMNS: Final = (
+    Column("received", "Tiếp nhận", "count"),
+    Column("responded", "Đã phản hồi", "count"),
+    Column("response_median_h", "Phản hồi: trung vị (giờ HC)", "hours"),
+    Column("response_p90_h", "Phản hồi: P90 (giờ HC)", "hours"),
+    Column("resolved", "Đã xử lý", "count"),
+    Column("resolution_median_h", "Xử lý: trung vị (giờ HC)", "hours"),
+    Column("resolution_p90_h", "Xử lý: P90 (giờ HC)", "hours"),
+    Column("early", "Trước hạn", "count"),
+    Column("on_time", "Đúng hạn", "count"),
+    Column("late", "Trễ hạn", "count"),
+    Column("on_time_rate", "Tỷ lệ đúng hạn", "rate"),
+    Column("overdue_now", "Đang quá hạn", "count"),
+)
+
+# Whether the row's median and P90 are exact or estimated.
+PERCENTILES_COLUMN: Final = Column("percentiles", "Trung vị, P90", "accuracy")
