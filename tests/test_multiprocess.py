@@ -294,3 +294,50 @@ def _hubs(db_url: str) -> int:
             " AND datname = current_database()"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def test_three_traffic_watches_raise_each_silent_sensor_once(db_url: str, tmp_path: Path) -> None:
+    """The traffic watch runs in every process; a sensor gone quiet is one alert, not three."""
+    watch = {"IOC_TRAFFIC_CHECK_S": "0.2"}
+    with cluster(db_url, tmp_path, 3, **watch) as processes:
+        admin, source = key(db_url, "admin"), key(db_url, "source", source="hue-s")
+        sensors = [f"MP-TS-{n:02d}" for n in range(12)]
+        body = [
+            {"sensor_id": s, "lon": 107.50 + n * 0.005, "lat": 16.45, "name": f"Nút giao {n}"}
+            for n, s in enumerate(sensors)
+        ]
+        answer = httpx.post(
+            f"{processes[0].url}/v1/sensors", json=body, headers=auth(admin), timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        # Each sensor's one reading is an hour old: far past three one-minute intervals.
+        hour_ago = datetime.now(HCM).replace(microsecond=0) - timedelta(hours=1)
+        for n, sensor in enumerate(sensors):
+            line = {
+                "kind": "traffic_count",
+                "sensor_id": sensor,
+                "observed_at": hour_ago.isoformat(),
+                "interval_s": 60,
+                "vehicle_count": 12,
+                "avg_speed_kmh": 35.0,
+            }
+            answer = httpx.post(
+                f"{processes[n % 3].url}/v1/events/batch",
+                content=json.dumps(line) + "\n",
+                headers=auth(source) | NDJSON,
+                timeout=30,
+            )
+            assert answer.status_code == 200 and answer.json()["rejected"] == 0, answer.text
+
+        def silent() -> list[tuple[Any, ...]]:
+            with psycopg.connect(db_url) as conn:
+                return conn.execute(
+                    "SELECT subject_id FROM alerts WHERE rule = 'silent'"
+                ).fetchall()
+
+        wait_until(lambda: len(silent()) >= len(sensors), "every quiet sensor alerted")
+        time.sleep(
+            1.0
+        )  # five more checks in each process for a duplicate to show up, were there one
+        rows = silent()
+        assert sorted(r[0] for r in rows) == sensors
