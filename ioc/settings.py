@@ -302,13 +302,6 @@ class Settings(BaseSettings):
         default="openid profile email",
         description="Single sign-on: the scopes asked for (space-separated; openid is always asked).",
     )
-    oidc_login_claim: str = Field(
-        default="preferred_username",
-        description="Single sign-on: the claim that gives a new official's login (an existing account with that login is linked); when it is not a valid login, one is made from the subject.",
-    )
-    oidc_name_claim: str = Field(
-        default="name", description="Single sign-on: the claim that gives the official's name."
-    )
     oidc_role_claim: str = Field(
         default="groups",
         description="Single sign-on: the claim (a string or a list) that gives the role, through oidc_role_map.",
@@ -367,15 +360,6 @@ class Settings(BaseSettings):
         """The video wall's playlist as (view, seconds)."""
         steps = filter(None, (s.strip() for s in self.wall_playlist.split(",")))
         return [(v.strip(), float(n)) for v, _, n in (s.partition(":") for s in steps)]
-
-    @field_validator("oidc_role_map", "oidc_agency_map")
-    @classmethod
-    def _pairs(cls, value: str) -> str:
-        for pair in filter(None, (p.strip() for p in value.split(","))):
-            claim, sep, target = pair.partition("=")
-            if not (sep and claim.strip() and target.strip()):
-                raise ValueError(f"{pair!r} is not claim-value=target")
-        return value
 
     @field_validator("timezone")
     @classmethod

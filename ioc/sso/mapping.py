@@ -15,6 +15,9 @@ from ioc.errors import ConfigError, Forbidden, InvalidInput
 from ioc.settings import Settings
 
 CALLBACK_PATH: Final = "/login/oidc/callback"
+# OpenID Connect's standard claims for a new account's login and the official's name.
+LOGIN_CLAIM: Final = "preferred_username"
+NAME_CLAIM: Final = "name"
 
 
 class SsoRefused(Forbidden):
@@ -40,8 +43,6 @@ class SsoConfig:
     client_secret: str
     redirect_url: str | None
     scopes: tuple[str, ...]
-    login_claim: str
-    name_claim: str
     role_claim: str
     role_map: tuple[tuple[str, Role], ...]
     default_role: Role | None
@@ -59,10 +60,8 @@ class SsoConfig:
             raise ConfigError(f"IOC_OIDC_ISSUER={issuer!r}: an http(s) URL is needed")
         if not settings.oidc_client_id:
             raise ConfigError("IOC_OIDC_CLIENT_ID is needed when IOC_OIDC_ISSUER is set")
-        roles = tuple(
-            (claim, _role(role, "IOC_OIDC_ROLE_MAP"))
-            for claim, role in _pairs(settings.oidc_role_map)
-        )
+        pairs = _pairs(settings.oidc_role_map, "IOC_OIDC_ROLE_MAP")
+        roles = tuple((claim, _role(role, "IOC_OIDC_ROLE_MAP")) for claim, role in pairs)
         default = settings.oidc_default_role.strip()
         scopes = settings.oidc_scopes.split()
         return cls(
@@ -71,19 +70,23 @@ class SsoConfig:
             client_secret=settings.oidc_client_secret,
             redirect_url=settings.oidc_redirect_url or None,
             scopes=tuple(["openid", *(s for s in scopes if s != "openid")]),
-            login_claim=settings.oidc_login_claim,
-            name_claim=settings.oidc_name_claim,
             role_claim=settings.oidc_role_claim,
             role_map=roles,
             default_role=_role(default, "IOC_OIDC_DEFAULT_ROLE") if default else None,
             agency_claim=settings.oidc_agency_claim,
-            agency_map=dict(_pairs(settings.oidc_agency_map)),
+            agency_map=dict(_pairs(settings.oidc_agency_map, "IOC_OIDC_AGENCY_MAP")),
         )
 
 
-def _pairs(text: str) -> list[tuple[str, str]]:
-    pairs = (p.partition("=") for p in filter(None, (s.strip() for s in text.split(","))))
-    return [(claim.strip(), target.strip()) for claim, _, target in pairs]
+def _pairs(text: str, variable: str) -> list[tuple[str, str]]:
+    """``value=target`` pairs, comma-separated."""
+    found = []
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        claim, sep, target = pair.partition("=")
+        if not (sep and claim.strip() and target.strip()):
+            raise ConfigError(f"{variable}: {pair!r} is not claim-value=target")
+        found.append((claim.strip(), target.strip()))
+    return found
 
 
 def _role(value: str, variable: str) -> Role:
@@ -139,8 +142,8 @@ def person_of(config: SsoConfig, claims: Mapping[str, Any]) -> Person:
     return Person(
         issuer=config.issuer,
         subject=subject,
-        login=_login(claims.get(config.login_claim), config.issuer, subject),
-        name=_name(claims.get(config.name_claim), subject),
+        login=_login(claims.get(LOGIN_CLAIM), config.issuer, subject),
+        name=_name(claims.get(NAME_CLAIM), subject),
         role=role,
         agency=agency or None,
     )
