@@ -26,7 +26,7 @@ def _node_tools() -> tuple[str, str]:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.fail(
-            "the single sign-on tests run a real OpenID provider on Node.js (20 or later): "
+            "the single sign-on tests run a real OpenID provider on Node.js (18 or later): "
             "install node and npm (e.g. `apt-get install nodejs npm`)"
         )
     return node, npm
