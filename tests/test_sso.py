@@ -9,6 +9,7 @@ import html
 import logging
 import re
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -32,10 +33,29 @@ def app_port() -> int:
     return free_port()
 
 
+class Idp:
+    """The running provider, which a test may restart (on the same port, with new keys)."""
+
+    def __init__(self, port: int, redirect_uri: str) -> None:
+        self.port, self.redirect_uri = port, redirect_uri
+        self.stack = ExitStack()
+        self.url = self.stack.enter_context(provider(port, redirect_uri))
+
+    def restart(self) -> None:
+        self.stack.close()
+        self.url = self.stack.enter_context(provider(self.port, self.redirect_uri))
+
+
 @pytest.fixture
-def issuer(app_port: int) -> Iterator[str]:
-    with provider(free_port(), f"http://127.0.0.1:{app_port}/login/oidc/callback") as url:
-        yield url
+def idp(app_port: int) -> Iterator[Idp]:
+    running = Idp(free_port(), f"http://127.0.0.1:{app_port}/login/oidc/callback")
+    with running.stack:
+        yield running
+
+
+@pytest.fixture
+def issuer(idp: Idp) -> str:
+    return idp.url
 
 
 @pytest.fixture
@@ -157,6 +177,15 @@ def test_an_existing_account_is_linked_and_a_disabled_one_stays_refused(
         assert refused.status_code == 403 and "đã bị khóa" in refused.text
         assert PROVINCE_LOGIN in refused.text  # the login page, to try again
         assert browser.get("/session").status_code == 401
+
+
+def test_new_signing_keys_of_the_provider_are_fetched(server: RunningServer, idp: Idp) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        assert sso_login(browser, LAN).status_code == 200  # its keys are now cached
+    idp.restart()  # the same provider, signing with a key the platform has not seen
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        assert sso_login(browser, LAN).status_code == 200
+        assert browser.get("/session").json()["login"] == "lan.nt"
 
 
 def test_a_tampered_state_is_refused_and_a_callback_is_good_once(server: RunningServer) -> None:
