@@ -292,7 +292,8 @@ class Settings(BaseSettings):
         default="", description="Single sign-on: the client id the provider gave this platform."
     )
     oidc_client_secret: str = Field(
-        default="", description="Single sign-on: the client's secret (sent with HTTP Basic)."
+        default="",
+        description="Single sign-on: the client's secret (sent with HTTP Basic); empty: a public client.",
     )
     oidc_redirect_url: str | None = Field(
         default=None,

@@ -267,6 +267,8 @@ def test_claims_map_to_a_role_and_an_agency() -> None:
     assert person_of(fallback, {"sub": "k", "groups": ["nhan-vien"]}).role.value == "operator"
     with pytest.raises(ConfigError, match="IOC_OIDC_ROLE_MAP"):
         _config(oidc_role_map="nhom=source")
+    with pytest.raises(ConfigError, match="gives nobody a role"):
+        _config(oidc_role_map="")
 
 
 def test_the_browser_logs_in_through_the_provider_and_lands_on_the_console(

@@ -167,7 +167,9 @@ class OpenIdClient:
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",
         }
-        auth = ClientAuth(self.config.client_id, self.config.client_secret, "client_secret_basic")
+        # A client without a secret is a public one (PKCE alone); otherwise HTTP Basic.
+        method = "client_secret_basic" if self.config.client_secret else "none"
+        auth = ClientAuth(self.config.client_id, self.config.client_secret, method)
         uri, headers, body = auth.prepare("POST", meta["token_endpoint"], headers, body)
         tokens = await self._json(
             http, http.build_request("POST", uri, headers=headers, content=body)

@@ -63,6 +63,11 @@ class SsoConfig:
         pairs = _pairs(settings.oidc_role_map, "IOC_OIDC_ROLE_MAP")
         roles = tuple((claim, _role(role, "IOC_OIDC_ROLE_MAP")) for claim, role in pairs)
         default = settings.oidc_default_role.strip()
+        if not roles and not default:
+            raise ConfigError(
+                "IOC_OIDC_ROLE_MAP (or IOC_OIDC_DEFAULT_ROLE) is needed: without it single "
+                "sign-on gives nobody a role"
+            )
         scopes = settings.oidc_scopes.split()
         return cls(
             issuer=issuer,
