@@ -55,6 +55,18 @@ ensure_mosquitto() {  # the MQTT tests and `ioc bench mqtt` start Debian's mosqu
     fi
 }
 
+ensure_node() {  # the single sign-on tests run a real OpenID provider (tests/oidc) on Node.js
+    command -v node >/dev/null && command -v npm >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing Debian's nodejs and npm for the single sign-on tests …" >&2
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+    else
+        echo "the single sign-on tests need Node.js 18 or later with npm: run" \
+            "'sudo apt-get install nodejs npm'; they fail without it" >&2
+    fi
+}
+
 case "${1:-}" in
     demo)
         install run
@@ -65,6 +77,7 @@ case "${1:-}" in
         install test
         ensure_chromium
         ensure_mosquitto
+        ensure_node
         shift
         "$venv/bin/ruff" check .
         "$venv/bin/ruff" format --check .

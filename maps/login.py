@@ -90,36 +90,71 @@ def _field(form: dict[str, list[str]], name: str) -> str:
     return (form.get(name) or [""])[0]
 
 
+def secure(platform: Platform, request: Request) -> bool:
+    """Whether cookies are marked Secure (https, or the setting says the proxy does TLS)."""
+    return platform.settings.cookie_secure or request.url.scheme == "https"
+
+
+def login_cookie(platform: Platform) -> str:
+    return SECURE_LOGIN_COOKIE if platform.settings.cookie_secure else LOGIN_COOKIE
+
+
+def login_form_answer(
+    platform: Platform,
+    request: Request,
+    target: str,
+    error: str = "",
+    status: int = 200,
+    login: str = "",
+) -> HTMLResponse:
+    """The login form with its login token, which the browser also keeps in a cookie: a form
+    posted from elsewhere carries neither."""
+    nonce = request.cookies.get(login_cookie(platform), "")
+    if not _LOGIN_NONCE.fullmatch(nonce):
+        nonce = secrets.token_urlsafe(32)
+    sso = platform.settings.oidc_issuer is not None
+    response = html_answer(
+        pages.login_page(target, error=error, csrf=nonce, login=login, sso=sso), status
+    )
+    response.set_cookie(
+        login_cookie(platform),
+        nonce,
+        max_age=LOGIN_FORM_MAX_AGE,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=secure(platform, request),
+    )
+    return response
+
+
+async def start_session(
+    platform: Platform, request: Request, who: Principal, response: Response
+) -> None:
+    """Open the official's (or key's) session, ending the browser's previous one, and give
+    ``response`` its cookie."""
+    now = platform.clock.now()
+    async with platform.pool.connection() as conn:
+        previous = platform.auth.session_of(request)
+        if previous is not None:
+            await end_session(conn, previous, now)
+            platform.auth.forget_session(previous)
+        session = await open_session(
+            conn, who.key_id, now, platform.settings.session_ttl_s, user_id=who.user_id
+        )
+    response.set_cookie(
+        platform.auth.cookie,
+        session,
+        max_age=int(platform.settings.session_ttl_s),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=secure(platform, request),
+    )
+
+
 def add_login_routes(router: APIRouter, platform: Platform) -> None:
     """``/login`` (form and post), ``/logout`` and ``/session`` on the pages' router."""
-
-    def secure(request: Request) -> bool:
-        return platform.settings.cookie_secure or request.url.scheme == "https"
-
-    def login_cookie() -> str:
-        return SECURE_LOGIN_COOKIE if platform.settings.cookie_secure else LOGIN_COOKIE
-
-    def login_form_answer(
-        request: Request, target: str, error: str = "", status: int = 200, login: str = ""
-    ) -> HTMLResponse:
-        """The login form with its login token, which the browser also keeps in a cookie:
-        a form posted from elsewhere carries neither."""
-        nonce = request.cookies.get(login_cookie(), "")
-        if not _LOGIN_NONCE.fullmatch(nonce):
-            nonce = secrets.token_urlsafe(32)
-        response = html_answer(
-            pages.login_page(target, error=error, csrf=nonce, login=login), status
-        )
-        response.set_cookie(
-            login_cookie(),
-            nonce,
-            max_age=LOGIN_FORM_MAX_AGE,
-            path="/",
-            httponly=True,
-            samesite="strict",
-            secure=secure(request),
-        )
-        return response
 
     async def who_logs_in(request: Request, form: dict[str, list[str]]) -> Principal:
         login, key = _field(form, "login").strip(), _field(form, "key").strip()
@@ -134,7 +169,7 @@ def add_login_routes(router: APIRouter, platform: Platform) -> None:
         request: Request,
         target: Annotated[str | None, Query(alias="next")] = None,
     ) -> HTMLResponse:
-        return login_form_answer(request, safe_next(target) or "")
+        return login_form_answer(platform, request, safe_next(target) or "")
 
     @router.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
@@ -143,7 +178,7 @@ def add_login_routes(router: APIRouter, platform: Platform) -> None:
         given_login = _field(form, "login").strip()[:64]
         try:
             check_same_origin(request, require=False)
-            nonce = request.cookies.get(login_cookie(), "")
+            nonce = request.cookies.get(login_cookie(platform), "")
             sent = _field(form, "csrf_token")
             if not nonce or not hmac.compare_digest(nonce.encode(), sent.encode()):
                 raise CrossSiteRefused(
@@ -151,37 +186,26 @@ def add_login_routes(router: APIRouter, platform: Platform) -> None:
                     "(the login form expired or did not come from this site)"
                 )
         except CrossSiteRefused as exc:
-            return login_form_answer(request, target or "", exc.message, 403, given_login)
+            return login_form_answer(platform, request, target or "", exc.message, 403, given_login)
         try:
             who = await who_logs_in(request, form)
             goal = target or landing(who)
         except RateLimited as exc:
-            answer = login_form_answer(request, target or "", exc.message, 429, given_login)
+            answer = login_form_answer(
+                platform, request, target or "", exc.message, 429, given_login
+            )
             answer.headers["Retry-After"] = str(exc.retry_after_s)
             return answer
         except (Unauthenticated, Forbidden) as exc:
-            return login_form_answer(request, target or "", exc.message, 401, given_login)
-        now = platform.clock.now()
-        async with platform.pool.connection() as conn:
-            previous = platform.auth.session_of(request)
-            if previous is not None:
-                await end_session(conn, previous, now)
-                platform.auth.forget_session(previous)
-            session = await open_session(
-                conn, who.key_id, now, platform.settings.session_ttl_s, user_id=who.user_id
-            )
+            return login_form_answer(platform, request, target or "", exc.message, 401, given_login)
         response = RedirectResponse(goal, status_code=303)
-        response.set_cookie(
-            platform.auth.cookie,
-            session,
-            max_age=int(platform.settings.session_ttl_s),
+        await start_session(platform, request, who, response)
+        response.delete_cookie(
+            login_cookie(platform),
             path="/",
             httponly=True,
             samesite="strict",
-            secure=secure(request),
-        )
-        response.delete_cookie(
-            login_cookie(), path="/", httponly=True, samesite="strict", secure=secure(request)
+            secure=secure(platform, request),
         )
         return response
 
@@ -203,7 +227,7 @@ def add_login_routes(router: APIRouter, platform: Platform) -> None:
             path="/",
             httponly=True,
             samesite="strict",
-            secure=secure(request),
+            secure=secure(platform, request),
         )
         return response
 

@@ -21,18 +21,30 @@ def _head(title: str) -> str:
     )
 
 
-def login_page(target: str, error: str = "", csrf: str = "", login: str = "") -> str:
+def login_page(
+    target: str, error: str = "", csrf: str = "", login: str = "", sso: bool = False
+) -> str:
     """The login form: an official's login and password, or (machines, old habits) an API key;
-    either opens a session. ``csrf`` is the form's login token."""
+    either opens a session. ``csrf`` is the form's login token. With ``sso``, a button first
+    for the province's single sign-on."""
     problem = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    province = (
+        f"""<form method="get" action="/login/oidc" id="sso-login">
+    <input type="hidden" name="next" value="{html.escape(target)}">
+    <button type="submit">Đăng nhập bằng tài khoản tỉnh</button>
+  </form>
+  <p>Hoặc bằng tài khoản cán bộ của Trung tâm IOC:</p>"""
+        if sso
+        else "<p>Đăng nhập bằng tài khoản cán bộ được cấp cho bạn.</p>"
+    )
     hidden = f"""<input type="hidden" name="next" value="{html.escape(target)}">
     <input type="hidden" name="csrf_token" value="{html.escape(csrf)}">"""
     return f"""{_head("Đăng nhập — Trung tâm IOC")}
 <body class="ioc-plain">
 <main class="ioc-card">
   <h1>Trung tâm IOC</h1>
-  <p>Đăng nhập bằng tài khoản cán bộ được cấp cho bạn.</p>
   {problem}
+  {province}
   <form method="post" action="/login" id="account-login">
     <label for="login">Tên đăng nhập</label>
     <input id="login" name="login" autocomplete="username" value="{html.escape(login)}"

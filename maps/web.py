@@ -30,6 +30,7 @@ from ioc.store import livelog
 from ioc.store.users import list_users
 from maps import areas, assets, console, pages, triage
 from maps.login import WALL_ROLES, add_login_routes, html_answer, json_answer, who_shown
+from maps.sso import add_sso_routes
 from maps.wall import data as wall_data
 from maps.wall import page as wall
 from maps.wall.feed import FeedOverflow, WallFeed, missed_since
@@ -68,6 +69,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
             return None
 
     add_login_routes(router, platform)
+    add_sso_routes(router, platform)
 
     # --- static files --------------------------------------------------------------------
 

@@ -134,8 +134,10 @@ class _ServerThread(threading.Thread):
         self.loop.close()
 
 
-def start_server(settings: Settings, clock: Any = None) -> tuple[_ServerThread, RunningServer]:
-    port = free_port()
+def start_server(
+    settings: Settings, clock: Any = None, port: int | None = None
+) -> tuple[_ServerThread, RunningServer]:
+    port = port or free_port()
     app = create_app(settings, clock)
     thread = _ServerThread(app, port)
     thread.start()
