@@ -120,6 +120,18 @@ def bench_review(tickets: int, dossier_events: int, database: str | None) -> Non
     run_review_benchmark(cli_settings(), tickets, dossier_events, database)
 
 
+@bench.command("wall")
+@click.option("--open", "open_count", default=50_000, show_default=True, help="Open dossiers.")
+@click.option("--finished", default=200_000, show_default=True, help="Finished dossiers.")
+def bench_wall(open_count: int, finished: int) -> None:
+    """The wall's dossier board, against its query before migration 0020, with both plans."""
+    from ioc.bench.wall import run_wall_benchmark
+
+    if open_count < 1 or finished < 0:
+        raise click.BadParameter("--open must be positive and --finished not negative")
+    run_wall_benchmark(cli_settings(), open_count, finished)
+
+
 @bench.command("clients")
 @click.option("--requests", default=3_000, show_default=True, help="POSTs per client library.")
 @click.option("--concurrency", default=32, show_default=True, help="Concurrent requests.")

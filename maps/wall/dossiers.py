@@ -32,10 +32,10 @@ OPEN_DOSSIER: Final = (
 _OPEN: Final = OPEN_DOSSIER.format(t="")
 _OPEN_D: Final = OPEN_DOSSIER.format(t="d.")
 
-_OPEN_SQL: Final = f"SELECT count(*) FROM dossiers WHERE {_OPEN}"
+OPEN_SQL: Final = f"SELECT count(*) FROM dossiers WHERE {_OPEN}"
 
 # A dossier's due_soon_at is never after its deadline: every late one is in this range too.
-_DUE_SQL: Final = f"""
+DUE_SQL: Final = f"""
 SELECT agency, count(*) FILTER (WHERE deadline_at < %(now)s),
        count(*) FILTER (WHERE deadline_at >= %(now)s)
 FROM dossiers
@@ -96,10 +96,10 @@ async def board(conn: Conn, now: datetime, zone: tzinfo) -> DossierBoard:
         "next_day": next_day,
         "month": month,
     }
-    cur = await conn.execute(_OPEN_SQL)
+    cur = await conn.execute(OPEN_SQL)
     found = await cur.fetchone()
     in_processing = int(found[0]) if found else 0
-    cur = await conn.execute(_DUE_SQL, params)
+    cur = await conn.execute(DUE_SQL, params)
     due_rows = await cur.fetchall()
     total = next((r for r in due_rows if r[0] is None), (None, 0, 0))
     ranked = sorted(
