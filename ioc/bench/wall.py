@@ -44,8 +44,9 @@ WHERE state <> ALL(%(finishing)s) AND accepted_at IS NOT NULL
 GROUP BY GROUPING SETS ((agency), ())"""
 _FINISHING: Final = ["result_returned", "refused", "withdrawn", "stopped"]
 
-# n: a dossier's number; open ones first. An open dossier was accepted up to 30 days before
-# NOW with 5 to 20 days allowed (due soon at three quarters); finished ones ended in the year.
+# n: a dossier's number; open ones first. An open dossier was accepted up to 10 days before
+# NOW with 10 to 20 days allowed (due soon at three quarters: about one in eight is), one in
+# forty 25 to 35 days before (overdue); finished ones were accepted over the year.
 _LOAD_SQL: Final = """
 INSERT INTO dossiers (dossier_id, source, procedure_code, agency, state, channel,
                       registered_at, accepted_at, deadline_at, sla_allowed_s, due_soon_at,
@@ -57,12 +58,14 @@ SELECT 'HS-' || n, 'bench', 'P-' || (n %% 40), 'agency-' || (n %% 100),
        CASE WHEN n > %(open)s THEN a + allowed * 0.5 END,
        CASE WHEN n > %(open)s THEN 'on_time' END,
        a, 2
-FROM generate_series(1, %(open)s + %(finished)s) AS n,
-     LATERAL (SELECT CASE WHEN n <= %(open)s
-                          THEN %(now)s - interval '30 days' * ((n * 7919) %% 1000) / 1000.0
-                          ELSE %(now)s - interval '365 days' * ((n * 7919) %% 1000) / 1000.0
+FROM generate_series(1::bigint, %(open)s + %(finished)s) AS n,
+     LATERAL (SELECT CASE WHEN n > %(open)s
+                          THEN %(now)s - interval '365 days' * ((n * 7919) %% 1000) / 1000.0
+                          WHEN n %% 40 = 0
+                          THEN %(now)s - interval '1 day' * (25 + (n * 7919) %% 10)
+                          ELSE %(now)s - interval '10 days' * ((n * 7919) %% 1000) / 1000.0
                      END AS a,
-                     interval '1 day' * (20 - (n * 104729) %% 16) AS allowed) AS t"""
+                     interval '1 day' * (20 - (n * 104729) %% 11) AS allowed) AS t"""
 
 
 async def _median_ms(work: Callable[[], Awaitable[Any]]) -> float:
