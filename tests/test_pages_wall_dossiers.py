@@ -89,6 +89,19 @@ def test_located_dossiers_appear_on_their_layer_coloured_by_deadline(
     wall.wait_for_function("window.IocWallDossiers.dossier('HS-M3') === null", timeout=1000)
 
 
+def test_a_notice_too_long_to_name_its_dossiers_brings_the_whole_layer(
+    wall: Any, client: httpx.Client, source_key: str
+) -> None:
+    # Forty ids of 120 characters do not fit in one notice: the feed sends every row instead.
+    names = [f"HS-{n:03d}-" + "x" * 113 for n in range(40)]
+    here = {"lon": 107.59, "lat": 16.47}
+    post_all(
+        client, source_key, [dossier(name, 1, "accepted", ago(hours=1), **here) for name in names]
+    )
+    wall.wait_for_function("window.IocWallDossiers.count === 40", timeout=1000)
+    assert place_of(wall, names[-1])["lat"] == 16.47
+
+
 def test_a_dossier_without_a_place_is_shown_at_its_agencys(
     server: RunningServer, page: Any, client: httpx.Client, source_key: str
 ) -> None:
