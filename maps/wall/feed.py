@@ -2,11 +2,12 @@
 
 A ticket notice names only the ticket; the page needs its place and deadline, so the feed
 reads the rows of every ticket named since the last batch in one query. Alerts and readings
-carry what the page needs and pass through. A dossier notice (a count) has the feed send the
-dossier board's figures again, once per run however many notices it holds, with the map-layer
-rows of the dossiers the notices name (all of the layer's rows when one names none); a sensor's alert
-has it send the traffic board's sensors again (the chart comes with each catch-up); both are
-read once for every page of the process (``maps.wall.shared``). Messages that arrive while a
+carry what the page needs and pass through. A dossier notice (a count, and the dossiers' ids
+when they fit) has the feed send the dossier board's figures again, once per run however many
+notices it holds, with the map-layer rows of the dossiers named (the whole layer when a notice
+names none); a sensor's alert has it send the traffic board's sensors again (the chart comes
+with each catch-up); boards and the whole layer are read once for every page of the process
+(``maps.wall.shared``). Messages that arrive while a
 batch is being read or sent wait for the next one, so a burst costs one query, not one per
 notice.
 
