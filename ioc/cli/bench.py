@@ -24,6 +24,7 @@ def bench_all() -> None:
     from ioc.bench.review import run_review_benchmark
     from ioc.bench.route import run_route_benchmark
     from ioc.bench.sla import run_sla_benchmark
+    from ioc.bench.wall import run_wall_benchmark
 
     settings = cli_settings()
     lines = [
@@ -32,6 +33,7 @@ def bench_all() -> None:
         machine_line("sla", run_sla_benchmark(settings, 100_000, 20_000, 5_000)),
         machine_line("live", run_live_benchmark(settings, 50, 500, 5.0, 100_000, 100_000)),
         machine_line("review", run_review_benchmark(settings, 100_000, 100_000, None)),
+        machine_line("wall", run_wall_benchmark(settings, 50_000, 50_000)),
         machine_line("hostile", run_hostile_bench(settings, 5.0)),
     ]
     click.echo("\n" + "\n".join(lines))
