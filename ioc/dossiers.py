@@ -12,7 +12,8 @@ procedure's deadline policy sets it.
 
 Each fold tells the live hub, once per transaction, how many dossiers changed (on the tickets'
 channel, in a message keyed ``dossiers`` that ticket feeds ignore): the wall's dossier board
-reads its figures again when it hears one.
+reads its figures again when it hears one. The message also names the dossiers (``ids``) when
+their names fit in a notice; without ``ids`` the wall reads its whole dossier layer again.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ RESUMING: Final = frozenset(
     {"supplement_received", "fee_paid", "in_processing", "processed", "result_returned"}
 )
 FINISHING: Final = frozenset({"result_returned", "refused", "withdrawn", "stopped"})
+# The most characters of dossier ids a notice names (a NOTIFY payload holds under 8,000 bytes).
+NOTICE_ID_CHARS: Final = 4000
 _STATE_AFTER: Final = {
     "supplement_received": "in_processing",
     "fee_paid": "in_processing",
@@ -210,6 +213,15 @@ def _typed(value: Any, kind: str) -> Any:
     return float(value) if kind == "float8" and value is not None else value
 
 
+def notice(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The live notice of a fold: the count, and the ids when they fit."""
+    ids = [str(row["dossier_id"]) for row in rows]
+    message: dict[str, Any] = {"dossiers": len(ids)}
+    if sum(len(i) + 4 for i in ids) <= NOTICE_ID_CHARS:
+        message["ids"] = ids
+    return message
+
+
 async def refold(conn: Conn, book: DeadlineBook, dossier_ids: Sequence[str], now: datetime) -> int:
     """Recompute the dossiers rows of these dossiers; call inside the ingest transaction."""
     ids = sorted(set(dossier_ids))
@@ -236,9 +248,7 @@ async def refold(conn: Conn, book: DeadlineBook, dossier_ids: Sequence[str], now
         [_typed(row[c], kind) for row in rows] for c, kind in zip(_COLUMNS, _TYPES, strict=True)
     ]
     await conn.execute(_UPSERT, columns)
-    await conn.execute(
-        "SELECT ioc_announce(%s, %s)", (LIVE_CHANNEL, json.dumps({"dossiers": len(rows)}))
-    )
+    await conn.execute("SELECT ioc_announce(%s, %s)", (LIVE_CHANNEL, json.dumps(notice(rows))))
     done = [row["dossier_id"] for row in rows if row["finished_at"] is not None]
     await resolve_alerts(conn, "dossier", done, now, "subject_closed", rule="deadline")
     return len(rows)

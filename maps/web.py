@@ -114,6 +114,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
             who=who_shown(who),
             playlist=tuple(platform.settings.wall_steps()),
             centre=platform.settings.wall_centre,
+            triage=who.role in triage.TRIAGE_ROLES,
         )
         return _html(await asyncio.to_thread(wall.render_wall, page))
 

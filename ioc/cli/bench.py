@@ -24,6 +24,7 @@ def bench_all() -> None:
     from ioc.bench.review import run_review_benchmark
     from ioc.bench.route import run_route_benchmark
     from ioc.bench.sla import run_sla_benchmark
+    from ioc.bench.wall import run_wall_benchmark
 
     settings = cli_settings()
     lines = [
@@ -32,6 +33,7 @@ def bench_all() -> None:
         machine_line("sla", run_sla_benchmark(settings, 100_000, 20_000, 5_000)),
         machine_line("live", run_live_benchmark(settings, 50, 500, 5.0, 100_000, 100_000)),
         machine_line("review", run_review_benchmark(settings, 100_000, 100_000, None)),
+        machine_line("wall", run_wall_benchmark(settings, 50_000, 50_000)),
         machine_line("hostile", run_hostile_bench(settings, 5.0)),
     ]
     click.echo("\n" + "\n".join(lines))
@@ -118,6 +120,18 @@ def bench_review(tickets: int, dossier_events: int, database: str | None) -> Non
     if tickets < 1 or dossier_events < 1:
         raise click.BadParameter("--tickets and --dossier-events must be positive")
     run_review_benchmark(cli_settings(), tickets, dossier_events, database)
+
+
+@bench.command("wall")
+@click.option("--open", "open_count", default=50_000, show_default=True, help="Open dossiers.")
+@click.option("--finished", default=200_000, show_default=True, help="Finished dossiers.")
+def bench_wall(open_count: int, finished: int) -> None:
+    """The wall's dossier board, against its query before migration 0020, with both plans."""
+    from ioc.bench.wall import run_wall_benchmark
+
+    if open_count < 1 or finished < 0:
+        raise click.BadParameter("--open must be positive and --finished not negative")
+    run_wall_benchmark(cli_settings(), open_count, finished)
 
 
 @bench.command("clients")

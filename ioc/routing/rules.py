@@ -4,6 +4,8 @@
 code = "so-xd"
 name_vi = "Sở Xây dựng"
 parent = "ubnd-tp"          # escalation goes here
+lon = 105.85                # optional: where its one-stop shop is (both or neither); the wall
+lat = 21.03                 # map shows its dossiers that carry no location of their own there
 
 [[categories]]
 code = "moi_truong"
@@ -32,7 +34,7 @@ import msgspec
 import psycopg
 
 from ioc.errors import InvalidInput
-from ioc.events.kinds import Code, Ident
+from ioc.events.kinds import Code, Ident, Lat, Lon
 
 Level = Literal["province", "district", "ward"]
 
@@ -43,6 +45,8 @@ class AgencyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     parent: Code | None = None
     webhook_url: Annotated[str, msgspec.Meta(pattern=r"^https?://")] | None = None
     webhook_secret: Annotated[str, msgspec.Meta(min_length=16)] | None = None
+    lon: Lon | None = None
+    lat: Lat | None = None
 
 
 class CategoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -102,6 +106,10 @@ async def apply_config(
                 raise InvalidInput(
                     f"agencies[{number}] ({agency.code}): unknown parent {agency.parent!r}"
                 )
+            if (agency.lon is None) != (agency.lat is None):
+                raise InvalidInput(
+                    f"agencies[{number}] ({agency.code}): give both lon and lat, or neither"
+                )
         for number, rule in enumerate(config.rules, start=1):
             if rule.agency not in agencies:
                 raise InvalidInput(
@@ -129,12 +137,16 @@ async def apply_config(
         async with conn.cursor() as cur:
             # Parents are set after every agency exists, so the file's order does not matter.
             await cur.executemany(
-                """INSERT INTO agencies (code, name_vi, webhook_url, webhook_secret) VALUES (%s, %s, %s, %s)
+                """INSERT INTO agencies (code, name_vi, webhook_url, webhook_secret, lon, lat)
+                   VALUES (%s, %s, %s, %s, %s, %s)
                    ON CONFLICT (code) DO UPDATE SET name_vi = EXCLUDED.name_vi,
-                   webhook_url = EXCLUDED.webhook_url,
+                   webhook_url = EXCLUDED.webhook_url, lon = EXCLUDED.lon, lat = EXCLUDED.lat,
                    -- the secret is never shown, so a config read back and saved keeps it
                    webhook_secret = coalesce(EXCLUDED.webhook_secret, agencies.webhook_secret)""",
-                [(a.code, a.name_vi, a.webhook_url, a.webhook_secret) for a in config.agencies],
+                [
+                    (a.code, a.name_vi, a.webhook_url, a.webhook_secret, a.lon, a.lat)
+                    for a in config.agencies
+                ],
             )
             await cur.executemany(
                 "UPDATE agencies SET parent_code = %s WHERE code = %s",
@@ -170,11 +182,11 @@ async def apply_config(
 
 async def dump_config(conn: psycopg.AsyncConnection[Any]) -> ResponsibilityConfig:
     cur = await conn.execute(
-        "SELECT code, name_vi, parent_code, webhook_url FROM agencies ORDER BY code"
+        "SELECT code, name_vi, parent_code, webhook_url, lon, lat FROM agencies ORDER BY code"
     )
     agencies = [
-        AgencyConfig(code=c, name_vi=n, parent=p, webhook_url=w)
-        for c, n, p, w in await cur.fetchall()
+        AgencyConfig(code=c, name_vi=n, parent=p, webhook_url=w, lon=x, lat=y)
+        for c, n, p, w, x, y in await cur.fetchall()
     ]
     cur = await conn.execute(
         "SELECT code, name_vi, default_deadline_hours FROM categories ORDER BY code"

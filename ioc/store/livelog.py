@@ -55,11 +55,20 @@ async def replay(
     )
     row = await cur.fetchone()
     newest, oldest = int(row[0]), row[1]
+    if oldest is None:
+        # Nothing kept: a client behind the last number handed out missed notices that were
+        # pruned since (the number is only used to decide that, never as a floor: a notice
+        # numbered but not yet committed must still reach the client live).
+        cur = await conn.execute(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM live_seq"
+        )
+        handed = await cur.fetchone()
+        return Replay([], newest, resync=bool(handed and after < int(handed[0])))
     if after >= newest:
         return Replay([], newest, resync=False)
     # Pruned notices after the cursor: what they said is gone (a gap below the oldest kept
     # notice may also be a rolled-back number; a resync is the safe answer either way).
-    if oldest is None or int(oldest) > after + 1:
+    if int(oldest) > after + 1:
         return Replay([], newest, resync=True)
     cur = await conn.execute(
         "SELECT seq, payload FROM live_log WHERE seq > %s AND seq <= %s ORDER BY seq",

@@ -130,12 +130,15 @@ window.IocCommon = (function () {
 
   /* A WebSocket that reconnects with a growing delay (0.5 s doubling to 10 s). `handlers`:
      open(), message(data), closed(). A close for a refused key (1008) goes to the login page. */
+  /* `path` may be a function: it is asked again at each (re)connect, so a page can resume
+     from the last notice it received (`?after=<seq>`). */
   function liveSocket(path, page, handlers) {
     let delay = 500;
     let socket = null;
     function connect() {
       const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-      socket = new WebSocket(`${scheme}://${window.location.host}${path}`);
+      const target = typeof path === "function" ? path() : path;
+      socket = new WebSocket(`${scheme}://${window.location.host}${target}`);
       socket.onopen = () => { delay = 500; handlers.open(); };
       socket.onmessage = (event) => {
         let message;

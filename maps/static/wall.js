@@ -2,7 +2,12 @@
 
    Every ticket row carries a version (its latest history entry); a row older than the one
    held is ignored, and a ticket that left the map remembers the version it left with, so
-   rows arriving late or twice (the feed and a catch-up overlap on purpose) change nothing. */
+   rows arriving late or twice (the feed and a catch-up overlap on purpose) change nothing.
+
+   The feed resumes by number: the snapshot gives the live log's `seq`, every message raises
+   it, and each (re)connect asks for `?after=<seq>`, so the server replays just what was
+   missed. A `resync` (the page was away longer than the log keeps) reloads the snapshot;
+   messages that arrive while a snapshot loads are held and those newer than it applied after. */
 "use strict";
 
 window.IocWall = (function () {
@@ -18,6 +23,8 @@ window.IocWall = (function () {
   let areaLayer = null;
   let offset = 0; // server time − browser time (ms)
   let cursor = null;
+  let seq = null; // the last live notice drawn (null: none yet, the feed starts live)
+  let loading = null; // messages held while a snapshot loads
   let live = false;
   let catchingUp = null;
   const tickets = new Map(); // id → {t, marker, state}
@@ -332,7 +339,25 @@ window.IocWall = (function () {
   /* --- loading and catching up --------------------------------------------------------- */
 
   async function loadSnapshot() {
-    const snap = await C.request(config.snapshot, config.page);
+    loading = loading || [];
+    let snap;
+    try {
+      snap = await C.request(config.snapshot, config.page);
+    } catch (error) {
+      const held = loading;
+      loading = null;
+      held.forEach(onMessage);
+      throw error;
+    }
+    drawSnapshot(snap);
+    const held = loading;
+    loading = null;
+    for (const message of held) if (message.seq == null || message.seq > snap.seq) onMessage(message);
+  }
+
+  function drawSnapshot(snap) {
+    seq = snap.seq;
+    document.body.dataset.snapshots = String(Number(document.body.dataset.snapshots || 0) + 1);
     offset = snap.server_time - Date.now();
     cluster.clearLayers();
     tickets.clear();
@@ -375,6 +400,8 @@ window.IocWall = (function () {
   }
 
   function onMessage(message) {
+    if (loading) { loading.push(message); return; }
+    if (typeof message.seq === "number") seq = Math.max(seq || 0, message.seq);
     if (message.type === "tickets") {
       applyTickets(message.tickets, config.ticketColumns, true);
     } else if (message.type === "alerts") {
@@ -382,7 +409,7 @@ window.IocWall = (function () {
     } else if (message.type === "readings") {
       applyReadings(message.readings);
     } else if (message.type === "resync") {
-      catchUp();
+      loadSnapshot().catch((error) => console.warn("wall: reloading the snapshot failed", error));
     } else {
       panels(message.type, message);
     }
@@ -407,9 +434,14 @@ window.IocWall = (function () {
     } catch (error) {
       console.warn("wall: loading the snapshot failed", error);
     }
-    // Subscribed first, then asked for what changed since the snapshot: nothing falls between.
-    C.liveSocket(config.feed, config.page, {
-      open() { live = true; C.setLive(status, "live"); catchUp(); },
+    // From the snapshot's number on: the server replays what committed since. Without one
+    // (the snapshot failed), subscribed first, then asked for what changed: nothing falls between.
+    const feedPath = () => {
+      document.body.dataset.feedAfter = seq == null ? "" : String(seq);
+      return seq == null ? config.feed : `${config.feed}?after=${seq}`;
+    };
+    C.liveSocket(feedPath, config.page, {
+      open() { live = true; C.setLive(status, "live"); if (seq == null) catchUp(); },
       message: onMessage,
       closed() { live = false; C.setLive(status, "offline"); },
     });
@@ -437,6 +469,7 @@ window.IocWall = (function () {
       return found;
     },
     get openCount() { return tickets.size; },
+    get seq() { return seq; },
     get live() { return live; },
   };
 })();

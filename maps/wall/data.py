@@ -13,6 +13,11 @@ margin for the wait for a pooled connection (an action's time is taken before it
 and for clock differences between API hosts and the database. The window overlaps the one
 before it; the page applies rows idempotently, keeping for each ticket the row with the
 highest version (its latest history entry, which the ticket's row lock orders).
+
+The live feed resumes by number instead: the snapshot carries ``seq``, the live log's newest
+notice number read before anything else, and a page connects to the feed with ``?after=seq``
+(then with the last ``seq`` it received), so it is sent every notice committed after what it
+drew and nothing twice but what it applies idempotently anyway.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from ioc.errors import InvalidInput
 from ioc.settings import Settings
 from ioc.tickets.states import OPEN_STATES
 from maps.wall import traffic
-from maps.wall.dossiers import DossierBoard, board
+from maps.wall.dossiers import PLACE_COLUMNS, DossierBoard, board, places
 from maps.wall.heat import report_cells
 
 Conn = psycopg.AsyncConnection[Any]
@@ -91,6 +96,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
 
     server_time: int
     cursor: str
+    seq: int  # the live feed's ``after`` for this snapshot
     ticket_columns: tuple[str, ...] = TICKET_COLUMNS
     tickets: list[tuple[Any, ...]]
     sensor_columns: tuple[str, ...] = SENSOR_COLUMNS
@@ -101,6 +107,9 @@ class Snapshot(msgspec.Struct, kw_only=True):
     traffic: traffic.TrafficBoard
     # Field reports of the last week per ~110 m cell: (lat, lon, reports).
     heat: list[tuple[float, float, int]]
+    # Open dossiers with a place (their own or their agency's), for the dossier layer.
+    place_columns: tuple[str, ...] = PLACE_COLUMNS
+    places: list[tuple[Any, ...]]
 
 
 class Changes(msgspec.Struct, kw_only=True):
@@ -231,17 +240,22 @@ async def cursor_at(conn: Conn, now: datetime, pool_timeout_s: float) -> datetim
 
 
 async def snapshot(conn: Conn, now: datetime, settings: Settings) -> Snapshot:
-    # The cursor first: whatever commits while the rest is read is then asked for again.
+    # The feed's number and the cursor first: whatever commits while the rest is read is then
+    # sent (or asked for) again.
+    cur = await conn.execute("SELECT coalesce(max(seq), 0) FROM live_log")
+    row = await cur.fetchone()
     cursor = await cursor_at(conn, now, settings.pool_timeout_s)
     return Snapshot(
         server_time=millis(now) or 0,
         cursor=cursor.isoformat(),
+        seq=int(row[0]) if row else 0,
         tickets=await open_tickets(conn),
         sensors=await sensors(conn, now),
         alerts=await active_alerts(conn),
         dossiers=await board(conn, now, settings.zone),
         traffic=await traffic_board(conn, now, settings),
         heat=await report_cells(conn, now),
+        places=await places(conn),
     )
 
 

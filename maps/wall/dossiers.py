@@ -3,12 +3,16 @@
 The figures follow the leaders' review (maps/review/dossiers.py): a dossier is received when it
 is accepted, finished when it ends (finished_at), on time when its result came early or on the
 day; overdue while open with its deadline passed. Days and months are local (IOC_TIMEZONE).
-Three statements, each through an index: the open dossiers (the partial index of migration
-0012), today's accepted (dossiers_accepted) and this month's finished (dossiers_finished).
+Four statements, each through an index: the open dossiers counted from the partial index of
+migration 0012; those due soon or late, a range of migration 0020's index by ``due_soon_at``
+(so the board reads only them, not every open dossier); today's accepted (dossiers_accepted)
+and this month's finished (dossiers_finished). The open-dossier predicate is spelled as the
+partial indexes spell it, so every plan can use them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, Final
 
@@ -17,16 +21,25 @@ import psycopg
 
 Conn = psycopg.AsyncConnection[Any]
 
-FINISHING: Final = ("result_returned", "refused", "withdrawn", "stopped")
 # The agencies shown with the most overdue dossiers.
 TOP_AGENCIES: Final = 5
 
-_OPEN_SQL: Final = """
-SELECT agency, count(*),
-       count(*) FILTER (WHERE deadline_at < %(now)s),
-       count(*) FILTER (WHERE deadline_at >= %(now)s AND due_soon_at <= %(now)s)
+# The predicate of the partial indexes on open dossiers (migrations 0012 and 0020).
+OPEN_DOSSIER: Final = (
+    "{t}state NOT IN ('result_returned', 'refused', 'withdrawn', 'stopped')"
+    " AND {t}accepted_at IS NOT NULL"
+)
+_OPEN: Final = OPEN_DOSSIER.format(t="")
+_OPEN_D: Final = OPEN_DOSSIER.format(t="d.")
+
+OPEN_SQL: Final = f"SELECT count(*) FROM dossiers WHERE {_OPEN}"
+
+# A dossier's due_soon_at is never after its deadline: every late one is in this range too.
+DUE_SQL: Final = f"""
+SELECT agency, count(*) FILTER (WHERE deadline_at < %(now)s),
+       count(*) FILTER (WHERE deadline_at >= %(now)s)
 FROM dossiers
-WHERE state <> ALL(%(finishing)s) AND accepted_at IS NOT NULL
+WHERE {_OPEN} AND due_soon_at <= %(now)s
 GROUP BY GROUPING SETS ((agency), ())"""
 
 _RECEIVED_SQL: Final = """
@@ -82,13 +95,15 @@ async def board(conn: Conn, now: datetime, zone: tzinfo) -> DossierBoard:
         "day": day,
         "next_day": next_day,
         "month": month,
-        "finishing": list(FINISHING),
     }
-    cur = await conn.execute(_OPEN_SQL, params)
-    open_rows = await cur.fetchall()
-    total = next((r for r in open_rows if r[0] is None), (None, 0, 0, 0))
+    cur = await conn.execute(OPEN_SQL)
+    found = await cur.fetchone()
+    in_processing = int(found[0]) if found else 0
+    cur = await conn.execute(DUE_SQL, params)
+    due_rows = await cur.fetchall()
+    total = next((r for r in due_rows if r[0] is None), (None, 0, 0))
     ranked = sorted(
-        ((str(r[0]), int(r[2])) for r in open_rows if r[0] is not None and r[2]),
+        ((str(r[0]), int(r[1])) for r in due_rows if r[0] is not None and r[1]),
         key=lambda item: (-item[1], item[0]),
     )
     cur = await conn.execute(_RECEIVED_SQL, params)
@@ -101,9 +116,9 @@ async def board(conn: Conn, now: datetime, zone: tzinfo) -> DossierBoard:
     return DossierBoard(
         day=day.date().isoformat(),
         received_today=sum(channels.values()),
-        in_processing=int(total[1]),
-        due_soon=int(total[3]),
-        overdue=int(total[2]),
+        in_processing=in_processing,
+        due_soon=int(total[2]),
+        overdue=int(total[1]),
         returned_today=returned_today,
         returned_month=returned_month,
         on_time_today=_rate(good_today, judged_today),
@@ -111,3 +126,67 @@ async def board(conn: Conn, now: datetime, zone: tzinfo) -> DossierBoard:
         channels=channels,
         top_overdue=ranked[:TOP_AGENCIES],
     )
+
+
+# The dossier map layer: open, accepted dossiers with a place of their own or their agency's.
+PLACE_COLUMNS: Final = (
+    "id",
+    "lon",
+    "lat",
+    "agency",
+    "procedure",
+    "state",
+    "accepted_at",
+    "deadline_at",
+    "due_soon_at",
+    "paused_at",
+    "version",
+)
+
+_PLACES_SQL: Final = f"""
+SELECT d.dossier_id, coalesce(d.lon, a.lon), coalesce(d.lat, a.lat), d.agency,
+       d.procedure_code, d.state, d.accepted_at, d.deadline_at, d.due_soon_at, d.paused_at,
+       d.event_count, {_OPEN_D}
+FROM dossiers d LEFT JOIN agencies a ON a.code = d.agency"""
+
+
+def _millis(moment: datetime | None) -> int | None:
+    return None if moment is None else round(moment.timestamp() * 1000)
+
+
+def _place(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A compact row; a dossier that left the layer (finished, or no place) keeps its id and
+    version with no place, so the page removes it."""
+    shown = bool(row[11]) and row[1] is not None
+    return (
+        row[0],
+        round(row[1], 6) if shown else None,
+        round(row[2], 6) if shown else None,
+        row[3],
+        row[4],
+        row[5],
+        _millis(row[6]),
+        _millis(row[7]),
+        _millis(row[8]),
+        _millis(row[9]),
+        row[10],
+    )
+
+
+async def places(conn: Conn) -> list[tuple[Any, ...]]:
+    """Every dossier the layer shows."""
+    cur = await conn.execute(
+        _PLACES_SQL
+        + f" WHERE {_OPEN_D} AND (d.lon IS NOT NULL OR a.lon IS NOT NULL) ORDER BY d.dossier_id"
+    )
+    return [_place(r) for r in await cur.fetchall()]
+
+
+async def places_by_id(conn: Conn, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+    """These dossiers' rows, whatever their state (one no longer shown has no place)."""
+    if not ids:
+        return []
+    cur = await conn.execute(
+        _PLACES_SQL + " WHERE d.dossier_id = ANY(%s) ORDER BY d.dossier_id", (sorted(set(ids)),)
+    )
+    return [_place(r) for r in await cur.fetchall()]

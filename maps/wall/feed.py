@@ -2,10 +2,12 @@
 
 A ticket notice names only the ticket; the page needs its place and deadline, so the feed
 reads the rows of every ticket named since the last batch in one query. Alerts and readings
-carry what the page needs and pass through. A dossier notice (a count) has the feed send the
-dossier board's figures again, once per run however many notices it holds; a sensor's alert
-has it send the traffic board's sensors again (the chart comes with each catch-up); both are
-read once for every page of the process (``maps.wall.shared``). Messages that arrive while a
+carry what the page needs and pass through. A dossier notice (a count, and the dossiers' ids
+when they fit) has the feed send the dossier board's figures again, once per run however many
+notices it holds, with the map-layer rows of the dossiers named (the whole layer when a notice
+names none); a sensor's alert has it send the traffic board's sensors again (the chart comes
+with each catch-up); boards and the whole layer are read once for every page of the process
+(``maps.wall.shared``). Messages that arrive while a
 batch is being read or sent wait for the next one, so a burst costs one query, not one per
 notice.
 
@@ -30,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 from ioc.live import Subscription
 from ioc.store import livelog
 from maps.wall import data as wall_data
+from maps.wall import dossiers as wall_dossiers
 from maps.wall.shared import WallReads
 
 # A page more notices than this behind is dropped; it reconnects and catches up.
@@ -129,6 +132,16 @@ class WallFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await collector
 
+    async def _places(self, ids: list[str | None], taken: float) -> dict[str, Any]:
+        """The layer rows for a run of dossier notices: those named, or all (``all_places``)."""
+        assert self._reads is not None
+        if None in ids:
+            rows = await self._reads.places.after(taken)
+            return {"places": rows, "all_places": True}
+        async with self._pool.connection() as conn:
+            rows = await wall_dossiers.places_by_id(conn, [i for i in ids if i is not None])
+        return {"places": rows}
+
     async def _shape(self, batch: list[dict[str, Any]]) -> list[str]:
         taken = time.monotonic()  # every notice of the batch was committed before this
         runs: list[tuple[str, list[Any], int]] = []  # (type, items, last seq), in commit order
@@ -151,7 +164,9 @@ class WallFeed:
             elif "readings" in message:
                 kind, items = "readings", list(message["readings"])
             elif "dossiers" in message:
-                kind, items = "dossiers", []
+                named = message.get("ids")
+                # None stands for "not named": the run then reads the whole layer.
+                kind, items = "dossiers", list(named) if isinstance(named, list) else [None]
             elif message.get("resync"):
                 kind, items = "resync", []
             else:
@@ -176,6 +191,7 @@ class WallFeed:
             elif kind == "dossiers" and self._reads is not None:
                 board = await self._reads.dossiers.after(taken)
                 shaped = {"type": "dossiers", "dossiers": board}
+                shaped.update(await self._places(items, taken))
             elif kind == "resync":
                 shaped = {"type": "resync"}
             else:

@@ -1,8 +1,9 @@
 """The operators' wall map: the province's jurisdictions, tickets, sensors and active alerts.
 
-folium lays out the map and its layers (jurisdictions as a GeoJSON layer, an empty marker
-cluster for tickets, an empty group for sensors, a layer control); ``wall.js`` fills them from
-the snapshot and keeps them current from the live feed. Kiosk mode is the same page for the
+folium lays out the map and its layers (jurisdictions as a GeoJSON layer, empty marker
+clusters for tickets and for dossiers, an empty group for sensors, a layer control); ``wall.js``
+(and ``wall_dossiers.js`` for the dossiers) fills them from the snapshot and keeps them current
+from the live feed. Kiosk mode is the same page for the
 video wall: full screen, no controls, large type, rotating through the views of its playlist
 (``wall_playlist.js``) without reloading.
 """
@@ -19,6 +20,7 @@ from folium.plugins import HeatMap, MarkerCluster
 from ioc.routing.jurisdictions import BoundarySet
 from maps import areas, page_map
 from maps.wall.data import TICKET_COLUMNS, Labels
+from maps.wall.dossiers import PLACE_COLUMNS
 
 WALL_PATH: Final = "/wall"
 SNAPSHOT_PATH: Final = "/v1/wall/snapshot"
@@ -46,6 +48,8 @@ class WallPage:
     # The video wall's rotation, (view, seconds), and its city centre as "lon,lat,zoom" (or "").
     playlist: tuple[tuple[str, float], ...] = ()
     centre: str = ""
+    # Whether the viewer may triage (the nav then links to the triage page).
+    triage: bool = False
 
 
 def _areas_layer(boundaries: BoundarySet | None) -> folium.GeoJson | None:
@@ -95,12 +99,19 @@ _BOARDS: Final = """<aside class="ioc-boards" id="boards">
 </aside>"""
 
 
+TRIAGE_LINK: Final = (
+    '<a href="/triage" id="triage-link" title="Phiếu chưa phân đơn vị và phiếu của IOC">'
+    "Phân loại phiếu</a>"
+)
+
+
 def _panels(page: WallPage) -> str:
     controls = (
         ""
         if page.kiosk
         else f"""<nav class="ioc-nav">
       <span class="who">{html.escape(page.who)}</span>
+      {TRIAGE_LINK if page.triage else ""}
       <a href="{WALL_PATH}?kiosk=1" title="Toàn màn hình, không nút bấm, chữ lớn">Màn hình lớn</a>
       <form method="post" action="/logout"><button type="submit">Đăng xuất</button></form>
     </nav>"""
@@ -128,6 +139,9 @@ def _panels(page: WallPage) -> str:
   <div><span class="dot on-track"></span>Trong hạn</div>
   <div><span class="dot due-soon"></span>Sắp đến hạn</div>
   <div><span class="dot overdue"></span>Quá hạn</div>
+  <div class="dossier-key"><span class="diamond on-track"></span>Hồ sơ trong hạn</div>
+  <div class="dossier-key"><span class="diamond due-soon"></span>Hồ sơ sắp đến hạn</div>
+  <div class="dossier-key"><span class="diamond overdue"></span>Hồ sơ quá hạn</div>
   <div><span class="sq free"></span>Thông thoáng</div>
   <div><span class="sq slow"></span>Chậm</div>
   <div><span class="sq jam"></span>Ùn tắc</div>
@@ -146,6 +160,11 @@ def render_wall(page: WallPage) -> str:
         icon_create_function="IocWall.clusterIcon",
         options=_CLUSTER_OPTIONS,
     ).add_to(fmap)
+    dossier_cluster = MarkerCluster(  # type: ignore[no-untyped-call]
+        name="Hồ sơ TTHC (theo hạn giải quyết)",
+        icon_create_function="IocWallDossiers.clusterIcon",
+        options=_CLUSTER_OPTIONS,
+    ).add_to(fmap)
     sensor_layer = folium.FeatureGroup(name="Cảm biến giao thông (mức ùn tắc)").add_to(fmap)
     # Filled from the snapshot (field reports of the last 7 days) by wall_heat.js.
     heat = HeatMap(  # type: ignore[no-untyped-call]
@@ -158,6 +177,7 @@ def render_wall(page: WallPage) -> str:
         "map": fmap.get_name(),
         "tickets": cluster.get_name(),
         "sensors": sensor_layer.get_name(),
+        "dossiers": dossier_cluster.get_name(),
         "heat": heat.get_name(),
         "areas": area_layer.get_name() if area_layer is not None else None,
         "kiosk": page.kiosk,
@@ -165,6 +185,7 @@ def render_wall(page: WallPage) -> str:
         "changes": CHANGES_PATH,
         "feed": FEED_PATH,
         "ticketColumns": list(TICKET_COLUMNS),
+        "placeColumns": list(PLACE_COLUMNS),
         "page": WALL_PATH + ("?kiosk=1" if page.kiosk else ""),
         "categories": page.labels.categories,
         "agencies": page.labels.agencies,
@@ -182,6 +203,7 @@ def render_wall(page: WallPage) -> str:
             "wall_traffic.js",
             "wall_heat.js",
             "wall_playlist.js",
+            "wall_dossiers.js",
             "wall.js",
         ],
         body=_panels(page),

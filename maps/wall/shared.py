@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ioc.platform import Platform
 from maps.wall import traffic
-from maps.wall.dossiers import DossierBoard, board
+from maps.wall.dossiers import DossierBoard, board, places
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
@@ -67,6 +67,7 @@ class WallReads:
 
     dossiers: SharedRead[DossierBoard]
     sensors: SharedRead[traffic.TrafficBoard]
+    places: SharedRead[list[tuple[Any, ...]]]  # the whole dossier layer
 
     @classmethod
     def of(cls, platform: Platform) -> WallReads:
@@ -77,4 +78,5 @@ class WallReads:
                 lambda conn: board(conn, platform.clock.now(), settings.zone),
             ),
             SharedRead(lambda: platform.pool, traffic.sensors_board),
+            SharedRead(lambda: platform.pool, places),
         )
