@@ -30,6 +30,7 @@ from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
 
 from ingest.mqtt_routes import Refused, Route, event_lines, find_route
+from ingest.mqtt_socket import FastClient
 from ioc.auth import INGEST_ROLES, Principal
 from ioc.errors import ConfigError, IocError, StoreUnavailable
 from ioc.events.intake import Intake
@@ -95,6 +96,7 @@ class MqttIngest:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
         self._fd: int | None = None
+        self._writing = False
         self.subscribed = asyncio.Event()  # set while the broker has the subscriptions
 
     async def run(self) -> None:
@@ -118,8 +120,8 @@ class MqttIngest:
 
     # --- the broker side: paho driven by the event loop (no thread of its own) ----------------
 
-    def _client(self) -> paho.Client:
-        client = paho.Client(
+    def _client(self) -> FastClient:
+        client = FastClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.broker.client_id,
             clean_session=False,
@@ -181,33 +183,56 @@ class MqttIngest:
         elif self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(callback, *args)
 
-    def _watch(self, client: paho.Client, fd: int) -> None:
+    def _watch(self, client: FastClient, fd: int) -> None:
         assert self._loop is not None
         self._fd = fd
         self._loop.add_reader(fd, self._readable, client)
 
     def _unwatch(self, fd: int) -> None:
         assert self._loop is not None
+        self._writing = False
         self._loop.remove_reader(fd)
         self._loop.remove_writer(fd)
         if self._fd == fd:
             self._fd = None
 
-    def _writable(self, client: paho.Client, fd: int) -> None:
+    def _writable(self, client: FastClient, fd: int) -> None:
         assert self._loop is not None
-        self._loop.add_writer(fd, client.loop_write)
+        if not self._writing:  # paho asks again for every packet it queues
+            self._writing = True
+            self._loop.add_writer(fd, self._write, client)
+
+    def _write(self, client: FastClient) -> None:
+        """Send what paho has queued (a batch's acknowledgements) in as few writes as the
+        kernel takes; stay registered while some is left."""
+        sock = client.buffered_socket
+        if sock is None:
+            return
+        try:
+            with sock.corked():
+                client.loop_write()
+        except OSError as exc:  # paho notices the lost connection on its next read
+            log.warning("MQTT: writing to the broker failed: %s", exc)
+        if sock.unsent() and self._fd is not None:
+            self._writable(client, self._fd)
 
     def _not_writable(self, fd: int) -> None:
         assert self._loop is not None
+        self._writing = False
         self._loop.remove_writer(fd)
 
-    def _readable(self, client: paho.Client) -> None:
-        """Read the packets that have arrived: paho reads one per call, so call it again while
-        each call brings a message (the selector calls back for whatever is left)."""
-        for _ in range(1_000):
-            before = self._received
-            if client.loop_read() != paho.MQTT_ERR_SUCCESS or self._received == before:
+    def _readable(self, client: FastClient) -> None:
+        """Handle the packets that have arrived. paho takes one packet a call, out of the
+        socket's buffer: call it until the buffer is empty (the selector reports only what
+        the kernel still holds), a bounded number of times before letting the store work."""
+        for _ in range(2_000):
+            sock = client.buffered_socket
+            if client.loop_read() != paho.MQTT_ERR_SUCCESS or sock is None:
                 return
+            if not sock.buffered():
+                return
+        assert self._loop is not None
+        self._loop.call_soon(self._readable, client)
 
     def _on_connect(self, client: paho.Client, _: Any, flags: Any, code: Any, __: Any) -> None:
         if code.is_failure:
