@@ -76,6 +76,7 @@ class MqttIngest:
         *,
         dead_letter_topic: str = "ioc/dead-letter",
         batch_size: int = 5_000,
+        share_group: str | None = None,
         on_commit: Callable[[Sequence[Message], float], None] | None = None,
     ) -> None:
         self.broker = broker
@@ -86,6 +87,7 @@ class MqttIngest:
         self._counter = counter
         self._dead_letter = dead_letter_topic
         self._batch_size = batch_size
+        self._share = f"$share/{share_group}/" if share_group else ""
         self._on_commit = on_commit
         self._inbox: deque[Message] = deque()
         self._wake = asyncio.Event()
@@ -239,7 +241,7 @@ class MqttIngest:
             log.warning("MQTT broker %s refused the connection: %s", self.broker.host, code)
             return
         self._connection += 1
-        client.subscribe([(route.subscription(), 1) for route in self.routes])
+        client.subscribe([(self._share + route.subscription(), 1) for route in self.routes])
         log.info(
             "MQTT: connected to %s:%d as %s (session %s)",
             self.broker.host,
