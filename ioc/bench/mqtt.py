@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import tempfile
 import time
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 import msgspec
@@ -27,18 +27,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerting.setup import working_calendar
 from ingest.mqtt import Message
 from ingest.mqtt_setup import subscriber
-from ingest.mqtt_socket import FastClient
 from ioc.bench.harness import machine_line, percentile, post_all, scratch_database
 from ioc.bench.harness import server_process as http_server
 from ioc.bench.ingest import BATCH, NDJSON, readings
 from ioc.bench.ingest import _prepare as prepare_sensors_and_key
 from ioc.bench.mosquitto import mosquitto
+from ioc.bench.mqtt_publisher import publish_paced
 from ioc.platform import Platform
 from ioc.settings import Settings
 
 BAR = 20_000
-_WINDOW = 2_000  # messages a publisher has in flight (unacknowledged by the broker)
-_CHUNK = 50  # messages a publisher writes at once
 _encoder = msgspec.json.Encoder()
 
 
@@ -63,53 +61,10 @@ def publish(
     host: str, port: int, todo: tuple[int, int], rate: float, share: tuple[int, int], out: str
 ) -> None:
     """Publish share ``(i, k)`` of ``messages(*todo)`` (every k-th from the i-th) at QoS 1,
-    paced at ``rate`` messages per second, up to ``_WINDOW`` unacknowledged at once; write
-    each publish time (Unix seconds), then the time the broker acknowledged the last one.
-    Messages leave in chunks of ``_CHUNK``, written together (one ``send``)."""
+    paced at ``rate`` messages per second; write each publish time (Unix seconds), then the
+    time the broker acknowledged the last one and the CPU seconds publishing took."""
     mine = messages(todo[0], 0, todo[1])[share[0] :: share[1]]
-    client = FastClient(CallbackAPIVersion.VERSION2, client_id=f"ioc-bench-publisher-{share[0]}")
-    client.max_inflight_messages_set(0)  # the window is kept here: paho's queue is slow
-    client.max_queued_messages_set(0)
-    acknowledged = 0
-
-    def on_publish(*_: Any) -> None:
-        nonlocal acknowledged
-        acknowledged += 1
-
-    def pump(timeout: float) -> None:
-        assert sock is not None
-        """Read the broker's acknowledgements (those in the socket's buffer too), send the
-        rest of what waits."""
-        client.loop(timeout)
-        while sock.buffered() and client.loop_read() == paho.MQTT_ERR_SUCCESS:
-            pass
-        sock.flush()
-
-    client.on_publish = on_publish
-    client.connect(host, port)
-    while not client.is_connected():
-        client.loop(0.05)
-    sock = client.buffered_socket
-    assert sock is not None
-    times = array("d")
-    started = time.perf_counter()
-    for at in range(0, len(mine), _CHUNK):
-        ahead = started + at / rate - time.perf_counter()
-        if ahead > 0:
-            time.sleep(ahead)
-        while at - acknowledged > _WINDOW:
-            pump(0.01)
-        chunk = mine[at : at + _CHUNK]
-        times.extend([time.time()] * len(chunk))
-        with sock.corked():
-            for topic, payload in chunk:
-                client.publish(topic, payload, qos=1)
-        pump(0)
-    deadline = time.monotonic() + 300
-    while acknowledged < len(mine) and time.monotonic() < deadline:
-        pump(0.05)
-    times.append(time.time())
-    client.disconnect()
+    times = publish_paced(host, port, f"ioc-bench-publisher-{share[0]}", mine, rate)
     with open(out, "wb") as handle:
         times.tofile(handle)
 
@@ -122,8 +77,9 @@ async def _through_mqtt(
     publishers: int,
     times: Path,
     per_message: int,
-) -> list[float]:
-    """The commit times of ``todo``, by position (the publishers write the publish times)."""
+) -> tuple[list[float], float]:
+    """The commit times of ``todo``, by position (the publishers write the publish times), and
+    the subscriber's CPU seconds (this process's) from the first publish to the last commit."""
     index = {message: n for n, message in enumerate(todo)}
     committed: list[float] = [0.0] * len(todo)
     warm_left = len(warm)
@@ -178,16 +134,24 @@ async def _through_mqtt(
             f"{len(todo):,} messages at up to {rate:,.0f} readings/s …",
             err=True,
         )
+        cpu = time.process_time()
         for process in processes:
             process.start()
         await asyncio.wait_for(done.wait(), 120 + 20 * len(todo) * per_message / rate)
+        cpu = time.process_time() - cpu
         for process in processes:
             await asyncio.to_thread(process.join, 300)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await platform.stop()
-    return committed
+    return committed, cpu
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A process's user and system CPU time so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _count(url: str) -> int:
@@ -221,15 +185,19 @@ def run_mqtt_bench(
         )
         with tempfile.TemporaryDirectory(prefix="ioc-bench-mqtt-") as scratch:
             times = Path(scratch)
-            committed = asyncio.run(
+            broker_cpu = _cpu_seconds(broker.process.pid)
+            committed, subscriber_cpu = asyncio.run(
                 _through_mqtt(chosen, warm, todo, rate, publishers, times, per_message)
             )
             published = [0.0] * len(todo)
+            broker_cpu = _cpu_seconds(broker.process.pid) - broker_cpu
             acknowledged = 0.0  # when the broker had the last message
+            publisher_cpu = 0.0
             for i in range(publishers):
                 share = array("d")
                 with (times / str(i)).open("rb") as data:
-                    share.fromfile(data, len(range(i, len(todo), publishers)) + 1)
+                    share.fromfile(data, len(range(i, len(todo), publishers)) + 2)
+                publisher_cpu += share.pop()
                 acknowledged = max(acknowledged, share.pop())
                 published[i::publishers] = share
         stored = _count(url)
@@ -256,6 +224,9 @@ def run_mqtt_bench(
         "http_batch_readings_per_s": round(posted.per_s),
         "mqtt_vs_http": round(mqtt_rps / posted.per_s, 3),
         "publishers_readings_per_s": round(publish_rps),
+        "subscriber_cpu_us_per_reading": round(subscriber_cpu / count * 1e6, 1),
+        "publishers_cpu_us_per_reading": round(publisher_cpu / count * 1e6, 1),
+        "broker_cpu_us_per_reading": round(broker_cpu / count * 1e6, 1),
         "lost": lost,
         "bar_readings_per_s": BAR,
         "meets_bar": int(mqtt_rps >= BAR and lost == 0),
@@ -270,6 +241,9 @@ def run_mqtt_bench(
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; {lost} lost  (bar: ≥ {BAR:,}/s)\n"
         f"the publishers alone (first publish → broker's last PUBACK): {publish_rps:,.0f} "
         "readings/s\n"
+        f"CPU per reading (little moved by other load): subscriber {figures['subscriber_cpu_us_per_reading']}"
+        f" µs, publishers {figures['publishers_cpu_us_per_reading']} µs, broker "
+        f"{figures['broker_cpu_us_per_reading']} µs\n"
         f"HTTP NDJSON batches, same run:          {posted.per_s:,.0f} readings/s "
         f"(MQTT reaches {mqtt_rps / posted.per_s:.0%} of it)"
     )
