@@ -22,14 +22,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 import paho.mqtt.client as paho
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
 
-from ingest.mqtt_routes import Refused, Route, event_lines, find_route
+from ingest.mqtt_routes import Refused, Route, dead_letter, event_lines, find_route
 from ingest.mqtt_socket import FastClient
 from ioc.auth import INGEST_ROLES, Principal
 from ioc.errors import ConfigError, IocError, StoreUnavailable
@@ -205,8 +204,7 @@ class MqttIngest:
             self._loop.add_writer(fd, self._write, client)
 
     def _write(self, client: FastClient) -> None:
-        """Send what paho has queued (a batch's acknowledgements) in as few writes as the
-        kernel takes; stay registered while some is left."""
+        """Send paho's queue (a batch's PUBACKs) in few writes; stay registered while any is left."""
         sock = client.buffered_socket
         if sock is None:
             return
@@ -229,9 +227,7 @@ class MqttIngest:
         the kernel still holds), a bounded number of times before letting the store work."""
         for _ in range(2_000):
             sock = client.buffered_socket
-            if client.loop_read() != paho.MQTT_ERR_SUCCESS or sock is None:
-                return
-            if not sock.buffered():
+            if client.loop_read() != paho.MQTT_ERR_SUCCESS or sock is None or not sock.buffered():
                 return
         assert self._loop is not None
         self._loop.call_soon(self._readable, client)
@@ -403,16 +399,9 @@ class MqttIngest:
             message = batch[index]
             if message.topic == self._dead_letter:
                 continue  # never refuse a dead letter again (a route may cover its topic)
-            letter: dict[str, Any] = {"topic": message.topic, "field": field, "reason": reason}
-            payload = message.payload
-            if number >= 0:
-                letter["index"] = number
-                payload = elements[index, number]
-            try:
-                letter["payload"] = payload.decode()
-            except UnicodeDecodeError:
-                letter["payload_hex"] = payload.hex()
-            info = client.publish(self._dead_letter, msgspec.json.encode(letter), qos=1)
+            payload = elements[index, number] if number >= 0 else message.payload
+            letter = dead_letter(message.topic, field, reason, payload, number)
+            info = client.publish(self._dead_letter, letter, qos=1)
             waiting.add(info.mid)
             log.info("MQTT: refused a message on %s: %s", message.topic, reason)
         while waiting:

@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerting.setup import working_calendar
 from ingest.mqtt import Message
 from ingest.mqtt_setup import subscriber
+from ioc.api.body import freeze_startup_heap
 from ioc.bench.harness import machine_line, percentile, post_all, scratch_database
 from ioc.bench.harness import server_process as http_server
 from ioc.bench.ingest import BATCH, NDJSON, readings
@@ -102,6 +103,7 @@ async def _through_mqtt(
 
     platform = Platform(settings, working_calendar(settings))
     await platform.start()
+    freeze_startup_heap()  # as ioc serve and ioc ingest mqtt do
     ingest = subscriber(platform, on_commit=on_commit)
     task = asyncio.create_task(ingest.run())
     try:
