@@ -22,14 +22,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 import paho.mqtt.client as paho
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
 
-from ingest.mqtt_routes import Refused, Route, event_lines, find_route
+from ingest.mqtt_routes import Refused, Route, dead_letter, event_lines, find_route
+from ingest.mqtt_socket import FastClient
 from ioc.auth import INGEST_ROLES, Principal
 from ioc.errors import ConfigError, IocError, StoreUnavailable
 from ioc.events.intake import Intake
@@ -75,6 +75,7 @@ class MqttIngest:
         *,
         dead_letter_topic: str = "ioc/dead-letter",
         batch_size: int = 5_000,
+        share_group: str | None = None,
         on_commit: Callable[[Sequence[Message], float], None] | None = None,
     ) -> None:
         self.broker = broker
@@ -85,6 +86,7 @@ class MqttIngest:
         self._counter = counter
         self._dead_letter = dead_letter_topic
         self._batch_size = batch_size
+        self._share = f"$share/{share_group}/" if share_group else ""
         self._on_commit = on_commit
         self._inbox: deque[Message] = deque()
         self._wake = asyncio.Event()
@@ -95,6 +97,7 @@ class MqttIngest:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
         self._fd: int | None = None
+        self._writing = False
         self.subscribed = asyncio.Event()  # set while the broker has the subscriptions
 
     async def run(self) -> None:
@@ -118,8 +121,8 @@ class MqttIngest:
 
     # --- the broker side: paho driven by the event loop (no thread of its own) ----------------
 
-    def _client(self) -> paho.Client:
-        client = paho.Client(
+    def _client(self) -> FastClient:
+        client = FastClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.broker.client_id,
             clean_session=False,
@@ -181,40 +184,60 @@ class MqttIngest:
         elif self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(callback, *args)
 
-    def _watch(self, client: paho.Client, fd: int) -> None:
+    def _watch(self, client: FastClient, fd: int) -> None:
         assert self._loop is not None
         self._fd = fd
         self._loop.add_reader(fd, self._readable, client)
 
     def _unwatch(self, fd: int) -> None:
         assert self._loop is not None
+        self._writing = False
         self._loop.remove_reader(fd)
         self._loop.remove_writer(fd)
         if self._fd == fd:
             self._fd = None
 
-    def _writable(self, client: paho.Client, fd: int) -> None:
+    def _writable(self, client: FastClient, fd: int) -> None:
         assert self._loop is not None
-        self._loop.add_writer(fd, client.loop_write)
+        if not self._writing:  # paho asks again for every packet it queues
+            self._writing = True
+            self._loop.add_writer(fd, self._write, client)
+
+    def _write(self, client: FastClient) -> None:
+        """Send paho's queue (a batch's PUBACKs) in few writes; stay registered while any is left."""
+        sock = client.buffered_socket
+        if sock is None:
+            return
+        try:
+            with sock.corked():
+                client.loop_write()
+        except OSError as exc:  # paho notices the lost connection on its next read
+            log.warning("MQTT: writing to the broker failed: %s", exc)
+        if sock.unsent() and self._fd is not None:
+            self._writable(client, self._fd)
 
     def _not_writable(self, fd: int) -> None:
         assert self._loop is not None
+        self._writing = False
         self._loop.remove_writer(fd)
 
-    def _readable(self, client: paho.Client) -> None:
-        """Read the packets that have arrived: paho reads one per call, so call it again while
-        each call brings a message (the selector calls back for whatever is left)."""
-        for _ in range(1_000):
-            before = self._received
-            if client.loop_read() != paho.MQTT_ERR_SUCCESS or self._received == before:
+    def _readable(self, client: FastClient) -> None:
+        """Handle the packets that have arrived. paho takes one packet a call, out of the
+        socket's buffer: call it until the buffer is empty (the selector reports only what
+        the kernel still holds), a bounded number of times before letting the store work."""
+        for _ in range(2_000):
+            sock = client.buffered_socket
+            if client.loop_read() != paho.MQTT_ERR_SUCCESS or sock is None or not sock.buffered():
                 return
+        assert self._loop is not None
+        self._loop.call_soon(self._readable, client)
 
     def _on_connect(self, client: paho.Client, _: Any, flags: Any, code: Any, __: Any) -> None:
         if code.is_failure:
             log.warning("MQTT broker %s refused the connection: %s", self.broker.host, code)
             return
         self._connection += 1
-        client.subscribe([(route.subscription(), 1) for route in self.routes])
+        client.subscribe([(self._share + route.subscription(), 1) for route in self.routes])
         log.info(
             "MQTT: connected to %s:%d as %s (session %s)",
             self.broker.host,
@@ -376,16 +399,9 @@ class MqttIngest:
             message = batch[index]
             if message.topic == self._dead_letter:
                 continue  # never refuse a dead letter again (a route may cover its topic)
-            letter: dict[str, Any] = {"topic": message.topic, "field": field, "reason": reason}
-            payload = message.payload
-            if number >= 0:
-                letter["index"] = number
-                payload = elements[index, number]
-            try:
-                letter["payload"] = payload.decode()
-            except UnicodeDecodeError:
-                letter["payload_hex"] = payload.hex()
-            info = client.publish(self._dead_letter, msgspec.json.encode(letter), qos=1)
+            payload = elements[index, number] if number >= 0 else message.payload
+            letter = dead_letter(message.topic, field, reason, payload, number)
+            info = client.publish(self._dead_letter, letter, qos=1)
             waiting.add(info.mid)
             log.info("MQTT: refused a message on %s: %s", message.topic, reason)
         while waiting:

@@ -193,3 +193,16 @@ def _mapped(route: Route, document: dict[str, Any]) -> dict[str, Any]:
                 raise Refused(name, f"{value!r} ({path}) is not a Unix time in seconds") from None
         event[name] = value
     return event
+
+
+def dead_letter(topic: str, field: str | None, reason: str, payload: bytes, index: int) -> bytes:
+    """What the dead-letter topic gets for a refused message (``index`` ≥ 0: an element of a
+    gateway's array): ``{topic, field, reason, [index], payload | payload_hex}``."""
+    letter: dict[str, Any] = {"topic": topic, "field": field, "reason": reason}
+    if index >= 0:
+        letter["index"] = index
+    try:
+        letter["payload"] = payload.decode()
+    except UnicodeDecodeError:
+        letter["payload_hex"] = payload.hex()
+    return _encoder.encode(letter)

@@ -93,6 +93,7 @@ def subscriber(platform: Platform, **options: Any) -> MqttIngest:
         _counters[registry],
         dead_letter_topic=settings.mqtt_dead_letter_topic,
         batch_size=min(settings.mqtt_batch_size, settings.max_batch_events),
+        share_group=settings.mqtt_share_group,
         **options,
     )
 

@@ -260,6 +260,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Most MQTT events (messages, or elements of a gateway's arrays) written in one transaction.",
     )
+    mqtt_share_group: str | None = Field(
+        default=None,
+        pattern=r"^[^/+#]+$",
+        description="Subscribe as a member of this MQTT shared subscription group ($share/GROUP/topic): the broker spreads the messages over the group's subscribers, each with its own IOC_MQTT_CLIENT_ID. Unset: plain subscriptions.",
+    )
     mqtt_ca_file: Path | None = Field(
         default=None,
         description="mqtts: CA certificates to check the broker with (default: the system's).",

@@ -246,7 +246,7 @@ def test_a_repeated_message_is_stored_once(mqtt_server: RunningServer, device: P
 def test_bad_payloads_go_to_the_dead_letter_topic(
     mqtt_server: RunningServer, device: Publisher
 ) -> None:
-    bad = [
+    bad: list[tuple[str, dict[str, Any] | bytes, str | None, str]] = [
         ("ioc/traffic/HUE-TS-001", b'{"observed_at": "2025-08-01T08:01', None, "malformed JSON"),
         ("ioc/traffic/HUE-TS-404", reading(3), "sensor_id", "'HUE-TS-404' is not registered"),
         ("ioc/reports/x", REPORT | {"source": "ihanoi"}, "source", "does not match"),

@@ -32,10 +32,16 @@ class Broker:
     port: int
     home: Path
     process: subprocess.Popen[bytes]
+    tls_port: int | None = None  # a second listener, TLS with the certificate given
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        assert self.tls_port is not None, "this broker was started without a certificate"
+        return f"mqtts://{self.host}:{self.tls_port}"
 
 
 def _free_port() -> int:
@@ -44,8 +50,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def config_text(port: int, home: Path, users: dict[str, str] | None = None) -> str:
+def config_text(
+    port: int, home: Path, users: dict[str, str] | None = None, tls_port: int | None = None
+) -> str:
     login = f"allow_anonymous false\npassword_file {home}/passwd\n" if users else ""
+    tls = (
+        f"listener {tls_port} 127.0.0.1\ncertfile {home}/server.crt\nkeyfile {home}/server.key\n"
+        if tls_port
+        else ""
+    )
     return (
         f"listener {port} 127.0.0.1\n" + (login or "allow_anonymous true\n") + "persistence true\n"
         f"persistence_location {home}/\n"
@@ -56,21 +69,29 @@ def config_text(port: int, home: Path, users: dict[str, str] | None = None) -> s
         "max_queued_bytes 0\n"
         "log_type error\n"
         "log_type warning\n"
-        f"log_dest file {home}/mosquitto.log\n"
+        f"log_dest file {home}/mosquitto.log\n" + tls
     )
 
 
 @contextlib.contextmanager
-def mosquitto(users: dict[str, str] | None = None) -> Iterator[Broker]:
-    """A running broker (with ``users``: only they may log in); stopped and its directory
-    removed afterwards."""
+def mosquitto(
+    users: dict[str, str] | None = None, tls: tuple[bytes, bytes] | None = None
+) -> Iterator[Broker]:
+    """A running broker (with ``users``: only they may log in; with ``tls``, a certificate and
+    its key in PEM, a second listener speaks TLS); stopped and its directory removed
+    afterwards."""
     if not Path(MOSQUITTO).exists():
         raise RuntimeError(f"no mosquitto at {MOSQUITTO}: {INSTALL_HINT}")
     home = Path(tempfile.mkdtemp(prefix="ioc-mosquitto-"))
     home.chmod(0o777)  # as root, mosquitto drops to its own user, which writes here
     port = _free_port()
+    tls_port = _free_port() if tls else None
+    if tls:
+        for name, pem in zip(("server.crt", "server.key"), tls, strict=True):
+            (home / name).write_bytes(pem)
+            (home / name).chmod(0o644)  # read by mosquitto's own user too
     config = home / "mosquitto.conf"
-    config.write_text(config_text(port, home, users), encoding="utf-8")
+    config.write_text(config_text(port, home, users, tls_port), encoding="utf-8")
     for user, password in (users or {}).items():
         subprocess.run(
             [shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b"]
@@ -85,17 +106,10 @@ def mosquitto(users: dict[str, str] | None = None) -> Iterator[Broker]:
         [MOSQUITTO, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                error = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"mosquitto exited with {process.returncode}: {error}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("mosquitto did not listen within 15 s")
-            time.sleep(0.05)
-        yield Broker("127.0.0.1", port, home, process)
+        for listening in (port, tls_port):
+            if listening is not None:
+                _wait_for(process, listening)
+        yield Broker("127.0.0.1", port, home, process, tls_port)
     finally:
         process.terminate()
         try:
@@ -106,3 +120,16 @@ def mosquitto(users: dict[str, str] | None = None) -> Iterator[Broker]:
         if process.stderr is not None:
             process.stderr.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _wait_for(process: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        if process.poll() is not None:
+            error = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"mosquitto exited with {process.returncode}: {error}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("mosquitto did not listen within 15 s")
+        time.sleep(0.05)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import tempfile
 import time
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 import msgspec
@@ -27,11 +27,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerting.setup import working_calendar
 from ingest.mqtt import Message
 from ingest.mqtt_setup import subscriber
+from ioc.api.body import freeze_startup_heap
 from ioc.bench.harness import machine_line, percentile, post_all, scratch_database
 from ioc.bench.harness import server_process as http_server
 from ioc.bench.ingest import BATCH, NDJSON, readings
 from ioc.bench.ingest import _prepare as prepare_sensors_and_key
 from ioc.bench.mosquitto import mosquitto
+from ioc.bench.mqtt_publisher import publish_paced
 from ioc.platform import Platform
 from ioc.settings import Settings
 
@@ -60,36 +62,10 @@ def publish(
     host: str, port: int, todo: tuple[int, int], rate: float, share: tuple[int, int], out: str
 ) -> None:
     """Publish share ``(i, k)`` of ``messages(*todo)`` (every k-th from the i-th) at QoS 1,
-    paced at ``rate`` messages per second; write each publish time (Unix seconds). One thread:
-    paho writes as it publishes, and reads the broker's acknowledgements every few messages."""
+    paced at ``rate`` messages per second; write each publish time (Unix seconds), then the
+    time the broker acknowledged the last one and the CPU seconds publishing took."""
     mine = messages(todo[0], 0, todo[1])[share[0] :: share[1]]
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"ioc-bench-publisher-{share[0]}")
-    client.max_inflight_messages_set(0)
-    client.max_queued_messages_set(0)
-    acknowledged = 0
-
-    def on_publish(*_: Any) -> None:
-        nonlocal acknowledged
-        acknowledged += 1
-
-    client.on_publish = on_publish
-    client.connect(host, port)
-    while not client.is_connected():
-        client.loop(0.05)
-    times = array("d")
-    started = time.perf_counter()
-    for n, (topic, payload) in enumerate(mine):
-        if n % 50 == 0:
-            client.loop(0)
-            ahead = started + n / rate - time.perf_counter()
-            if ahead > 0:
-                time.sleep(ahead)
-        times.append(time.time())
-        client.publish(topic, payload, qos=1)
-    deadline = time.monotonic() + 300
-    while acknowledged < len(mine) and time.monotonic() < deadline:
-        client.loop(0.05)
-    client.disconnect()
+    times = publish_paced(host, port, f"ioc-bench-publisher-{share[0]}", mine, rate)
     with open(out, "wb") as handle:
         times.tofile(handle)
 
@@ -102,8 +78,9 @@ async def _through_mqtt(
     publishers: int,
     times: Path,
     per_message: int,
-) -> list[float]:
-    """The commit times of ``todo``, by position (the publishers write the publish times)."""
+) -> tuple[list[float], float]:
+    """The commit times of ``todo``, by position (the publishers write the publish times), and
+    the subscriber's CPU seconds (this process's) from the first publish to the last commit."""
     index = {message: n for n, message in enumerate(todo)}
     committed: list[float] = [0.0] * len(todo)
     warm_left = len(warm)
@@ -126,6 +103,7 @@ async def _through_mqtt(
 
     platform = Platform(settings, working_calendar(settings))
     await platform.start()
+    freeze_startup_heap()  # as ioc serve and ioc ingest mqtt do
     ingest = subscriber(platform, on_commit=on_commit)
     task = asyncio.create_task(ingest.run())
     try:
@@ -158,16 +136,24 @@ async def _through_mqtt(
             f"{len(todo):,} messages at up to {rate:,.0f} readings/s …",
             err=True,
         )
+        cpu = time.process_time()
         for process in processes:
             process.start()
         await asyncio.wait_for(done.wait(), 120 + 20 * len(todo) * per_message / rate)
+        cpu = time.process_time() - cpu
         for process in processes:
             await asyncio.to_thread(process.join, 300)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await platform.stop()
-    return committed
+    return committed, cpu
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A process's user and system CPU time so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _count(url: str) -> int:
@@ -201,19 +187,26 @@ def run_mqtt_bench(
         )
         with tempfile.TemporaryDirectory(prefix="ioc-bench-mqtt-") as scratch:
             times = Path(scratch)
-            committed = asyncio.run(
+            broker_cpu = _cpu_seconds(broker.process.pid)
+            committed, subscriber_cpu = asyncio.run(
                 _through_mqtt(chosen, warm, todo, rate, publishers, times, per_message)
             )
             published = [0.0] * len(todo)
+            broker_cpu = _cpu_seconds(broker.process.pid) - broker_cpu
+            acknowledged = 0.0  # when the broker had the last message
+            publisher_cpu = 0.0
             for i in range(publishers):
                 share = array("d")
                 with (times / str(i)).open("rb") as data:
-                    share.fromfile(data, len(range(i, len(todo), publishers)))
+                    share.fromfile(data, len(range(i, len(todo), publishers)) + 2)
+                publisher_cpu += share.pop()
+                acknowledged = max(acknowledged, share.pop())
                 published[i::publishers] = share
         stored = _count(url)
         latencies = sorted(c - p for p, c in zip(published, committed, strict=True))
         elapsed = max(committed) - min(published)
         mqtt_rps = count / elapsed
+        publish_rps = count / (acknowledged - min(published))
         click.echo(f"the same number of readings over HTTP, NDJSON batches of {batch_size:,} …")
         rows = readings(count, 200)
         bodies = [
@@ -232,6 +225,10 @@ def run_mqtt_bench(
         "mqtt_p99_ms": round(p99, 1),
         "http_batch_readings_per_s": round(posted.per_s),
         "mqtt_vs_http": round(mqtt_rps / posted.per_s, 3),
+        "publishers_readings_per_s": round(publish_rps),
+        "subscriber_cpu_us_per_reading": round(subscriber_cpu / count * 1e6, 1),
+        "publishers_cpu_us_per_reading": round(publisher_cpu / count * 1e6, 1),
+        "broker_cpu_us_per_reading": round(broker_cpu / count * 1e6, 1),
         "lost": lost,
         "bar_readings_per_s": BAR,
         "meets_bar": int(mqtt_rps >= BAR and lost == 0),
@@ -244,6 +241,11 @@ def run_mqtt_bench(
     click.echo(
         f"\nMQTT (Mosquitto → subscriber → store): {mqtt_rps:,.0f} readings/s, publish → commit "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; {lost} lost  (bar: ≥ {BAR:,}/s)\n"
+        f"the publishers alone (first publish → broker's last PUBACK): {publish_rps:,.0f} "
+        "readings/s\n"
+        f"CPU per reading (little moved by other load): subscriber {figures['subscriber_cpu_us_per_reading']}"
+        f" µs, publishers {figures['publishers_cpu_us_per_reading']} µs, broker "
+        f"{figures['broker_cpu_us_per_reading']} µs\n"
         f"HTTP NDJSON batches, same run:          {posted.per_s:,.0f} readings/s "
         f"(MQTT reaches {mqtt_rps / posted.per_s:.0%} of it)"
     )

@@ -30,6 +30,7 @@ def ingest_mqtt(url: str | None, metrics_port: int | None) -> None:
     """Take events from an MQTT broker's topics until stopped (Ctrl-C)."""
     from alerting.setup import working_calendar
     from ingest.mqtt_setup import subscriber
+    from ioc.api.body import freeze_startup_heap
     from ioc.platform import Platform
 
     settings = cli_settings(quiet="INFO")
@@ -39,6 +40,7 @@ def ingest_mqtt(url: str | None, metrics_port: int | None) -> None:
 
     async def run() -> None:
         await platform.start()
+        freeze_startup_heap()  # as ioc serve does: the libraries' objects, out of the GC's walk
         try:
             if metrics_port is not None:
                 from prometheus_client import start_http_server
