@@ -108,6 +108,20 @@ class Settings(BaseSettings):
         gt=0,
         description="…and the rate (per minute) at which that allowance refills.",
     )
+    lookup_burst: int = Field(
+        default=20,
+        ge=1,
+        description="Public lookups (/lookup, /v1/public/lookup) one client address may make at once before it is answered 429.",
+    )
+    lookup_per_minute: float = Field(
+        default=20.0,
+        gt=0,
+        description="…and the rate (per minute) at which that allowance refills.",
+    )
+    lookup_hidden: str = Field(
+        default="an_ninh_trat_tu",
+        description="Categories and procedure codes (comma list) the public lookup never shows: their codes answer as if they did not exist.",
+    )
     public_status: bool = Field(
         default=False,
         description="Serve /metrics and the status page / without a key (otherwise: an operator or admin key).",

@@ -27,12 +27,14 @@ class FailureLimiter:
         per_minute: float,
         clock: Callable[[], float] = time.monotonic,
         max_clients: int = 10_000,
+        what: str = "failed authentications",
     ) -> None:
         self._burst = float(burst)
         self._rate = per_minute / 60.0
         self._clock = clock
         self._max_clients = max_clients
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._what = what
 
     def _level(self, address: str, now: float) -> float:
         entry = self._buckets.get(address)
@@ -45,9 +47,7 @@ class FailureLimiter:
         level = self._level(address, self._clock())
         if level < 1.0:
             wait = math.ceil((1.0 - level) / self._rate)
-            raise RateLimited(
-                f"too many failed authentications from {address}; try again in {wait} s", wait
-            )
+            raise RateLimited(f"too many {self._what} from {address}; try again in {wait} s", wait)
 
     def failed(self, address: str) -> None:
         now = self._clock()
