@@ -1,8 +1,9 @@
 """The demo's officials at work on the live queue: now and then (at a human pace, on an
 injectable clock) one of them takes the next move on an open ticket of their agency: the
-agency's first official assigns it to a colleague, who starts and then resolves it. Every move
-goes through ``ioc.tickets.actions.act`` as that official, so the history, the SLA clock and
-the live notices are the platform's own."""
+agency's first official assigns it to a colleague, who starts and then resolves it (on the
+backlog and on what just came in, alike). Every move goes through
+``ioc.tickets.actions.act`` as that official, so the history, the SLA clock and the live
+notices are the platform's own."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 Conn = psycopg.AsyncConnection[Any]
 
 PACE_S: Final = (15.0, 60.0)  # seconds between two moves, drawn evenly
-_OLDEST: Final = 25  # the move is made on one of the agency's oldest open tickets
+_AMONG: Final = 25  # the move is made on one of the oldest or the newest open tickets
 _RESOLUTIONS: Final = (
     "Đã xử lý xong tại hiện trường.",
     "Đã khắc phục, đề nghị người dân kiểm tra.",
@@ -66,12 +67,14 @@ class OfficialsAtWork:
             self._people = self._people or await self._officials(conn)
             if not self._people:
                 return None
+            # Half the time the backlog (the oldest), half the time what just came in.
+            order = "opened_at" if self._rng.random() < 0.5 else "opened_at DESC"
             cur = await conn.execute(
-                """SELECT id, state, agency, assignee FROM tickets
-                   WHERE state IN ('new', 'assigned', 'in_progress', 'reopened')
-                     AND agency = ANY(%s)
-                   ORDER BY opened_at LIMIT %s""",
-                (list(self._people), _OLDEST),
+                f"""SELECT id, state, agency, assignee FROM tickets
+                    WHERE state IN ('new', 'assigned', 'in_progress', 'reopened')
+                      AND agency = ANY(%s)
+                    ORDER BY {order} LIMIT %s""",
+                (list(self._people), _AMONG),
             )
             candidates = await cur.fetchall()
             if not candidates:
