@@ -68,7 +68,9 @@ def test_the_review_has_figures_per_agency_after_seeding(
     assert {"Nguyễn Thị Lan", "Trần Văn Minh"} <= {str(n).split(" (")[0] for n in names}
 
 
-def test_every_official_move_is_in_the_history_by_name(demo: RunningServer, seeded: Seeded) -> None:
+def test_every_official_move_is_in_the_history_by_name_and_seeding_is_once(
+    demo: RunningServer, seeded: Seeded
+) -> None:
     with psycopg.connect(demo.db_url) as conn:
         people = {
             f"{name} ({login})": agency
@@ -96,11 +98,8 @@ def test_every_official_move_is_in_the_history_by_name(demo: RunningServer, seed
             assert re.fullmatch(r"assignee: .+ \(" + re.escape(assignee) + r"\)", note)
     assert unworked == (0,)
     assert channels == set(get_args(Channel))
-
-
-def test_seeding_twice_leaves_the_history_as_it_is(demo: RunningServer, seeded: Seeded) -> None:
     again: Seeded = demo.run(seed_history(demo.platform, demo.platform.clock.now()))
-    assert again.skipped and again.reports == 0
+    assert again.skipped and again.reports == 0  # once per database
 
 
 def test_officials_work_the_live_queue_as_themselves(
