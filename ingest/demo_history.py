@@ -71,8 +71,8 @@ class Seeded:
     dossiers: int = 0
     ratings: int = 0
     skipped: bool = False
-    # (report id, when resolved): what citizens rate
-    resolved: list[tuple[str, datetime]] = field(default_factory=list, repr=False)
+    # (report id, when resolved, late?): what citizens rate
+    resolved: list[tuple[str, datetime, bool]] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -285,16 +285,16 @@ async def post(platform: Platform, events: Iterable[Event]) -> int:
 
 
 def rating_events(
-    resolved: Sequence[tuple[str, datetime]],
+    resolved: Sequence[tuple[str, datetime, bool]],
     finished_dossiers: Sequence[tuple[Event, datetime]],
     now: datetime,
     rng: random.Random,
 ) -> list[Event]:
     """Citizens' ratings after the result, in the shape of the ``feedback`` event (field
-    reports) and the ``rated`` dossier event: most satisfied, some normal, a few not."""
-    scores = (5, 5, 5, 4, 4, 4, 3, 3, 2, 1)
+    reports) and the ``rated`` dossier event: mostly satisfied when the work was in time
+    (about nine in ten), much less when it was late."""
     events: list[Event] = []
-    for report, at in resolved:
+    for report, at, late in resolved:
         rated = at + timedelta(hours=rng.uniform(1, 72))
         if rng.random() < 0.55 and rated <= now:
             events.append(
@@ -303,17 +303,24 @@ def rating_events(
                     "source": SOURCE,
                     "external_id": f"{report}-rating",
                     "report_id": report,
-                    "rating": rng.choice(scores),
+                    "rating": _score(late, rng),
                     "rated_at": rated.isoformat(),
                 }
             )
     for last, at in finished_dossiers:
+        late = at > datetime.fromisoformat(str(last["appointment_at"]))
         rated = at + timedelta(hours=rng.uniform(1, 72))
         if rng.random() < 0.4 and rated <= now:
-            rating = {"event": "rated", "at": rated.isoformat(), "rating": rng.choice(scores)}
+            rating = {"event": "rated", "at": rated.isoformat(), "rating": _score(late, rng)}
             external = f"{last['dossier_id']}-rated"
             events.append({**last, **rating, "external_id": external})
     return events
+
+
+def _score(late: bool, rng: random.Random) -> int:
+    """A 1-5 score (4-5 count as satisfied)."""
+    weights = (10, 15, 25, 30, 20) if late else (1, 2, 6, 36, 55)
+    return rng.choices((1, 2, 3, 4, 5), weights=weights)[0]
 
 
 def ratings_known() -> bool:
@@ -346,11 +353,12 @@ async def seed_history(platform: Platform, now: datetime, seed: int = 7) -> Seed
         ]
         await write_work(conn, works, now)
         cur = await conn.execute(
-            "SELECT f.external_id, t.resolved_at FROM tickets t JOIN field_reports f"
-            " ON f.id = t.report_id WHERE f.source = %s AND t.resolved_at IS NOT NULL",
+            "SELECT f.external_id, t.resolved_at, t.sla_result = 'late' FROM tickets t"
+            " JOIN field_reports f ON f.id = t.report_id"
+            " WHERE f.source = %s AND t.resolved_at IS NOT NULL",
             (SOURCE,),
         )
-        seeded.resolved = [(str(e), at) for e, at in await cur.fetchall()]
+        seeded.resolved = [(str(e), at, bool(late)) for e, at, late in await cur.fetchall()]
     seeded.worked = sum(1 for w in works if w.lines)
     seeded.actions = sum(len(w.lines) for w in works)
     registrations = working_moments(
