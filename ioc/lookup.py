@@ -32,7 +32,7 @@ Conn = psycopg.AsyncConnection[Any]
 REPORT_CODE: Final = re.compile(r"PA-([1-9][0-9]{0,17})-([0-9A-F]{8})")
 MAX_CODE: Final = 128
 # Said of every code that cannot be shown, whatever the reason.
-NOT_FOUND: Final = "không tìm thấy phản ánh hay hồ sơ nào có mã này"
+NOT_FOUND: Final = "Không tìm thấy phản ánh hay hồ sơ nào có mã này"
 
 TICKET_STATES: Final = {
     "new": "Mới tiếp nhận",
@@ -91,7 +91,7 @@ class Status:
 
     def as_dict(self, zone: tzinfo) -> dict[str, Any]:
         def local(at: datetime | None) -> str | None:
-            return None if at is None else at.astimezone(zone).isoformat(timespec="minutes")
+            return None if at is None else at.astimezone(zone).isoformat(timespec="seconds")
 
         return {
             "kind": self.kind,

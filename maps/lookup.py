@@ -53,7 +53,10 @@ def _status(found: lookup.Status, zone: tzinfo) -> str:
         ("Nội dung", found.subject),
         ("Trạng thái", found.state_label),
         ("Cơ quan xử lý", found.agency or "Trung tâm IOC đang phân loại"),
-        ("Ngày tiếp nhận", _when(found.opened_at, zone)),
+        (
+            "Thời điểm phản ánh" if found.kind == "field_report" else "Ngày đăng ký",
+            _when(found.opened_at, zone),
+        ),
         ("Hạn xử lý", _when(found.deadline_at, zone)),
     ]
     if found.finished_at is not None:

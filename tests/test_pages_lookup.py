@@ -169,7 +169,7 @@ def test_a_dossier_is_looked_up_by_its_receipt_code(
     )
     found = look(client, dossier).json()
     assert found["kind"] == "dossier" and found["state_label"] == "Đã trả kết quả"
-    assert found["deadline_at"] == "2026-01-09T17:00+07:00"
+    assert found["deadline_at"] == "2026-01-09T17:00:00+07:00"
     assert found["result"] == "early" and found["result_label"] == "Trước hạn"
     assert [s["state"] for s in found["history"]] == ["registered", "accepted", "result_returned"]
 
@@ -229,4 +229,4 @@ def test_the_page_shows_a_report_and_says_not_found_alike(
         page.fill("#code", other)
         page.click("#lookup-form button")
         page.wait_for_selector("#not-found")
-        assert "không tìm thấy" in page.locator("#not-found").inner_text()
+        assert "Không tìm thấy" in page.locator("#not-found").inner_text()

@@ -1,5 +1,5 @@
-"""The failed-authentication throttle: a budget per client address, and the credentials already
-seen working (served even from a throttled address)."""
+"""The failed-authentication throttle (also the public lookup's allowance): a budget per client
+address, and the credentials already seen working (served even from a throttled address)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ if TYPE_CHECKING:  # the credential type is the caller's; only its fields are re
 
 
 class FailureLimiter:
-    """A token bucket per client address, spent by failed authentications: ``burst`` at once,
-    refilled at ``per_minute``. An empty bucket is answered 429 before the database is asked."""
+    """A token bucket per client address, spent by failed authentications (or, for the public
+    lookup, by every lookup): ``burst`` at once, refilled at ``per_minute``. An empty bucket is
+    answered 429 before the database is asked."""
 
     def __init__(
         self,
