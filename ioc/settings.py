@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.errors import ConfigError
+from ioc.settings_lookup import LookupSettings
 
 _SECRET_FIELDS = frozenset(
     {"database_url", "read_database_url", "test_database_url", "mqtt_url", "mqtt_api_key"}
@@ -24,7 +25,7 @@ _SECRET_FIELDS = frozenset(
 WALL_VIEWS = ("province", "centre", "dossiers", "traffic")
 
 
-class Settings(BaseSettings):
+class Settings(LookupSettings, BaseSettings):
     """Typed settings; one field per ``IOC_*`` environment variable."""
 
     model_config = SettingsConfigDict(
@@ -107,20 +108,6 @@ class Settings(BaseSettings):
         default=30.0,
         gt=0,
         description="…and the rate (per minute) at which that allowance refills.",
-    )
-    lookup_burst: int = Field(
-        default=20,
-        ge=1,
-        description="Public lookups (/lookup, /v1/public/lookup) one client address may make at once before it is answered 429.",
-    )
-    lookup_per_minute: float = Field(
-        default=20.0,
-        gt=0,
-        description="…and the rate (per minute) at which that allowance refills.",
-    )
-    lookup_hidden: str = Field(
-        default="an_ninh_trat_tu",
-        description="Categories and procedure codes (comma list) the public lookup never shows: their codes answer as if they did not exist.",
     )
     public_status: bool = Field(
         default=False,
