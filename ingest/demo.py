@@ -13,6 +13,8 @@ import click
 import httpx
 import uvicorn
 
+from ingest.demo_history import seed_history
+from ingest.demo_officials import OfficialsAtWork
 from ingest.simulator import Event, ProvinceSimulator, RealClock
 from ioc.accounts import check_user
 from ioc.api.app import create_app
@@ -119,10 +121,27 @@ async def _demo(settings: Settings, port: int, seed: int) -> None:
                 log.warning("simulator batch: %s %s", answer.status_code, answer.text[:500])
 
         simulating = asyncio.create_task(simulator.run(sink, stop=stop))
+        working = asyncio.create_task(_history_then_work(platform, stop))
         await serving
         stop.set()
+        working.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(simulating, 5)
+        with contextlib.suppress(asyncio.CancelledError):
+            await working
+
+
+async def _history_then_work(platform: Platform, stop: asyncio.Event) -> None:
+    """Three months of worked history (first run only), then officials on the live queue."""
+    seeded = await seed_history(platform, platform.clock.now())
+    if not seeded.skipped:
+        click.echo(
+            f"history seeded: {seeded.reports} field reports of the last 3 months "
+            f"({seeded.worked} worked by the agencies' officials, {seeded.actions} moves), "
+            f"{seeded.dossiers} dossiers through every channel, {seeded.ratings} ratings; "
+            "the leaders' review (/review) has figures now"
+        )
+    await OfficialsAtWork(platform, platform.clock).run(stop)
 
 
 def run_demo(settings: Settings, port: int, seed: int) -> None:

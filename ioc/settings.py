@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.errors import ConfigError
+from ioc.settings_lookup import LookupSettings
 
 _SECRET_FIELDS = frozenset(
     {
@@ -31,7 +32,7 @@ _SECRET_FIELDS = frozenset(
 WALL_VIEWS = ("province", "centre", "dossiers", "traffic")
 
 
-class Settings(BaseSettings):
+class Settings(LookupSettings, BaseSettings):
     """Typed settings; one field per ``IOC_*`` environment variable."""
 
     model_config = SettingsConfigDict(

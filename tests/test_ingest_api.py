@@ -84,7 +84,10 @@ def test_each_kind_is_stored_once(
     first = client.post("/v1/events", json=event, headers=auth(source_key))
     assert first.status_code == 201, first.text
     again = client.post("/v1/events", json=event, headers=auth(source_key))
-    assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+    assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+    # A field report's answer, repeated or not, carries the citizen's lookup code.
+    assert again.json().get("lookup_code") == first.json().get("lookup_code")
+    assert ("lookup_code" in first.json()) == (table == "field_reports")
     assert count(server, table) == 1
 
 

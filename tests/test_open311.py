@@ -208,7 +208,8 @@ def test_post_opens_a_ticket_that_reads_back_open(
     assert datetime.fromisoformat(request["requested_datetime"]) == opened.replace(microsecond=0)
     assert datetime.fromisoformat(request["expected_datetime"]) == deadline.replace(microsecond=0)
     assert deadline - opened == timedelta(hours=48)
-    assert request["service_notice"] == answer["service_notice"]
+    # The receipt adds the citizen's lookup code (only they get it; reads are public).
+    assert answer["service_notice"].startswith(request["service_notice"] + " Mã tra cứu: PA-")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

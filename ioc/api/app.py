@@ -21,6 +21,7 @@ from ioc.api.body import freeze_startup_heap
 from ioc.api.deliveries import build_deliveries_router
 from ioc.api.ingest import build_ingest_router
 from ioc.api.inputs import storable_parameters
+from ioc.api.lookup import build_lookup_router, lookup_limiter
 from ioc.api.ngsi_ld import build_ngsi_ld_router
 from ioc.api.open311 import build_open311_router
 from ioc.api.ops import build_ops_router
@@ -33,6 +34,7 @@ from ioc.clock import Clock
 from ioc.events.kinds import json_schemas
 from ioc.platform import Platform
 from ioc.settings import Settings, load_settings
+from maps.lookup import build_lookup_page_router
 from maps.review.routes import build_review_router
 from maps.web import build_pages_router
 
@@ -93,6 +95,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(build_ngsi_ld_router(platform))
     app.include_router(build_pages_router(platform))
     app.include_router(build_review_router(platform))
+    lookups = lookup_limiter(settings)  # one allowance per address, page and endpoint alike
+    app.include_router(build_lookup_router(platform, lookups))
+    app.include_router(build_lookup_page_router(platform, lookups))
     _extend_openapi(app)
     return app
 

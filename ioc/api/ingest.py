@@ -24,8 +24,9 @@ from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to
 from ioc.api.security import SocketGuard
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
 from ioc.events.intake import BatchResult
-from ioc.events.kinds import json_schemas
-from ioc.events.validation import BATCH_TYPES, JSON_TYPES, NDJSON_TYPES, media_type
+from ioc.events.kinds import FieldReport, json_schemas
+from ioc.events.validation import BATCH_TYPES, JSON_TYPES, NDJSON_TYPES, decode_one, media_type
+from ioc.lookup import code_of_report
 from ioc.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,10 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         },
         responses={
             200: {"description": "a duplicate: already stored, not stored again"},
-            201: {"description": "stored"},
+            201: {
+                "description": "stored; a field report's answer carries lookup_code, the code "
+                "the citizen looks it up with (GET /v1/public/lookup)"
+            },
             **{code: _ERROR for code in (400, 401, 403, 413, 415, 422, 503)},
         },
     )
@@ -90,15 +94,22 @@ def build_ingest_router(platform: Platform) -> APIRouter:
             raise UnsupportedMediaType("send one event as application/json")
         body = await read_body(request, limit)
         try:
-            stored = await platform.intake.one(body, who)
+            event = decode_one(body)
+            stored = await platform.intake.submit(event, who)
         finally:
             if len(body) >= LARGE_BODY_BYTES:
                 del body
                 await asyncio.to_thread(release_memory)
+        answer: dict[str, str] = {"status": "accepted" if stored else "duplicate"}
+        source = who.source or getattr(event, "source", None)
+        if isinstance(event, FieldReport) and source is not None:
+            # The citizen's code for the public lookup (GET /v1/public/lookup, page /lookup).
+            async with platform.pool.connection() as conn:
+                code = await code_of_report(conn, source, event.external_id)
+            if code is not None:
+                answer["lookup_code"] = code
         platform.metrics.ingest_seconds.labels("one").observe(time.perf_counter() - started)
-        if stored:
-            return JSONResponse({"status": "accepted"}, 201)
-        return JSONResponse({"status": "duplicate"}, 200)
+        return JSONResponse(answer, 201 if stored else 200)
 
     @router.post(
         "/batch",

@@ -30,6 +30,7 @@ from ioc.errors import (
 )
 from ioc.events.validation import media_type
 from ioc.interop import open311, open311_input
+from ioc.lookup import code_of_report
 from ioc.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,8 @@ def build_open311_router(platform: Platform) -> APIRouter:
         async with platform.pool.connection() as conn:
             ticket = await open311.ticket_of_report(conn, who.source, report.external_id)
             created = await open311.requests_by_id(conn, (ticket,), zone)
-        return _render(kind, "service_requests", [open311.receipt(created[0])])
+            code = await code_of_report(conn, who.source, report.external_id)
+        return _render(kind, "service_requests", [open311.receipt(created[0], code)])
 
     @router.get(
         "/requests.{fmt}",

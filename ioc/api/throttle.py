@@ -1,5 +1,5 @@
-"""The failed-authentication throttle: a budget per client address, and the credentials already
-seen working (served even from a throttled address)."""
+"""The failed-authentication throttle (also the public lookup's allowance): a budget per client
+address, and the credentials already seen working (served even from a throttled address)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ if TYPE_CHECKING:  # the credential type is the caller's; only its fields are re
 
 
 class FailureLimiter:
-    """A token bucket per client address, spent by failed authentications: ``burst`` at once,
-    refilled at ``per_minute``. An empty bucket is answered 429 before the database is asked."""
+    """A token bucket per client address, spent by failed authentications (or, for the public
+    lookup, by every lookup): ``burst`` at once, refilled at ``per_minute``. An empty bucket is
+    answered 429 before the database is asked."""
 
     def __init__(
         self,
@@ -27,12 +28,14 @@ class FailureLimiter:
         per_minute: float,
         clock: Callable[[], float] = time.monotonic,
         max_clients: int = 10_000,
+        what: str = "failed authentications",
     ) -> None:
         self._burst = float(burst)
         self._rate = per_minute / 60.0
         self._clock = clock
         self._max_clients = max_clients
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._what = what
 
     def _level(self, address: str, now: float) -> float:
         entry = self._buckets.get(address)
@@ -45,9 +48,7 @@ class FailureLimiter:
         level = self._level(address, self._clock())
         if level < 1.0:
             wait = math.ceil((1.0 - level) / self._rate)
-            raise RateLimited(
-                f"too many failed authentications from {address}; try again in {wait} s", wait
-            )
+            raise RateLimited(f"too many {self._what} from {address}; try again in {wait} s", wait)
 
     def failed(self, address: str) -> None:
         now = self._clock()

@@ -98,11 +98,15 @@ def discovery(base_url: str) -> dict[str, Any]:
     }
 
 
-def receipt(request: Mapping[str, Any]) -> dict[str, Any]:
-    """The answer to a created request: its id and what to expect."""
+def receipt(request: Mapping[str, Any], lookup_code: str | None = None) -> dict[str, Any]:
+    """The answer to a created request: its id, what to expect, and the code the citizen
+    follows it with on the public lookup page (``/lookup``)."""
+    notice = request["service_notice"]
+    if lookup_code is not None:
+        notice = f"{notice or ''} Mã tra cứu: {lookup_code} (tra cứu tại /lookup).".strip()
     return {
         "service_request_id": request["service_request_id"],
-        "service_notice": request["service_notice"],
+        "service_notice": notice,
         "account_id": None,
     }
 
