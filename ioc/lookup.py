@@ -130,7 +130,9 @@ async def code_of_report(conn: Conn, source: str, external_id: str) -> str | Non
         (source, external_id),
     )
     row = await cur.fetchone()
-    return None if row is None else report_code(int(row[0]), str(row[1]))
+    if row is None or row[1] is None:  # stored before codes were handed out
+        return None
+    return report_code(int(row[0]), str(row[1]))
 
 
 async def look_up(
@@ -170,7 +172,7 @@ async def _report(
     )
     row = await cur.fetchone()
     # The secret is compared in constant time, and after the query either way.
-    stored = str(row[0]) if row is not None else "-" * len(secret)
+    stored = str(row[0]) if row is not None and row[0] is not None else "-" * len(secret)
     matches = hmac.compare_digest(stored.encode(), secret.encode())
     if row is None or not matches or row[1] in hidden or row[3] in hidden:
         return None
