@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.errors import ConfigError
 from ioc.settings_lookup import LookupSettings
+from ioc.settings_mqtt import MqttSettings
+from ioc.settings_sso import SsoSettings
 
 _SECRET_FIELDS = frozenset(
     {
@@ -32,7 +34,7 @@ _SECRET_FIELDS = frozenset(
 WALL_VIEWS = ("province", "centre", "dossiers", "traffic")
 
 
-class Settings(LookupSettings, BaseSettings):
+class Settings(LookupSettings, MqttSettings, SsoSettings, BaseSettings):
     """Typed settings; one field per ``IOC_*`` environment variable."""
 
     model_config = SettingsConfigDict(
@@ -233,49 +235,6 @@ class Settings(LookupSettings, BaseSettings):
     webhook_backoff_max_s: float = Field(
         default=3600.0, gt=0, description="Webhook delivery: longest retry delay."
     )
-    # -- MQTT ingest -----------------------------------------------------------------------
-    mqtt_url: str | None = Field(
-        default=None,
-        description="MQTT broker to take events from: mqtt://[user:password@]host[:1883], mqtts://… for TLS. Unset: `ioc serve` runs no MQTT subscriber.",
-    )
-    mqtt_client_id: str = Field(
-        default="ioc-ingest",
-        min_length=1,
-        description="MQTT client id: names the persistent session the broker keeps while the subscriber is away.",
-    )
-    mqtt_api_key: str | None = Field(
-        default=None,
-        description="The API key MQTT events are checked with (a source key writes only as its source, an admin key as the source each event names).",
-    )
-    mqtt_routes_file: Path | None = Field(
-        default=None,
-        description="A TOML file of [[route]] tables: topics, event kinds and device field mappings. Unset: ioc/events/#, ioc/traffic/{sensor_id}, ioc/reports/#, ioc/dossiers/#.",
-    )
-    mqtt_dead_letter_topic: str = Field(
-        default="ioc/dead-letter",
-        min_length=1,
-        description="Refused MQTT messages are published here with the reason.",
-    )
-    mqtt_batch_size: int = Field(
-        default=5_000,
-        ge=1,
-        description="Most MQTT events (messages, or elements of a gateway's arrays) written in one transaction.",
-    )
-    mqtt_share_group: str | None = Field(
-        default=None,
-        pattern=r"^[^/+#]+$",
-        description="Subscribe as a member of this MQTT shared subscription group ($share/GROUP/topic): the broker spreads the messages over the group's subscribers, each with its own IOC_MQTT_CLIENT_ID. Unset: plain subscriptions.",
-    )
-    mqtt_ca_file: Path | None = Field(
-        default=None,
-        description="mqtts: CA certificates to check the broker with (default: the system's).",
-    )
-    mqtt_cert_file: Path | None = Field(
-        default=None, description="mqtts: a client certificate, for brokers that require one."
-    )
-    mqtt_key_file: Path | None = Field(
-        default=None, description="mqtts: the client certificate's private key."
-    )
     # -- pages -----------------------------------------------------------------------------
     map_tiles: str = Field(
         default="osm",
@@ -288,46 +247,6 @@ class Settings(LookupSettings, BaseSettings):
     wall_centre: str = Field(
         default="",
         description="Video wall: the city centre view as lon,lat,zoom (e.g. 107.585,16.463,15); empty: the middle of the province, zoomed in.",
-    )
-    # -- single sign-on (OpenID Connect) -----------------------------------------------------
-    oidc_issuer: str | None = Field(
-        default=None,
-        description="Single sign-on: the province's OpenID provider (its issuer URL; /.well-known/openid-configuration is read from it). Unset: officials log in with their password only.",
-    )
-    oidc_client_id: str = Field(
-        default="", description="Single sign-on: the client id the provider gave this platform."
-    )
-    oidc_client_secret: str = Field(
-        default="",
-        description="Single sign-on: the client's secret (sent with HTTP Basic); empty: a public client.",
-    )
-    oidc_redirect_url: str | None = Field(
-        default=None,
-        description="Single sign-on: the callback URL registered at the provider, https://<this site>/login/oidc/callback. Unset: built from the address the browser used.",
-    )
-    oidc_scopes: str = Field(
-        default="openid profile email",
-        description="Single sign-on: the scopes asked for (space-separated; openid is always asked).",
-    )
-    oidc_role_claim: str = Field(
-        default="groups",
-        description="Single sign-on: the claim (a string or a list) that gives the role, through oidc_role_map.",
-    )
-    oidc_role_map: str = Field(
-        default="",
-        description="Single sign-on: claim value=role pairs, comma-separated, the first that matches wins, e.g. ioc-quan-tri=admin,ioc-dieu-hanh=operator,ioc-lanh-dao=leader,ioc-can-bo=agency. A person none matches gets oidc_default_role.",
-    )
-    oidc_default_role: str = Field(
-        default="",
-        description="Single sign-on: the role of a person whose role claim matches no pair. Empty: such a person is refused (with a page saying why) and the refusal is logged.",
-    )
-    oidc_agency_claim: str = Field(
-        default="agency",
-        description="Single sign-on: the claim that gives the official's agency, through oidc_agency_map.",
-    )
-    oidc_agency_map: str = Field(
-        default="",
-        description="Single sign-on: claim value=agency code pairs, comma-separated (e.g. so-tnmt=hue-moi-truong); a value no pair names is taken as the agency code itself.",
     )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as readable text or as JSON lines."
