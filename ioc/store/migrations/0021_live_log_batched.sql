@@ -45,20 +45,23 @@ ALTER TABLE live_log DROP COLUMN seq, DROP COLUMN id,
     ALTER COLUMN xact SET NOT NULL, ALTER COLUMN ord SET NOT NULL,
     ADD PRIMARY KEY (xact, ord);
 
--- The text of notice number seq: the payload (a JSON object) with "seq" first.
+-- Payloads stay in the row, uncompressed: a notice is read back once, at commit, to be sent,
+-- and NOTIFY takes under 8,000 bytes anyway (a longer payload fails there, as it did).
+ALTER TABLE live_log ALTER COLUMN payload SET STORAGE PLAIN;
+
+-- The text of notice number seq: the payload (a JSON object; ioc_announce trims what comes
+-- before its brace) with "seq" first.
 CREATE FUNCTION ioc_live_text(seq bigint, payload text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT '{"seq":' || seq
-           || CASE WHEN left(ltrim(substr(ltrim(payload, E' \t\n\r'), 2), E' \t\n\r'), 1) = '}'
-                   THEN '}'
-                   ELSE ',' || substr(ltrim(payload, E' \t\n\r'), 2) END;
+           || CASE WHEN payload ~ '^\{\s*\}' THEN '}' ELSE ',' || substr(payload, 2) END;
 $$;
 
 -- ALTER DATABASE … SET ioc.live_notices = off still turns the notices off for new sessions.
 CREATE OR REPLACE FUNCTION ioc_announce(channel text, payload text) RETURNS void
 LANGUAGE sql AS $$
     INSERT INTO live_log (channel, payload, xact, ord)
-    SELECT channel, payload, txid_current(),
+    SELECT channel, ltrim(payload, E' \t\n\r'), txid_current(),
            set_config('ioc.live_count',
                       (coalesce(nullif(current_setting('ioc.live_count', true), ''), '0')::int
                        + 1)::text,
