@@ -197,9 +197,13 @@ class LiveHub:
         """Publish what was logged while the hub was away (LISTENing again already, so what
         commits from now on arrives as notices; those the replay covered are skipped)."""
         missed = await livelog.replay(conn, self.last_seq, lambda _: True)
-        if missed.resync:
-            log.warning("live hub: notices missed while away are no longer kept; resync")
+        # A log that ends before the last number heard lost commits (a failover to a standby
+        # that had not received them): numbers will be handed out again, so start over.
+        if missed.resync or missed.upto < self.last_seq:
+            log.warning("live hub: what was missed while away is not in the log; resync")
             self.last_seq = missed.upto
+            for subscription in self._subscribers:
+                subscription.floor = 0
             self._broadcast(RESYNC)
             return
         for _, text, _ in missed.messages:

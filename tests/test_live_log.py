@@ -167,7 +167,8 @@ def test_many_alerts_go_out_in_a_few_batches_under_notifys_limit(db_url: str) ->
         ):
             await listener.execute(f"LISTEN {ALERTS}")
             ids = await raise_all(conn)
-            count = (await (await conn.execute("SELECT count(*) FROM live_log")).fetchone())[0]
+            row = await (await conn.execute("SELECT count(*) FROM live_log")).fetchone()
+            count = int(row[0]) if row else 0
             texts = [n.payload async for n in listener.notifies(timeout=10, stop_after=count)]
             return ids, texts
 
@@ -210,8 +211,9 @@ def hub_role(db_url: str) -> Iterator[tuple[str, str]]:
         conn.execute(f"DROP ROLE {role}")
 
 
-def away_and_back(db_url: str, hub_url: str, role: str, prune: bool) -> list[dict[str, Any]]:
-    """Notices committed while the hub cannot reconnect, then what a subscriber hears."""
+def away_and_back(db_url: str, hub_url: str, role: str, away: list[str]) -> list[dict[str, Any]]:
+    """What a subscriber hears: a notice, then (the hub away, unable to log in) the statements
+    ``away``, then a notice once the hub listens again."""
 
     async def scenario() -> list[dict[str, Any]]:
         hub = LiveHub(hub_url, channels=("ioc_test",), retry_max_s=0.2)
@@ -224,10 +226,8 @@ def away_and_back(db_url: str, hub_url: str, role: str, prune: bool) -> list[dic
                 old = hub.backend_pid
                 await conn.execute(f"ALTER ROLE {role} NOLOGIN")
                 await conn.execute("SELECT pg_terminate_backend(%s)", (old,))
-                for n in (2, 3):  # the hub is away: no LISTEN anywhere hears these
-                    await conn.execute("SELECT ioc_announce('ioc_test', %s)", (f'{{"n": {n}}}',))
-                if prune:
-                    await conn.execute("DELETE FROM live_commits WHERE last_seq <= 2")
+                for statement in away:  # the hub is away: no LISTEN anywhere hears these
+                    await conn.execute(statement)
                 await conn.execute(f"ALTER ROLE {role} LOGIN")
                 await asyncio.wait_for(hub.wait_listening(other_than=old), 10)
                 await conn.execute("SELECT ioc_announce('ioc_test', '{\"n\": 4}')")
@@ -241,16 +241,35 @@ def away_and_back(db_url: str, hub_url: str, role: str, prune: bool) -> list[dic
     return asyncio.run(scenario())
 
 
+MISSED = [f"SELECT ioc_announce('ioc_test', '{{\"n\": {n}}}')" for n in (2, 3)]
+
+
 def test_the_hub_replays_what_it_missed_while_reconnecting(
     db_url: str, hub_role: tuple[str, str]
 ) -> None:
-    messages = away_and_back(db_url, *hub_role, prune=False)
+    messages = away_and_back(db_url, *hub_role, MISSED)
     assert messages == [{"seq": n, "n": n} for n in (1, 2, 3, 4)]  # each once, in order
 
 
 def test_the_hub_resyncs_when_what_it_missed_is_gone(
     db_url: str, hub_role: tuple[str, str]
 ) -> None:
-    messages = away_and_back(db_url, *hub_role, prune=True)
+    pruned = [*MISSED, "DELETE FROM live_commits WHERE last_seq <= 2"]
+    messages = away_and_back(db_url, *hub_role, pruned)
     assert messages[0] == {"seq": 1, "n": 1} and messages[-1] == {"seq": 4, "n": 4}
     assert [m.get("resync") for m in messages[1:-1]] == [True]
+
+
+def test_the_hub_resyncs_when_the_log_ends_before_what_it_heard(
+    db_url: str, hub_role: tuple[str, str]
+) -> None:
+    # As after a failover to a standby that had not received the last commits: the notice the
+    # hub heard is gone and its number will be handed out again.
+    lost = [
+        "DELETE FROM live_log",
+        "DELETE FROM live_commits",
+        "SELECT setval('live_seq', 1, false)",
+    ]
+    messages = away_and_back(db_url, *hub_role, lost)
+    assert messages == [{"seq": 1, "n": 1}, messages[1], {"seq": 1, "n": 4}]
+    assert messages[1].get("resync") is True
