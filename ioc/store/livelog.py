@@ -1,7 +1,8 @@
 """The live log: numbered live notices kept for a while, so a reconnecting client catches up.
 
 Every notice the live hub hears carries ``seq``, a number given at commit in commit order
-(migration 0016). A client keeps the last number it received and sends it back when it
+(migration 0016; since 0021 one range per transaction, kept in ``live_commits``, the rows of
+``live_log`` never updated). A client keeps the last number it received and sends it back when it
 reconnects, to any server process; the server replays the logged notices after it, then
 streams live ones, skipping what the replay already sent. The log is pruned by the upkeep
 leader; a cursor older than what is kept gets a resync instead (reload from the API).
