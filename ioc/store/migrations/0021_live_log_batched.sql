@@ -78,9 +78,12 @@ BEGIN
     -- 0x10C_6000: the live log's numbering lock.
     PERFORM pg_advisory_xact_lock(17588224);
     first := nextval('live_seq');
-    IF n > 1 THEN
-        PERFORM setval('live_seq', first + n - 1);
+    IF n = 1 THEN  -- the common case: the row at hand is the transaction's only notice
+        INSERT INTO live_commits (last_seq, first_seq, xact) VALUES (first, first, NEW.xact);
+        PERFORM pg_notify(NEW.channel, ioc_live_text(first, NEW.payload));
+        RETURN NULL;
     END IF;
+    PERFORM setval('live_seq', first + n - 1);
     INSERT INTO live_commits (last_seq, first_seq, xact) VALUES (first + n - 1, first, NEW.xact);
     PERFORM pg_notify(s.channel, ioc_live_text(first + s.ord - 1, s.payload))
     FROM (SELECT l.channel, l.ord, l.payload FROM live_log l
