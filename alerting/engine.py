@@ -29,7 +29,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from alerting.delivery import deliver_due
-from ioc.alerts.records import CHANNEL, NOTICE, next_digest, resolve_alerts
+from ioc.alerts.records import ANNOUNCE_STEPS, CHANNEL, next_digest, resolve_alerts
 from ioc.clock import Clock
 from ioc.deadlines import DeadlineBook
 from ioc.settings import Settings
@@ -111,9 +111,10 @@ LEFT JOIN agencies p ON p.code = s.agency
 ORDER BY s.n
 ON CONFLICT (subject_kind, subject_id, rule, level) WHERE resolved_at IS NULL DO NOTHING
 RETURNING *"""
-# Each new alert is announced from the inserted row itself (sent when the batch commits).
-_RAISE = f"""WITH a AS ({_RAISE_COMMON})
-SELECT a.id, ioc_announce(%(channel)s, {NOTICE}) FROM a"""
+# The new alerts are announced from the inserted rows themselves, in batch notices (sent when
+# the batch commits).
+_RAISE = f"""WITH a AS ({_RAISE_COMMON}), {ANNOUNCE_STEPS}
+SELECT n.id FROM notices n, (SELECT count(*) FROM sent) AS k"""
 
 _RAISE_SOURCE = {
     "ticket": """SELECT u.n, t.id::text AS id, u.level, t.agency, t.category, t.lon, t.lat,

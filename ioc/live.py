@@ -8,6 +8,9 @@ behind is dropped rather than allowed to hold up the others or grow without boun
 
 Notices carry ``seq``, their number in commit order (ioc/store/livelog.py): a subscriber that
 was first sent a replay of the log up to some number skips the live notices it already has.
+When the hub's own connection drops, it reconnects and replays the log from the last number it
+heard, so its subscribers miss nothing (a resync only when the log no longer reaches back).
+A batch notice (``alerts``) reaches each subscriber with the items its filter takes.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from psycopg import sql
 
 from ioc.alerts.records import CHANNEL as ALERTS
 from ioc.events.intake import READINGS
+from ioc.store import livelog
 from ioc.tickets.opening import CHANNEL as TICKETS
 
 # Everything a live page may show: ticket changes, alerts, and sensor readings.
@@ -33,7 +37,7 @@ log = logging.getLogger(__name__)
 
 Accept = Callable[[Mapping[str, Any]], bool]
 
-# Sent to every subscriber after the hub reconnects: changes made while it was away were missed.
+# Sent to subscribers whose missed notices are gone (the hub was away longer than the log keeps).
 RESYNC = json.dumps({"resync": True, "reason": "the live feed reconnected; reload the queue"})
 
 
@@ -111,6 +115,7 @@ class LiveHub:
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self.dropped_total = 0
+        self.last_seq = 0  # the newest numbered notice published (or known when listening began)
 
     @property
     def subscribers(self) -> int:
@@ -125,6 +130,7 @@ class LiveHub:
     async def start(self) -> None:
         """Connect and LISTEN (raising if the database cannot be reached), then keep listening."""
         self._conn = await self._connect()
+        self.last_seq = await livelog.newest(self._conn)
         self._task = asyncio.create_task(self._run(), name="live-hub")
 
     async def stop(self) -> None:
@@ -166,13 +172,17 @@ class LiveHub:
             return
         seq = message.get("seq")
         seq = seq if isinstance(seq, int) else 0
+        if seq:
+            if seq <= self.last_seq:
+                return  # already published (from the log, after a reconnect)
+            self.last_seq = seq
         for subscription in list(self._subscribers):
             try:
-                wanted = subscription.accept(message)
+                wanted = livelog.filtered(message, text, subscription.accept)
             except Exception:
                 log.exception("live hub: a subscriber's filter failed; message not sent to it")
                 continue
-            if wanted and not subscription.offer(text, seq):
+            if wanted is not None and not subscription.offer(wanted[0], seq):
                 self._subscribers.discard(subscription)
                 self.dropped_total += 1
                 log.warning("live hub: dropped a subscriber %d messages behind", self._queue_size)
@@ -182,6 +192,23 @@ class LiveHub:
             if not subscription.offer(text):
                 self._subscribers.discard(subscription)
                 self.dropped_total += 1
+
+    async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Publish what was logged while the hub was away (LISTENing again already, so what
+        commits from now on arrives as notices; those the replay covered are skipped)."""
+        missed = await livelog.replay(conn, self.last_seq, lambda _: True)
+        # A log that ends before the last number heard lost commits (a failover to a standby
+        # that had not received them): numbers will be handed out again, so start over.
+        if missed.resync or missed.upto < self.last_seq:
+            log.warning("live hub: what was missed while away is not in the log; resync")
+            self.last_seq = missed.upto
+            for subscription in self._subscribers:
+                subscription.floor = 0
+            self._broadcast(RESYNC)
+            return
+        for _, text, _ in missed.messages:
+            self.publish(text)
+        self.last_seq = max(self.last_seq, missed.upto)
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(
@@ -211,7 +238,7 @@ class LiveHub:
                 if conn is None:
                     conn = self._conn = await self._connect()
                     log.info("live hub: listening again on %s", ", ".join(self._channels))
-                    self._broadcast(RESYNC)
+                    await self._catch_up(conn)
                 delay = 0.05
                 while True:
                     async for note in conn.notifies(timeout=self._check_every_s):

@@ -181,6 +181,8 @@ class FeedClient:
                 self.seen.extend(("alert", a["id"]) for a in message["alerts"])
             elif "ticket" in message:
                 self.seen.append(message["ticket"])
+            elif "alerts" in message:  # a batch of alert notices
+                self.seen.extend(a["alert"] for a in message["alerts"])
             elif "alert" in message:
                 self.seen.append(message["alert"])
             if isinstance(message.get("seq"), int):

@@ -148,7 +148,7 @@ def test_a_cursor_older_than_the_log_gets_a_resync(db_url: str, tmp_path: Path) 
         opened = datetime.now(HCM).replace(microsecond=0)
         post_round_robin(processes, source, [report(n, "moi_truong", opened) for n in range(4)])
         with psycopg.connect(db_url) as conn:
-            conn.execute("DELETE FROM live_log WHERE seq <= 2")  # as the upkeep prunes
+            conn.execute("DELETE FROM live_commits WHERE last_seq <= 2")  # as the upkeep prunes
         late = FeedClient([processes[0].ws_url], "/v1/tickets/ws", operator, after=1)
         wait_until(lambda: late.resyncs == 1, "a resync")
         current = FeedClient([processes[0].ws_url], "/v1/tickets/ws", operator, after=2)

@@ -730,7 +730,9 @@ def test_alerts_reach_the_live_feed(
         ws_connect(url, additional_headers=auth(configured["other"])) as theirs,
     ):
         tick(server, engine_for(server), later)
-        message = json.loads(mine.recv(timeout=10))
+        batch = json.loads(mine.recv(timeout=10))
+        assert isinstance(batch["seq"], int) and len(batch["alerts"]) == 1
+        message = batch["alerts"][0]
         assert message["level"] == "overdue" and message["agency"] == "so-tnmt"
         assert message["status"] == "active"
         with pytest.raises(TimeoutError):

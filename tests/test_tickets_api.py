@@ -807,7 +807,7 @@ def test_feed_survives_a_lost_database_connection(
         assert conn.execute("SELECT pg_terminate_backend(%s)", (old,)).fetchone() == (True,)
     new = server.run(asyncio.wait_for(hub.wait_listening(other_than=old), 10))
     assert new != old
-    assert receive(feed, timeout=5)["resync"] is True  # what happened in between was missed
+    # Nothing was missed (the hub replays the log from where it was): no resync, the feed goes on.
     post(client, source_key, report(1))
     assert receive(feed)["ticket"] == ticket_of(server, 1)
 

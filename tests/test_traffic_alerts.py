@@ -635,8 +635,11 @@ def test_raised_and_cleared_alerts_reach_a_listener(
             await watch.check(conn, clock.now())
             await asyncio.to_thread(post_readings, client, source_key, "HUE-TS-001", [clock.now()])
             await watch.check(conn, clock.now())
+            # Alert changes are announced in batches (here one alert in each).
             return [
-                json.loads(n.payload) async for n in listener.notifies(timeout=30, stop_after=2)
+                alert
+                async for n in listener.notifies(timeout=30, stop_after=2)
+                for alert in json.loads(n.payload)["alerts"]
             ]
 
     raised, resolved = asyncio.run(listen())

@@ -6,7 +6,7 @@ Whatever raises an alert (the SLA engine, the traffic watch) goes through here, 
 transaction. At most one alert per subject, rule and level is active at a time (a partial
 unique index), so raising is idempotent: a repeat, a restarted engine or a second engine
 process racing the first adds nothing. Every change is announced on the ``ioc_alerts``
-channel when the transaction commits.
+channel when the transaction commits, in batch notices of many alerts each.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def next_digest(now: datetime, every_s: float) -> datetime:
     return datetime.fromtimestamp(math.floor(epoch / every_s + 1) * every_s, tz=UTC)
 
 
-# The message announced for every change (over an alert row ``a``); the live feeds filter on
-# agency and escalated_to.
+# The notice of one alert's change (over an alert row ``a``); the live feeds filter on agency
+# and escalated_to.
 NOTICE = """json_build_object(
       'alert', a.id, 'status', CASE WHEN a.resolved_at IS NULL THEN 'active' ELSE 'resolved' END,
       'subject_kind', a.subject_kind, 'subject_id', a.subject_id, 'rule', a.rule,
@@ -66,13 +66,27 @@ NOTICE = """json_build_object(
       'escalated_to', a.escalated_to, 'category', a.category, 'title', a.title,
       'lon', a.lon, 'lat', a.lat, 'raised_at', a.raised_at, 'resolved_at', a.resolved_at,
       'resolution', a.resolution, 'acked_at', a.acked_at)::text"""
-_ANNOUNCE = f"SELECT ioc_announce(%s, {NOTICE}) FROM alerts a WHERE a.id = ANY(%b::bigint[])"
+# Changes are announced in batches, ``{"alerts": [notice, …]}``, one per this many bytes of
+# notices (NOTIFY carries at most 8,000 bytes; a notice is a few hundred), so a tick raising
+# thousands of alerts sends a few hundred notices, not one per alert. Consumers filter a batch
+# item by item (ioc/store/livelog.py ``filtered``).
+BATCH_BYTES: Final = 6000
+
+# Query steps announcing the alert rows of a preceding step ``a``, batch by batch; the final
+# SELECT must read ``sent`` (a step nothing reads is not run).
+ANNOUNCE_STEPS = f"""notices AS (SELECT a.id, {NOTICE} AS t FROM a),
+runs AS (SELECT id, t, sum(octet_length(t) + 1) OVER (ORDER BY id) AS run FROM notices),
+sent AS (SELECT ioc_announce(%(channel)s,
+                             '{{"alerts":[' || string_agg(t, ',' ORDER BY id) || ']}}')
+         FROM runs GROUP BY run / {BATCH_BYTES})"""
+_ANNOUNCE = f"""WITH a AS (SELECT * FROM alerts WHERE id = ANY(%(ids)s::bigint[])), {ANNOUNCE_STEPS}
+SELECT count(*) FROM sent"""
 
 
 async def announce(conn: Conn, alert_ids: Sequence[int]) -> None:
     """Tell the live feeds these alerts changed (sent when the transaction commits)."""
     if alert_ids:
-        await conn.execute(_ANNOUNCE, (CHANNEL, list(alert_ids)))
+        await conn.execute(_ANNOUNCE, {"channel": CHANNEL, "ids": list(alert_ids)})
 
 
 async def raise_alerts(

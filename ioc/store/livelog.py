@@ -1,7 +1,8 @@
 """The live log: numbered live notices kept for a while, so a reconnecting client catches up.
 
 Every notice the live hub hears carries ``seq``, a number given at commit in commit order
-(migration 0016). A client keeps the last number it received and sends it back when it
+(migration 0016; since 0021 one range per transaction, kept in ``live_commits``, the rows of
+``live_log`` never updated). A client keeps the last number it received and sends it back when it
 reconnects, to any server process; the server replays the logged notices after it, then
 streams live ones, skipping what the replay already sent. The log is pruned by the upkeep
 leader; a cursor older than what is kept gets a resync instead (reload from the API).
@@ -46,15 +47,35 @@ def parse_after(text: str | None) -> int | None:
     return value
 
 
+# The newest number and the first number still kept (the ranges of live_commits, migration 0021).
+_BOUNDS = """SELECT (SELECT coalesce(max(last_seq), 0) FROM live_commits),
+                    (SELECT first_seq FROM live_commits ORDER BY last_seq LIMIT 1)"""
+# The notices numbered in (after, upto], in commit order, as they were sent.
+_SINCE = """SELECT c.first_seq + l.ord - 1 AS seq, ioc_live_text(c.first_seq + l.ord - 1, l.payload)
+            FROM live_commits c JOIN live_log l ON l.xact = c.xact
+            WHERE c.last_seq > %(after)s AND c.last_seq <= %(upto)s
+              AND c.first_seq + l.ord - 1 > %(after)s
+            ORDER BY seq"""
+
+
+async def newest(conn: Any) -> int:
+    """The number of the newest notice committed (0 when none is kept)."""
+    cur = await conn.execute(_BOUNDS)
+    row = await cur.fetchone()
+    return int(row[0])
+
+
 async def replay(
     conn: Any, after: int, accept: Callable[[Mapping[str, Any]], bool], limit: int = MAX_REPLAY
 ) -> Replay:
-    """The notices after ``after`` that ``accept`` takes, or a resync if some are gone."""
-    cur = await conn.execute(
-        "SELECT coalesce(max(seq), 0), min(seq) FROM live_log WHERE seq IS NOT NULL"
-    )
+    """The notices after ``after`` that ``accept`` takes, or a resync if some are gone.
+
+    A notice that carries a batch (``alerts``: a list of single-alert notices) is taken when
+    ``accept`` takes one of its items, and is replayed with only the items taken.
+    """
+    cur = await conn.execute(_BOUNDS)
     row = await cur.fetchone()
-    newest, oldest = int(row[0]), row[1]
+    upto, oldest = int(row[0]), row[1]
     if oldest is None:
         # Nothing kept: a client behind the last number handed out missed notices that were
         # pruned since (the number is only used to decide that, never as a floor: a notice
@@ -63,28 +84,52 @@ async def replay(
             "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM live_seq"
         )
         handed = await cur.fetchone()
-        return Replay([], newest, resync=bool(handed and after < int(handed[0])))
-    if after >= newest:
-        return Replay([], newest, resync=False)
+        return Replay([], upto, resync=bool(handed and after < int(handed[0])))
+    if after >= upto:
+        return Replay([], upto, resync=False)
     # Pruned notices after the cursor: what they said is gone (a gap below the oldest kept
     # notice may also be a rolled-back number; a resync is the safe answer either way).
     if int(oldest) > after + 1:
-        return Replay([], newest, resync=True)
-    cur = await conn.execute(
-        "SELECT seq, payload FROM live_log WHERE seq > %s AND seq <= %s ORDER BY seq",
-        (after, newest),
-    )
+        return Replay([], upto, resync=True)
+    cur = await conn.execute(_SINCE, {"after": after, "upto": upto})
     messages: list[tuple[int, str, dict[str, Any]]] = []
     async for seq, text in cur:
         message = json.loads(text)
-        if isinstance(message, dict) and accept(message):
-            messages.append((int(seq), text, message))
+        if not isinstance(message, dict):
+            continue
+        taken = filtered(message, text, accept)
+        if taken is not None:
+            messages.append((int(seq), taken[0], taken[1]))
             if len(messages) > limit:
-                return Replay([], newest, resync=True)
-    return Replay(messages, newest, resync=False)
+                return Replay([], upto, resync=True)
+    return Replay(messages, upto, resync=False)
+
+
+def filtered(
+    message: dict[str, Any], text: str, accept: Callable[[Mapping[str, Any]], bool]
+) -> tuple[str, dict[str, Any]] | None:
+    """What of one notice a subscriber takes: (text, message), or None for nothing.
+
+    A batch notice (``alerts``) is filtered item by item: all taken, the notice as it came;
+    some, a notice of those items with the same ``seq``; none, nothing.
+    """
+    items = message.get("alerts")
+    if not isinstance(items, list):
+        return (text, message) if accept(message) else None
+    kept = [item for item in items if isinstance(item, dict) and accept(item)]
+    if not kept:
+        return None
+    if len(kept) == len(items):
+        return text, message
+    part = {**message, "alerts": kept}
+    return json.dumps(part, ensure_ascii=False, separators=(",", ":")), part
 
 
 async def prune(conn: Any, keep: timedelta = KEEP) -> int:
     """Drop notices older than ``keep`` (by the database's clock, which stamped them)."""
-    cur = await conn.execute("DELETE FROM live_log WHERE at < now() - %s", (keep,))
+    cur = await conn.execute(
+        """WITH gone AS (DELETE FROM live_commits WHERE at < now() - %s RETURNING xact)
+           DELETE FROM live_log l USING gone WHERE l.xact = gone.xact""",
+        (keep,),
+    )
     return int(cur.rowcount or 0)

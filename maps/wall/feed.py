@@ -158,6 +158,12 @@ class WallFeed:
                 else:
                     kind, items = "tickets", [message["ticket"]]
                     ticket_ids.append(message["ticket"])
+            elif isinstance(message.get("alerts"), list):  # a batch of alert notices
+                notices = [m for m in message["alerts"] if isinstance(m, dict)]
+                kind, items = "alerts", [_alert(m) for m in notices]
+                sensor_alerts = sensor_alerts or any(
+                    m.get("subject_kind") == "sensor" for m in notices
+                )
             elif "alert" in message:
                 kind, items = "alerts", [_alert(message)]
                 sensor_alerts = sensor_alerts or message.get("subject_kind") == "sensor"
