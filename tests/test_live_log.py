@@ -203,11 +203,11 @@ def hub_role(db_url: str) -> Iterator[tuple[str, str]]:
     role = f"hub_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'hub-secret'")
-        conn.execute(f"GRANT SELECT ON live_log, live_commits TO {role}")
+        conn.execute(f"GRANT SELECT ON live_log, live_commits, live_seq TO {role}")
     url = psycopg.conninfo.make_conninfo(db_url, user=role, password="hub-secret")
     yield url, role
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(f"REVOKE ALL ON live_log, live_commits FROM {role}")
+        conn.execute(f"REVOKE ALL ON live_log, live_commits, live_seq FROM {role}")
         conn.execute(f"DROP ROLE {role}")
 
 
