@@ -57,6 +57,7 @@ async def refusals(
             for e in events
             if isinstance(e, DossierEvent) and e.event == "result_returned"
         }
+        in_batch = {e.dossier_id for e in events if isinstance(e, DossierEvent)}
         ids = sorted({d.dossier_id for _, d in rated})
         cur = await conn.execute(
             "SELECT dossier_id, state FROM dossiers WHERE dossier_id = ANY(%s)", (ids,)
@@ -66,7 +67,12 @@ async def refusals(
             state = states.get(d.dossier_id)
             if state == "result_returned" or d.dossier_id in returned_here:
                 continue
-            seen = "not known" if state is None else repr(state)
+            if state is not None:
+                seen = repr(state)
+            elif d.dossier_id in in_batch:
+                seen = "new in this batch, with no result returned"
+            else:
+                seen = "not known"
             reason = f"dossier {d.dossier_id!r} is {seen}; {AFTER_RESULT} is returned"
             out.append((line, "dossier_id", reason))
     return out
