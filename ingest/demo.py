@@ -13,6 +13,7 @@ import click
 import httpx
 import uvicorn
 
+from ingest.demo_feedback import rate_resolved
 from ingest.simulator import Event, ProvinceSimulator, RealClock
 from ioc.accounts import check_user
 from ioc.api.app import create_app
@@ -101,7 +102,8 @@ async def _demo(settings: Settings, port: int, seed: int) -> None:
         f"agency console ({agency}): log in as {login} with the password {password} "
         f"(every agency has officials <code>.1 and <code>.2; ioc users reset-password)\n"
         f"reports are routed to agencies over {area} (rules: deploy/hue-responsibility.toml)\n"
-        "a simulator is streaming field reports, traffic readings and dossier events; "
+        "a simulator is streaming field reports, traffic readings and dossier events "
+        "(with citizens' ratings of returned dossiers and resolved tickets); "
         "Ctrl-C stops everything\n"
     )
     stop = asyncio.Event()
@@ -119,10 +121,13 @@ async def _demo(settings: Settings, port: int, seed: int) -> None:
                 log.warning("simulator batch: %s %s", answer.status_code, answer.text[:500])
 
         simulating = asyncio.create_task(simulator.run(sink, stop=stop))
+        rating = asyncio.create_task(
+            rate_resolved(platform.pool, client, SOURCE, stop, seed, platform.clock)
+        )
         await serving
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(simulating, 5)
+            await asyncio.wait_for(asyncio.gather(simulating, rating), 5)
 
 
 def run_demo(settings: Settings, port: int, seed: int) -> None:

@@ -8,9 +8,11 @@ real API at instants the test chooses. R-1..R-4 (moi_truong, so-tnmt) and R-7, R
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import random
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +25,7 @@ from ioc.events.validation import decode_one
 from tests import test_review as review
 from tests.conftest import RunningServer, auth, log_in
 from tests.test_review import (
+    HCM,
     JUNE,
     NDJSON,
     REVIEW_AT,
@@ -324,3 +327,36 @@ def test_in_a_browser_the_review_shows_the_satisfaction_figure(
     assert page.locator('figure[data-chart="satisfaction"]').count() == 1
     assert "Tỷ lệ hài lòng" in page.locator("#definitions").inner_text()
     assert not errors
+
+
+def test_the_demo_rates_about_half_of_the_resolved_tickets(
+    client: httpx.Client, server: RunningServer, keys: dict[str, str], history: dict[int, int]
+) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    from ingest.demo_feedback import rate_once
+
+    async def once() -> datetime:
+        async with (
+            AsyncConnectionPool(server.db_url, min_size=1, max_size=1, open=False) as pool,
+            httpx.AsyncClient(
+                base_url=server.url, headers=auth(keys["source"]) | NDJSON, timeout=30
+            ) as source,
+        ):
+            return await rate_once(
+                pool,
+                source,
+                "hue-s",
+                datetime(2025, 1, 1, tzinfo=HCM),
+                random.Random(3),
+                REVIEW_AT,
+            )
+
+    cursor = asyncio.run(once())
+    assert cursor > datetime(2025, 6, 2, tzinfo=HCM)
+    with psycopg.connect(server.db_url) as conn:
+        rated = conn.execute(
+            "SELECT t.state FROM ratings g JOIN tickets t ON t.id = g.ticket_id"
+        ).fetchall()
+    assert 0 < len(rated) < 6  # six resolved tickets, about half rated
+    assert {state for (state,) in rated} == {"resolved"}

@@ -301,7 +301,9 @@ def _charts(tables: Mapping[str, Table]) -> str:
             )
         )
     satisfaction = tables.get("satisfaction")
-    totals = [r for r in satisfaction.rows if r["by"] == "all"] if satisfaction else []
+    totals = (
+        [r for r in satisfaction.rows if r["by"] == "all" and r["rated"]] if satisfaction else []
+    )
     if totals:
         figures.append(
             rate_bars(
