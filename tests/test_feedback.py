@@ -156,6 +156,11 @@ def test_ratings_change_the_satisfaction_figures_and_the_latest_counts(
     ]
     province = next(r for r in table if r["subject"] == "report" and r["by"] == "all")
     assert province["rated"] == "4" and province["satisfied_rate"] == "0.5"
+    # What the trigger kept is what a rebuild from the ratings counts.
+    kept_table = review_json(client, keys["leader"])["tables"]["satisfaction"]
+    with psycopg.connect(server.db_url, autocommit=True) as conn:
+        conn.execute("UPDATE review_state SET zone = NULL")
+    assert review_json(client, keys["leader"])["tables"]["satisfaction"] == kept_table
 
 
 def test_ratings_before_the_result_are_refused_each_with_its_reason(

@@ -1,7 +1,7 @@
 """The satisfaction table: citizens' ratings of field reports and dossiers (mức độ hài lòng).
 
-One query over ``ratings`` (migration 0019), the rating that counts per report or dossier,
-read by the time it was given. Share satisfied = satisfied ratings / all ratings given in the
+One query over ``review_rating_days`` (migration 0019): the ratings that count (one per report
+or dossier, see ``ioc.ratings``) per local day they were given, kept by a trigger on ``ratings``. Share satisfied = satisfied ratings / all ratings given in the
 period (a "normal" rating counts in the whole, not as satisfied). Rows: for field reports and
 for dossiers, the province (or the chosen agency), then each agency, then each category
 (reports) or procedure (dossiers).
@@ -35,13 +35,14 @@ _COLUMNS: Final = (
     Column("satisfied_rate", "Tỷ lệ hài lòng", "rate"),
 )
 
+# The days' rows of the rating rollup (migration 0019) in the period, in three groupings.
 _STATS: Final = sql.SQL(
-    """SELECT subject, agency, topic, grouping(agency), grouping(topic), count(*),
-       count(*) FILTER (WHERE rating = 'satisfied'), count(*) FILTER (WHERE rating = 'normal'),
-       count(*) FILTER (WHERE rating = 'not_satisfied')
-FROM ratings
-WHERE rated_at >= %(since)s AND rated_at < %(until)s{filters}
-GROUP BY GROUPING SETS ((subject), (subject, agency), (subject, topic))"""
+    """SELECT subject, nullif(agency, ''), topic, grouping(agency), grouping(topic), sum(rated),
+       sum(satisfied), sum(normal), sum(not_satisfied)
+FROM review_rating_days
+WHERE day >= %(first)s AND day < %(after)s{filters}
+GROUP BY GROUPING SETS ((subject), (subject, agency), (subject, topic))
+HAVING sum(rated) > 0"""
 )
 
 
@@ -58,7 +59,12 @@ async def satisfaction_table(
     conn: Conn, q: ReviewQuery, agencies: Mapping[str, str], categories: Mapping[str, str]
 ) -> Table:
     """Share satisfied and the counts, for reports and dossiers, in all, by agency, by topic."""
-    params = {"since": q.since, "until": q.until, "agency": q.agency, "category": q.category}
+    params = {
+        "first": q.first_month,
+        "after": q.after,
+        "agency": q.agency,
+        "category": q.category,
+    }
     cur = await conn.execute(_STATS.format(filters=_filters(q)), params)
     found = await cur.fetchall()
     rows: list[dict[str, Any]] = []

@@ -36,3 +36,53 @@ CREATE TABLE ratings (
 -- The review reads a period's ratings by their time; the index holds what it groups by.
 CREATE INDEX ratings_period ON ratings (subject, rated_at) INCLUDE (agency, topic, rating);
 CREATE INDEX ratings_ticket ON ratings (ticket_id, rated_at) WHERE ticket_id IS NOT NULL;
+
+-- The review's satisfaction table reads ratings per local day (the zone of review_state, as the
+-- ticket rollups of migration 0005): a row trigger moves each rating's count when it is given
+-- or replaced. Until the first review builds the rollups (zone NULL) it does nothing; building
+-- them (maps.review.rollups.refresh) fills the days from ratings.
+CREATE TABLE review_rating_days (
+    day           date NOT NULL,
+    subject       text NOT NULL,
+    agency        text NOT NULL,   -- '' for a ticket no agency holds
+    topic         text NOT NULL,
+    rated         integer NOT NULL,
+    satisfied     integer NOT NULL,
+    normal        integer NOT NULL,
+    not_satisfied integer NOT NULL,
+    PRIMARY KEY (day, subject, agency, topic)
+);
+
+CREATE FUNCTION review_rating_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    zone text;
+BEGIN
+    SELECT s.zone INTO zone FROM review_state s;
+    IF zone IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        UPDATE review_rating_days SET
+            rated = rated - 1,
+            satisfied = satisfied - (OLD.rating = 'satisfied')::integer,
+            normal = normal - (OLD.rating = 'normal')::integer,
+            not_satisfied = not_satisfied - (OLD.rating = 'not_satisfied')::integer
+        WHERE day = (OLD.rated_at AT TIME ZONE zone)::date AND subject = OLD.subject
+          AND agency = coalesce(OLD.agency, '') AND topic = OLD.topic;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO review_rating_days AS d
+        VALUES ((NEW.rated_at AT TIME ZONE zone)::date, NEW.subject, coalesce(NEW.agency, ''),
+                NEW.topic, 1, (NEW.rating = 'satisfied')::integer,
+                (NEW.rating = 'normal')::integer, (NEW.rating = 'not_satisfied')::integer)
+        ON CONFLICT (day, subject, agency, topic) DO UPDATE SET
+            rated = d.rated + 1,
+            satisfied = d.satisfied + EXCLUDED.satisfied,
+            normal = d.normal + EXCLUDED.normal,
+            not_satisfied = d.not_satisfied + EXCLUDED.not_satisfied;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER review_ratings_changed AFTER INSERT OR UPDATE OR DELETE ON ratings
+    FOR EACH ROW EXECUTE FUNCTION review_rating_changed();
