@@ -140,10 +140,10 @@ ON CONFLICT (month, agency) DO UPDATE SET
 )
 
 
-# Citizens' ratings per local day (migration 0019); a row trigger keeps them current after.
+# Citizens' ratings per local month (migration 0019); a row trigger keeps them current after.
 _REBUILD_RATINGS: Final = """
-INSERT INTO review_rating_days
-SELECT (rated_at AT TIME ZONE %(zone)s)::date, subject, coalesce(agency, ''), topic, count(*),
+INSERT INTO review_rating_months
+SELECT date_trunc('month', rated_at AT TIME ZONE %(zone)s)::date, subject, coalesce(agency, ''), topic, count(*),
        count(*) FILTER (WHERE rating = 'satisfied'), count(*) FILTER (WHERE rating = 'normal'),
        count(*) FILTER (WHERE rating = 'not_satisfied')
 FROM ratings GROUP BY 1, 2, 3, 4"""
@@ -181,7 +181,7 @@ async def refresh(conn: Conn, zone: str) -> bool:
             "review_ticket_bins",
             "review_dossier_dirty",
             "review_dossier_months",
-            "review_rating_days",
+            "review_rating_months",
         ):
             await conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
         await conn.execute("SET LOCAL work_mem = '256MB'")  # one pass over every ticket
@@ -192,6 +192,6 @@ async def refresh(conn: Conn, zone: str) -> bool:
         await conn.execute("UPDATE review_state SET zone = %s, built = now()", (zone,))
         await conn.execute(
             "ANALYZE review_ticket_days, review_ticket_bins, review_dossier_months,"
-            " review_rating_days"
+            " review_rating_months"
         )
     return True

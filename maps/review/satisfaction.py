@@ -1,7 +1,7 @@
 """The satisfaction table: citizens' ratings of field reports and dossiers (mức độ hài lòng).
 
-One query over ``review_rating_days`` (migration 0019): the ratings that count (one per report
-or dossier, see ``ioc.ratings``) per local day they were given, kept by a trigger on ``ratings``. Share satisfied = satisfied ratings / all ratings given in the
+One query over ``review_rating_months`` (migration 0019): the ratings that count (one per report
+or dossier, see ``ioc.ratings``) per local month they were given, kept by a trigger on ``ratings``. Share satisfied = satisfied ratings / all ratings given in the
 period (a "normal" rating counts in the whole, not as satisfied). Rows: for field reports and
 for dossiers, the province (or the chosen agency), then each agency, then each category
 (reports) or procedure (dossiers).
@@ -35,12 +35,12 @@ _COLUMNS: Final = (
     Column("satisfied_rate", "Tỷ lệ hài lòng", "rate"),
 )
 
-# The days' rows of the rating rollup (migration 0019) in the period, in three groupings.
+# The months' rows of the rating rollup (migration 0019) in the period, in three groupings.
 _STATS: Final = sql.SQL(
     """SELECT subject, nullif(agency, ''), topic, grouping(agency), grouping(topic), sum(rated),
        sum(satisfied), sum(normal), sum(not_satisfied)
-FROM review_rating_days
-WHERE day >= %(first)s AND day < %(after)s{filters}
+FROM review_rating_months
+WHERE month >= %(first)s AND month < %(after)s{filters}
 GROUP BY GROUPING SETS ((subject), (subject, agency), (subject, topic))
 HAVING sum(rated) > 0"""
 )

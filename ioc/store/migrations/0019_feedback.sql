@@ -37,12 +37,12 @@ CREATE TABLE ratings (
 CREATE INDEX ratings_period ON ratings (subject, rated_at) INCLUDE (agency, topic, rating);
 CREATE INDEX ratings_ticket ON ratings (ticket_id, rated_at) WHERE ticket_id IS NOT NULL;
 
--- The review's satisfaction table reads ratings per local day (the zone of review_state, as the
+-- The review's satisfaction table reads ratings per local month (the zone of review_state, as the
 -- ticket rollups of migration 0005): a row trigger moves each rating's count when it is given
 -- or replaced. Until the first review builds the rollups (zone NULL) it does nothing; building
--- them (maps.review.rollups.refresh) fills the days from ratings.
-CREATE TABLE review_rating_days (
-    day           date NOT NULL,
+-- them (maps.review.rollups.refresh) fills the months from ratings.
+CREATE TABLE review_rating_months (
+    month         date NOT NULL,   -- the first day of the local month
     subject       text NOT NULL,
     agency        text NOT NULL,   -- '' for a ticket no agency holds
     topic         text NOT NULL,
@@ -50,7 +50,7 @@ CREATE TABLE review_rating_days (
     satisfied     integer NOT NULL,
     normal        integer NOT NULL,
     not_satisfied integer NOT NULL,
-    PRIMARY KEY (day, subject, agency, topic)
+    PRIMARY KEY (month, subject, agency, topic)
 );
 
 CREATE FUNCTION review_rating_changed() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -62,20 +62,20 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        UPDATE review_rating_days SET
+        UPDATE review_rating_months SET
             rated = rated - 1,
             satisfied = satisfied - (OLD.rating = 'satisfied')::integer,
             normal = normal - (OLD.rating = 'normal')::integer,
             not_satisfied = not_satisfied - (OLD.rating = 'not_satisfied')::integer
-        WHERE day = (OLD.rated_at AT TIME ZONE zone)::date AND subject = OLD.subject
+        WHERE month = date_trunc('month', OLD.rated_at AT TIME ZONE zone)::date AND subject = OLD.subject
           AND agency = coalesce(OLD.agency, '') AND topic = OLD.topic;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO review_rating_days AS d
-        VALUES ((NEW.rated_at AT TIME ZONE zone)::date, NEW.subject, coalesce(NEW.agency, ''),
+        INSERT INTO review_rating_months AS d
+        VALUES (date_trunc('month', NEW.rated_at AT TIME ZONE zone)::date, NEW.subject, coalesce(NEW.agency, ''),
                 NEW.topic, 1, (NEW.rating = 'satisfied')::integer,
                 (NEW.rating = 'normal')::integer, (NEW.rating = 'not_satisfied')::integer)
-        ON CONFLICT (day, subject, agency, topic) DO UPDATE SET
+        ON CONFLICT (month, subject, agency, topic) DO UPDATE SET
             rated = d.rated + 1,
             satisfied = d.satisfied + EXCLUDED.satisfied,
             normal = d.normal + EXCLUDED.normal,
