@@ -294,7 +294,7 @@ def test_reopening_after_a_poor_rating_names_it_and_starts_a_new_clock(
     assert last["note"] == (
         "rating: not_satisfied (1/5) at 2025-06-10T10:00:00+07:00; người dân chưa hài lòng"
     )
-    assert last["actor"]  # the operator's key label or name
+    assert last["actor"] == "test operator"  # who: the key's label (an official: name and login)
     queue = client.get("/v1/tickets", headers=auth(keys["operator"])).json()
     assert ticket in {t["id"] for t in queue["tickets"]}
     # Reopened, the ticket has no result to rate until it is resolved again.
