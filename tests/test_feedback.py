@@ -14,6 +14,7 @@ import io
 import json
 import random
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -365,3 +366,35 @@ def test_the_demo_rates_about_half_of_the_resolved_tickets(
         ).fetchall()
     assert 0 < len(rated) < 6  # six resolved tickets, about half rated
     assert {state for (state,) in rated} == {"resolved"}
+
+
+def test_a_file_of_ratings_replays_and_a_second_replay_changes_nothing(
+    client: httpx.Client,
+    server: RunningServer,
+    keys: dict[str, str],
+    history: dict[int, int],
+    tmp_path: Path,
+) -> None:
+    from ingest.replay import replay_file
+    from ingest.replay_files import ReplayOptions
+
+    sheet = tmp_path / "danh_gia.csv"
+    sheet.write_text(
+        "ma_phan_anh,diem,thoi_gian\nR-1,5,2025-06-10 09:00\nR-2,3,2025-06-10 09:05\n"
+        "R-5,1,2025-06-10 09:10\n",
+        encoding="utf-8",
+    )
+    options = ReplayOptions(
+        url=server.url,
+        key=keys["source"],
+        kind="feedback",
+        columns={"report_id": "ma_phan_anh", "rating": "diem", "rated_at": "thoi_gian"},
+        timezone="Asia/Ho_Chi_Minh",
+    )
+    first = replay_file(sheet, options, sleep=lambda _: None)
+    assert (first.sent, first.accepted, len(first.rejected)) == (3, 2, 1)  # R-5 is still open
+    assert "only after the result" in first.rejected[0]
+    again = replay_file(sheet, options, sleep=lambda _: None)
+    assert (again.accepted, again.duplicates) == (0, 2)
+    total = satisfaction_rows(client, keys["leader"])[("report", "all", None)]
+    assert (total["rated"], total["satisfied"], total["normal"]) == (2, 1, 1)
