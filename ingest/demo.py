@@ -13,6 +13,7 @@ import click
 import httpx
 import uvicorn
 
+from ingest.demo_feedback import rate_resolved
 from ingest.demo_history import seed_history
 from ingest.demo_officials import OfficialsAtWork
 from ingest.simulator import Event, ProvinceSimulator, RealClock
@@ -103,7 +104,8 @@ async def _demo(settings: Settings, port: int, seed: int) -> None:
         f"agency console ({agency}): log in as {login} with the password {password} "
         f"(every agency has officials <code>.1 and <code>.2; ioc users reset-password)\n"
         f"reports are routed to agencies over {area} (rules: deploy/hue-responsibility.toml)\n"
-        "a simulator is streaming field reports, traffic readings and dossier events; "
+        "a simulator is streaming field reports, traffic readings and dossier events "
+        "(with citizens' ratings of returned dossiers and resolved tickets); "
         "Ctrl-C stops everything\n"
     )
     stop = asyncio.Event()
@@ -122,11 +124,14 @@ async def _demo(settings: Settings, port: int, seed: int) -> None:
 
         simulating = asyncio.create_task(simulator.run(sink, stop=stop))
         working = asyncio.create_task(_history_then_work(platform, stop))
+        rating = asyncio.create_task(
+            rate_resolved(platform.pool, client, SOURCE, stop, seed, platform.clock)
+        )
         await serving
         stop.set()
         working.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(simulating, 5)
+            await asyncio.wait_for(asyncio.gather(simulating, rating), 5)
         with contextlib.suppress(asyncio.CancelledError):
             await working
 

@@ -74,6 +74,7 @@ DEFAULT_ROUTES = (
     Route(topic="ioc/traffic/{sensor_id}", kind="traffic_count"),
     Route(topic="ioc/reports/#", kind="field_report"),
     Route(topic="ioc/dossiers/#", kind="dossier_event"),
+    Route(topic="ioc/feedback/#", kind="feedback"),
 )
 
 

@@ -12,6 +12,9 @@ _REFUSED, _WITHDRAWN_EARLY = 0.03, 0.015  # shares ending before processing star
 _DROPPED = 0.025  # share withdrawn by the citizen or stopped during processing
 _SUPPLEMENT, _NEVER_SUPPLIED = 0.15, 0.1
 _LATE = 0.12
+_RATED = 0.4  # share of returned dossiers whose citizen rates the service
+# Scores 5..1: citizens rate a late result lower.
+_SCORES, _ON_TIME_WEIGHTS, _LATE_WEIGHTS = (5, 4, 3, 2, 1), (55, 25, 10, 5, 5), (15, 20, 25, 20, 20)
 
 
 class DossierPlanner:
@@ -43,7 +46,9 @@ class DossierPlanner:
         rng = self._rng
         proc = rng.choice(profiles.PROCEDURES)
         agency = rng.choice(proc.agencies)
-        channel = rng.choices(("online", "counter", "postal"), weights=(72, 25, 3))[0]
+        channel = rng.choices(
+            ("online", "counter", "kiosk", "bcci", "postal"), weights=(70, 20, 4, 4, 2)
+        )[0]
         level = rng.choice(("partial", "full_process")) if channel == "online" else None
         has_fee = rng.random() < proc.fee_share
         day = datetime.fromtimestamp(t0, profiles.TZ).strftime("%y%m%d")
@@ -104,4 +109,8 @@ class DossierPlanner:
             step(done + rng.uniform(1, 24) * hour, "result_returned")
         else:
             step(done + (appointment - done) * rng.uniform(0.05, 0.9), "result_returned")
+        if rng.random() < _RATED:
+            step(plan[-1][0] + rng.uniform(1, 48) * hour, "rated")
+            weights = _LATE_WEIGHTS if late else _ON_TIME_WEIGHTS
+            plan[-1][1]["rating"] = rng.choices(_SCORES, weights=weights)[0]
         return plan

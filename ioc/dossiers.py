@@ -5,6 +5,8 @@ whole history of every dossier a batch touches. Recomputing (rather than applyin
 events to the old row) makes late and out-of-order events harmless. Each dossier is locked
 (an advisory lock on its id) for the fold, so two batches touching it never fold stale views.
 
+A citizen's ``rated`` event is history, not a step: the fold leaves it out (``ioc.ratings``).
+
 The clock starts when the dossier is accepted, pauses while a supplement or a fee is
 requested, and stops when the result is returned. The appointment date the one-stop shop
 gives, when it gives one, is the deadline (pushed back by later pauses); otherwise the
@@ -235,7 +237,7 @@ async def refold(conn: Conn, book: DeadlineBook, dossier_ids: Sequence[str], now
     cur = await conn.execute(
         """SELECT source, dossier_id, procedure_code, agency, event, at, channel, online_level,
                   appointment_at, paid_online, digitised, lon, lat
-           FROM dossier_events WHERE dossier_id = ANY(%s)""",
+           FROM dossier_events WHERE dossier_id = ANY(%s) AND event <> 'rated'""",
         (ids,),
     )
     grouped: dict[str, list[_Event]] = defaultdict(list)

@@ -26,7 +26,7 @@ class MqttSettings(BaseModel):
     )
     mqtt_routes_file: Path | None = Field(
         default=None,
-        description="A TOML file of [[route]] tables: topics, event kinds and device field mappings. Unset: ioc/events/#, ioc/traffic/{sensor_id}, ioc/reports/#, ioc/dossiers/#.",
+        description="A TOML file of [[route]] tables: topics, event kinds and device field mappings. Unset: ioc/events/#, ioc/traffic/{sensor_id}, ioc/reports/#, ioc/dossiers/#, ioc/feedback/#.",
     )
     mqtt_dead_letter_topic: str = Field(
         default="ioc/dead-letter",

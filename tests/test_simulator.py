@@ -31,7 +31,8 @@ LEGAL_NEXT: dict[str | None, set[str]] = {
     "refused": set(),
     "withdrawn": set(),
     "stopped": set(),
-    "result_returned": set(),
+    "result_returned": {"rated"},
+    "rated": set(),
 }
 
 
@@ -156,7 +157,7 @@ def test_every_event_is_well_formed_and_inside_the_area(
     assert len({d["external_id"] for d in dossier_events}) == len(dossier_events)
     for d in dossier_events:
         assert d["external_id"].startswith("sim-de-") and d["dossier_id"].startswith("H46.")
-        assert d["channel"] in {"online", "counter", "postal"}
+        assert d["channel"] in {"online", "counter", "kiosk", "bcci", "postal"}
         levels = {"partial", "full_process"} if d["channel"] == "online" else {None}
         assert d["online_level"] in levels
         assert isinstance(d["paid_online"], bool) and isinstance(d["digitised"], bool)
@@ -272,6 +273,10 @@ def test_dossiers_follow_legal_transitions_and_some_finish_late() -> None:
             state = step["event"]
         times = [at(s, "at") for s in steps]
         assert times == sorted(times)
+        if state == "rated":  # a citizen's rating after the result: 1-5
+            assert steps[-1]["rating"] in range(1, 6) and steps[-2]["event"] == "result_returned"
+            state = "result_returned"
+            steps = steps[:-1]
         if state == "result_returned":
             last = steps[-1]
             outcomes["late" if at(last, "at") > at(last, "appointment_at") else "on_time"] += 1
@@ -283,6 +288,7 @@ def test_dossiers_follow_legal_transitions_and_some_finish_late() -> None:
     assert {"refused", "withdrawn", "stopped"} <= set(outcomes)
     seen = {e["event"] for e in events}
     assert {"supplement_requested", "supplement_received", "fee_requested", "fee_paid"} <= seen
+    assert "rated" in seen
 
 
 def test_supplement_pauses_move_the_appointment_later() -> None:

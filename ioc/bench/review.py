@@ -80,11 +80,23 @@ SELECT agency, count(*) FILTER (WHERE received),
                         AND deadline_at < %(now)s)
 FROM d GROUP BY GROUPING SETS ((agency), ())"""
 
+# Three plain GROUP BYs over the period's ratings (the table reads one set of groupings).
+_EXACT_SATISFACTION = """
+SELECT subject, agency, NULL, count(*), count(*) FILTER (WHERE rating = 'satisfied')
+FROM ratings WHERE rated_at >= %(since)s AND rated_at < %(until)s GROUP BY 1, 2
+UNION ALL
+SELECT subject, NULL, topic, count(*), count(*) FILTER (WHERE rating = 'satisfied')
+FROM ratings WHERE rated_at >= %(since)s AND rated_at < %(until)s GROUP BY 1, 3
+UNION ALL
+SELECT subject, NULL, NULL, count(*), count(*) FILTER (WHERE rating = 'satisfied')
+FROM ratings WHERE rated_at >= %(since)s AND rated_at < %(until)s GROUP BY 1"""
+
 _BASELINES = {
     "agencies": _EXACT_TICKETS.format(key="agency"),
     "categories": _EXACT_TICKETS.format(key="category"),
     "weeks": _EXACT_WEEKS,
     "dossiers": _EXACT_DOSSIERS,
+    "satisfaction": _EXACT_SATISFACTION,
 }
 
 

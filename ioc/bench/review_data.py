@@ -259,6 +259,29 @@ def dossier_frames(events: int, seed: int) -> pd.DataFrame:
     return event_rows
 
 
+# Citizens' ratings (migration 0019): about half of the resolved tickets and 40 % of the
+# returned dossiers, a day or so after the result, mostly satisfied. Seeded, so runs compare.
+_RATINGS = """
+SELECT setseed(0.7);
+INSERT INTO ratings (subject, source, subject_id, ticket_id, agency, topic, rating, score,
+                     rated_at, external_id)
+SELECT 'report', r.source, r.external_id, t.id, t.agency, t.category,
+       CASE WHEN x < 0.7 THEN 'satisfied' WHEN x < 0.85 THEN 'normal' ELSE 'not_satisfied' END,
+       NULL, t.resolved_at + x * interval '2 days', 'F' || r.external_id
+FROM (SELECT t.*, random() AS x, random() AS pick FROM tickets t
+      WHERE t.resolved_at IS NOT NULL) AS t
+JOIN field_reports r ON r.id = t.report_id
+WHERE t.pick < 0.5;
+INSERT INTO ratings (subject, source, subject_id, agency, topic, rating, score, rated_at,
+                     external_id)
+SELECT 'dossier', d.source, d.dossier_id, d.agency, d.procedure_code,
+       CASE WHEN x < 0.75 THEN 'satisfied' WHEN x < 0.9 THEN 'normal' ELSE 'not_satisfied' END,
+       NULL, d.finished_at + x * interval '2 days', 'F' || d.dossier_id
+FROM (SELECT d.*, random() AS x, random() AS pick FROM dossiers d
+      WHERE d.state = 'result_returned') AS d
+WHERE d.pick < 0.4"""
+
+
 async def load(
     conn: psycopg.AsyncConnection[Any],
     book: DeadlineBook,
@@ -302,7 +325,9 @@ async def load(
     for first_id in range(0, len(ids), _FOLD_CHUNK):
         async with conn.transaction():
             await refold(conn, book, ids[first_id : first_id + _FOLD_CHUNK], now)
-    for table in ("field_reports", "tickets", "dossier_events", "dossiers"):
+    async with conn.transaction():
+        await conn.execute(_RATINGS)
+    for table in ("field_reports", "tickets", "dossier_events", "dossiers", "ratings"):
         await conn.execute(f"VACUUM (ANALYZE) {table}")
     return ReviewData(
         tickets=tickets,

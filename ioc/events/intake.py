@@ -12,13 +12,14 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from ioc import ratings
 from ioc.auth import INGEST_ROLES, Principal, Role
 from ioc.clock import Clock
 from ioc.deadlines import DeadlineBook
 from ioc.dossiers import refold
 from ioc.errors import InvalidInput
 from ioc.events.coalesce import Coalescer, isolate
-from ioc.events.kinds import DossierEvent, Event, FieldReport, TrafficCount
+from ioc.events.kinds import DossierEvent, Event, Feedback, FieldReport, TrafficCount
 from ioc.events.refusal import as_invalid_input, column_and_reason, is_refusal
 from ioc.events.rules import NUL_REASON, EventRules, Problem, nul_field
 from ioc.events.validation import Decoded, Rejection, check_batch, decode_one, reject_lines
@@ -103,6 +104,7 @@ class Intake:
             checked = check_batch(*args)
         async with self._pool.connection() as conn:
             checked = await self._check_sensors(conn, checked)
+            checked = await self._check_ratings(conn, checked)
             checked, duplicates = await self._store_batch(conn, checked)
         result = BatchResult(
             len(checked.events) - len(duplicates),
@@ -172,6 +174,13 @@ class Intake:
                 raise InvalidInput(
                     f"sensor_id: {reason}", [{"field": "sensor_id", "reason": reason}]
                 )
+        if ratings.is_rating(event):
+            async with self._pool.connection() as conn:
+                refused = await ratings.refusals(conn, [1], [event])
+            if refused:
+                self._observe(_kind(event), self._source_of(event, who), "rejected", 1)
+                _, name, reason = refused[0]
+                raise InvalidInput(f"{name}: {reason}", [{"field": name, "reason": reason}])
         try:
             stored = await self._singles.submit(event)
         except Exception as exc:
@@ -206,6 +215,7 @@ class Intake:
             groups[type(event)].append(event)
             lines[type(event)].append(line)
         duplicates: list[int] = []
+        rated: list[Event] = []
         async with conn.transaction():
             for kind, group in groups.items():
                 written = await self._writer.write_batch(conn, kind, group, lines[kind])
@@ -213,6 +223,15 @@ class Intake:
                 await self._open_tickets(conn, kind, group, lines[kind], written)
                 await self._announce_readings(conn, kind, group, lines[kind], written)
                 await self._fold_dossiers(conn, kind, group, lines[kind], written)
+                if kind in (Feedback, DossierEvent):
+                    repeats = set(written.duplicate_lines)
+                    rated.extend(
+                        e
+                        for e, line in zip(group, lines[kind], strict=True)
+                        if line not in repeats and ratings.is_rating(e)
+                    )
+            if rated:  # after the fold: a dossier's rating reads its agency and procedure
+                await ratings.record(conn, rated)
         return duplicates
 
     async def _open_tickets(
@@ -277,6 +296,13 @@ class Intake:
             await conn.execute(
                 "SELECT ioc_announce(%s, %s)", (READINGS, json.dumps({"readings": chunk}))
             )
+
+    @staticmethod
+    async def _check_ratings(conn: Any, checked: Decoded) -> Decoded:
+        """Refuse the ratings of reports and dossiers that have no result yet."""
+        if not any(ratings.is_rating(e) for e in checked.events):
+            return checked
+        return reject_lines(checked, await ratings.refusals(conn, checked.lines, checked.events))
 
     async def _check_sensors(self, conn: Any, checked: Decoded) -> Decoded:
         ids = {e.sensor_id for e in checked.events if isinstance(e, TrafficCount)}

@@ -1,4 +1,4 @@
-"""The three event kinds: typed, frozen records with stable names.
+"""The event kinds: typed, frozen records with stable names.
 
 The wire format is JSON with a ``kind`` field naming the record. Timestamps are RFC 3339; a
 timestamp without an offset is read in the configured zone (default Asia/Ho_Chi_Minh) by
@@ -40,9 +40,19 @@ DossierEventName = Literal[
     "result_returned",
     "withdrawn",
     "stopped",
+    "rated",
 ]
-Channel = Literal["online", "counter", "postal"]
+# online: through the public-service portal; counter: at the one-stop shop; postal: by ordinary
+# post; bcci: through the public postal service (bưu chính công ích), which collects and returns
+# papers for the one-stop shop; kiosk: a 24/7 self-service kiosk (ki-ốt) run by the province.
+Channel = Literal["online", "counter", "postal", "bcci", "kiosk"]
 OnlineLevel = Literal["partial", "full_process"]
+# A citizen's rating: one of three words, or a score of 1 to 5 (``ioc.events.kinds.satisfaction``
+# maps it: 4-5 satisfied, 3 normal, 1-2 not satisfied).
+RatingWord = Literal["satisfied", "normal", "not_satisfied"]
+Score = Annotated[int, Meta(ge=1, le=5)]
+Rating = RatingWord | Score
+Comment = Annotated[str, Meta(max_length=2000)]
 
 
 class Reporter(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -106,14 +116,33 @@ class DossierEvent(_Event, tag="dossier_event", frozen=True):
     lat: Lat | None = None
     source: SourceName | None = None
     external_id: Ident | None = None
+    # Only on a "rated" event: the citizen's rating of the dossier's handling, after its result.
+    rating: Rating | None = None
+    comment: Comment | None = None
 
 
-Event = FieldReport | TrafficCount | DossierEvent
+class Feedback(_Event, tag="feedback", frozen=True):
+    """A citizen's rating of how their field report was handled, given after the result.
+
+    ``report_id`` is the report's ``external_id`` at the same source. A rating with the same
+    ``external_id`` is a repeat; a later one (by ``rated_at``) for the same report replaces it.
+    """
+
+    report_id: Ident
+    rating: Rating
+    rated_at: Moment
+    comment: Comment | None = None
+    source: SourceName | None = None
+    external_id: Ident | None = None
+
+
+Event = FieldReport | TrafficCount | DossierEvent | Feedback
 
 KINDS: Final[dict[str, type[Event]]] = {
     "field_report": FieldReport,
     "traffic_count": TrafficCount,
     "dossier_event": DossierEvent,
+    "feedback": Feedback,
 }
 
 # Values that a closed field accepts, quoted back in error messages.
@@ -122,7 +151,19 @@ ACCEPTED_VALUES: Final[dict[str, tuple[str, ...]]] = {
     "event": get_args(DossierEventName),
     "channel": get_args(Channel),
     "online_level": get_args(OnlineLevel),
+    "rating": (*get_args(RatingWord), "1", "2", "3", "4", "5"),
 }
+
+SATISFACTION: Final = get_args(RatingWord)
+
+
+def satisfaction(rating: Rating) -> tuple[str, int | None]:
+    """(satisfied | normal | not_satisfied, the 1-5 score if one was given)."""
+    if isinstance(rating, str):
+        return rating, None
+    if rating >= 4:
+        return "satisfied", rating
+    return ("normal" if rating == 3 else "not_satisfied"), rating
 
 
 def event_time(event: Event) -> datetime:
@@ -131,6 +172,8 @@ def event_time(event: Event) -> datetime:
         return event.observed_at
     if isinstance(event, FieldReport):
         return event.occurred_at
+    if isinstance(event, Feedback):
+        return event.rated_at
     return event.at
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, tzinfo
 import msgspec
 
 from ioc.clock import Clock
-from ioc.events.kinds import DossierEvent, Event, FieldReport, TrafficCount
+from ioc.events.kinds import DossierEvent, Event, Feedback, FieldReport, TrafficCount
 
 # PostgreSQL stores UTC offsets up to 15:59:59 either way.
 _MAX_OFFSET = timedelta(hours=16)
@@ -91,7 +91,16 @@ class EventRules:
             return msgspec.structs.replace(
                 event, occurred_at=occurred, source=self._source(event.source, source)
             )
+        if isinstance(event, Feedback):
+            return self._feedback(event, source, latest)
         return self._dossier(event, source, latest)
+
+    def _feedback(self, event: Feedback, source: str | None, latest: datetime) -> Feedback:
+        rated = self._moment("rated_at", event.rated_at, latest)
+        chosen = self._source(event.source, source)
+        # Without its own id a rating is known by its report and time: a replay repeats it.
+        external = event.external_id or f"{event.report_id}:{rated.isoformat()}"
+        return msgspec.structs.replace(event, rated_at=rated, source=chosen, external_id=external)
 
     def _dossier(self, event: DossierEvent, source: str | None, latest: datetime) -> DossierEvent:
         at = self._moment("at", event.at, latest)
@@ -108,6 +117,16 @@ class EventRules:
         if event.channel != "online" and event.online_level is not None:
             raise Problem(
                 "online_level", f"online_level applies to online dossiers, not {event.channel!r}"
+            )
+        if event.event == "rated" and event.rating is None:
+            raise Problem(
+                "rating",
+                "a rated event needs a rating; accepted: satisfied, normal, not_satisfied, 1-5",
+            )
+        if event.event != "rated" and (event.rating is not None or event.comment is not None):
+            raise Problem(
+                "rating" if event.rating is not None else "comment",
+                f"a rating and its comment belong to a rated event, not {event.event!r}",
             )
         if (event.lon is None) != (event.lat is None):
             raise Problem(

@@ -16,7 +16,15 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from ioc.events.kinds import DossierEvent, Event, FieldReport, TrafficCount, event_time
+from ioc.events.kinds import (
+    DossierEvent,
+    Event,
+    Feedback,
+    FieldReport,
+    TrafficCount,
+    event_time,
+    satisfaction,
+)
 from ioc.store.aggregates import note_written
 from ioc.store.partitions import PartitionManager
 
@@ -69,6 +77,7 @@ def _traffic_row(e: TrafficCount) -> tuple[Any, ...]:
 
 
 def _dossier_row(e: DossierEvent) -> tuple[Any, ...]:
+    rating, score = satisfaction(e.rating) if e.rating is not None else (None, None)
     return (
         e.source,
         e.external_id,
@@ -84,7 +93,15 @@ def _dossier_row(e: DossierEvent) -> tuple[Any, ...]:
         e.digitised,
         e.lon,
         e.lat,
+        rating,
+        score,
+        e.comment,
     )
+
+
+def _feedback_row(e: Feedback) -> tuple[Any, ...]:
+    rating, score = satisfaction(e.rating)
+    return (e.source, e.external_id, e.report_id, rating, score, e.comment, e.rated_at)
 
 
 TABLES: dict[type[Any], Table] = {
@@ -151,6 +168,9 @@ TABLES: dict[type[Any], Table] = {
             "digitised",
             "lon",
             "lat",
+            "rating",
+            "score",
+            "comment",
         ),
         (
             "text",
@@ -167,11 +187,21 @@ TABLES: dict[type[Any], Table] = {
             "bool",
             "float8",
             "float8",
+            "text",
+            "int2",
+            "text",
         ),
         ("source", "external_id"),
         _dossier_row,
         key_table="dossier_event_keys",
         partitioned=True,
+    ),
+    Feedback: Table(
+        "feedback_events",
+        ("source", "external_id", "report_id", "rating", "score", "comment", "rated_at"),
+        ("text", "text", "text", "text", "int2", "text", "timestamptz"),
+        ("source", "external_id"),
+        _feedback_row,
     ),
 }
 

@@ -1,6 +1,8 @@
 """The moves people make on a ticket: decoding an action, and applying it in one transaction.
 
 The ticket's state, agency and SLA clock change together with its history line and the live notice.
+Reopening (an operator's choice, e.g. after a "not satisfied" rating) notes in the history the
+rating that counts for the ticket, if a citizen gave one.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Annotated, Any
 import msgspec
 import psycopg
 
+from ioc import ratings
 from ioc.auth import Principal, Role
 from ioc.deadlines import DeadlineBook
 from ioc.errors import Conflict, InvalidInput, MalformedBody
@@ -98,6 +101,13 @@ async def act(
             # An official of the ticket's agency, named by login (stored) and name (history).
             assignee, name = await official_of(conn, action.assignee or "", agency)
             notes.append(f"assignee: {name} ({assignee})")
+        if action.name == "reopen":
+            # Which rating the reopening answers, if a citizen rated the result.
+            rated = await ratings.latest_of_ticket(conn, ticket_id)
+            if rated is not None:
+                word, score, at = rated
+                marks = f" ({score}/5)" if score is not None else ""
+                notes.append(f"rating: {word}{marks} at {at.isoformat()}")
         if action.reason:
             notes.append(action.reason)
         await conn.execute(

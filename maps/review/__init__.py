@@ -1,8 +1,8 @@
 """The leaders' review: tickets and dossiers by agency, category and week, for a period of months.
 
 Modules: ``period`` (what was asked), ``rollups`` (kept current by triggers), ``queries`` (the
-ticket tables and ``build_table``), ``dossiers``, ``officials``, ``percentiles``, ``table`` (the
-shape), ``page`` and ``routes``.
+ticket tables and ``build_table``), ``dossiers``, ``satisfaction``, ``officials``,
+``percentiles``, ``table`` (the shape), ``page`` and ``routes``.
 
 Each table is one set-based query. Ticket figures come from rollups (migration 0005) that
 statement triggers keep current: counts per local day, agency and category, and histograms of
@@ -43,4 +43,14 @@ Dossiers (hồ sơ TTHC), the public-service indicators of Decision 766/QĐ-TTg:
                   are shares of them, the on-time rate is (early + on time) / finished
   processing time mean office time the finished dossiers used, in working days
   overdue now     received dossiers still being processed whose deadline has passed
+  channels        only ``online`` (the public-service portal) counts as online; ``kiosk``
+                  (24/7 self-service), ``bcci`` (public postal service), ``postal`` and
+                  ``counter`` count as received, not online
+
+Satisfaction (mức độ hài lòng), field reports and dossiers, ``satisfaction``:
+  rated           ratings given in the period (``rated_at``), one per report or dossier: the
+                  latest (``ioc.ratings``); 1-5 scores map 4-5 satisfied, 3 normal, 1-2 not
+  share satisfied satisfied / rated ("normal" is in the whole, not the part); in all, per
+                  agency, per category (reports) or procedure (dossiers); read from a monthly
+                  rollup kept by a trigger on ``ratings`` (migration 0019)
 """

@@ -85,6 +85,21 @@ DEFINITIONS: Final = (
         "Thời gian trung bình từ tiếp nhận đến trả kết quả, trừ thời gian "
         "tạm dừng (chờ bổ sung, chờ thực hiện nghĩa vụ tài chính), tính bằng ngày làm việc.",
     ),
+    (
+        "Kênh nộp hồ sơ",
+        "Chỉ hồ sơ nộp qua Cổng dịch vụ công (kênh trực tuyến) được tính là trực tuyến. Hồ sơ "
+        "nộp tại ki-ốt tự phục vụ, qua bưu chính công ích (BCCI), qua bưu điện thường hay tại "
+        "Bộ phận một cửa được tính vào số tiếp nhận, không tính là trực tuyến.",
+    ),
+    (
+        "Tỷ lệ hài lòng",
+        "Số lượt đánh giá «hài lòng» / tổng số lượt đánh giá trong kỳ (hài lòng + bình "
+        "thường + không hài lòng), theo thời điểm đánh giá; mỗi phản ánh, mỗi hồ sơ tính một "
+        "lượt: lượt đánh giá sau cùng. Thang 1–5: 4–5 là hài lòng, 3 là bình thường, 1–2 là "
+        "không hài lòng. Người dân chỉ đánh giá được sau khi có kết quả (phản ánh đã xử lý "
+        "xong hoặc đã đóng; hồ sơ đã trả kết quả). Nhóm «Mức độ hài lòng» của Bộ chỉ số theo "
+        "QĐ 766/QĐ-TTg ngày 23/6/2022.",
+    ),
 )
 
 _STYLE: Final = """
@@ -283,6 +298,18 @@ def _charts(tables: Mapping[str, Table]) -> str:
                     ("Đúng hạn", first["on_time_rate"]),
                 ],
                 "dossiers",
+            )
+        )
+    satisfaction = tables.get("satisfaction")
+    totals = (
+        [r for r in satisfaction.rows if r["by"] == "all" and r["rated"]] if satisfaction else []
+    )
+    if totals:
+        figures.append(
+            rate_bars(
+                "Tỷ lệ hài lòng của người dân",
+                [(str(r["name"]), r["satisfied_rate"]) for r in totals],
+                "satisfaction",
             )
         )
     return f'<section class="charts">{"".join(figures)}</section>'

@@ -24,6 +24,7 @@ from maps.review.percentiles import (
     exact_rows,
 )
 from maps.review.period import ReviewQuery
+from maps.review.satisfaction import satisfaction_table
 from maps.review.table import (
     ALL,
     PERCENTILES_COLUMN,
@@ -216,7 +217,7 @@ async def weekly_table(conn: Conn, q: ReviewQuery) -> Table:
 
 # -- the whole review ----------------------------------------------------------------------
 
-TABLES: Final = ("agencies", "categories", "weeks", "dossiers", "officials")
+TABLES: Final = ("agencies", "categories", "weeks", "dossiers", "satisfaction", "officials")
 
 
 @dataclass(frozen=True)
@@ -248,4 +249,6 @@ async def build_table(
         return await dossier_table(conn, q, now, day_s, names.agencies)
     if name == "officials":
         return await officials_table(conn, q, now)
+    if name == "satisfaction":
+        return await satisfaction_table(conn, q, names.agencies, names.categories)
     raise InvalidInput(f"unknown table {name!r}; the review has: {', '.join(TABLES)}")

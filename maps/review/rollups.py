@@ -140,6 +140,15 @@ ON CONFLICT (month, agency) DO UPDATE SET
 )
 
 
+# Citizens' ratings per local month (migration 0019); a row trigger keeps them current after.
+_REBUILD_RATINGS: Final = """
+INSERT INTO review_rating_months
+SELECT date_trunc('month', rated_at AT TIME ZONE %(zone)s)::date, subject, coalesce(agency, ''), topic, count(*),
+       count(*) FILTER (WHERE rating = 'satisfied'), count(*) FILTER (WHERE rating = 'normal'),
+       count(*) FILTER (WHERE rating = 'not_satisfied')
+FROM ratings GROUP BY 1, 2, 3, 4"""
+
+
 async def refresh(conn: Conn, zone: str) -> bool:
     """Bring the ticket rollups up to date; True when they had to be built from the tickets.
 
@@ -160,7 +169,7 @@ async def refresh(conn: Conn, zone: str) -> bool:
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         # No ticket changes while the rollups are rebuilt; from the commit on, the triggers
         # log every change in this zone.
-        await conn.execute("LOCK TABLE tickets, dossiers IN SHARE ROW EXCLUSIVE MODE")
+        await conn.execute("LOCK TABLE tickets, dossiers, ratings IN SHARE ROW EXCLUSIVE MODE")
         cur = await conn.execute("SELECT zone FROM review_state")
         row = await cur.fetchone()
         if row is not None and row[0] == zone:
@@ -172,12 +181,17 @@ async def refresh(conn: Conn, zone: str) -> bool:
             "review_ticket_bins",
             "review_dossier_dirty",
             "review_dossier_months",
+            "review_rating_months",
         ):
             await conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
         await conn.execute("SET LOCAL work_mem = '256MB'")  # one pass over every ticket
         await conn.execute(_REBUILD_DAYS, {"zone": zone})
         await conn.execute(_REBUILD_BINS, {"zone": zone})
         await conn.execute(_REBUILD_DOSSIERS, {"zone": zone})
+        await conn.execute(_REBUILD_RATINGS, {"zone": zone})
         await conn.execute("UPDATE review_state SET zone = %s, built = now()", (zone,))
-        await conn.execute("ANALYZE review_ticket_days, review_ticket_bins, review_dossier_months")
+        await conn.execute(
+            "ANALYZE review_ticket_days, review_ticket_bins, review_dossier_months,"
+            " review_rating_months"
+        )
     return True

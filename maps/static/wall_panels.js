@@ -9,8 +9,9 @@ window.IocWallPanels = (function () {
   const CHANNEL_NAMES = {
     online: "Trực tuyến",
     counter: "Trực tiếp tại Bộ phận một cửa",
-    postal: "Bưu chính công ích (BCCI)",
-    kiosk: "Ki-ốt dịch vụ công",
+    postal: "Qua bưu điện",
+    bcci: "Bưu chính công ích (BCCI)",
+    kiosk: "Ki-ốt tự phục vụ 24/7",
   };
   const handlers = []; // other boards: functions (kind, value, config)
   let config = null;
