@@ -21,7 +21,9 @@ from ioc.api.body import (
     release_memory,
 )
 from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to_store_unavailable
+from ioc.api.media import REPORT_WITH_MEDIA, report_with_media
 from ioc.api.security import SocketGuard
+from ioc.api.uploads import is_multipart
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
 from ioc.events.intake import BatchResult
 from ioc.events.kinds import json_schemas
@@ -74,7 +76,10 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": _EVENT_SCHEMA}},
+                "content": {
+                    "application/json": {"schema": _EVENT_SCHEMA},
+                    **REPORT_WITH_MEDIA,
+                },
             }
         },
         responses={
@@ -86,8 +91,16 @@ def build_ingest_router(platform: Platform) -> APIRouter:
     async def post_one(request: Request) -> JSONResponse:
         started = time.perf_counter()
         who = await platform.authenticate(request)
+        if is_multipart(request):
+            stored, photos = await report_with_media(platform, request, who)
+            if stored:
+                return JSONResponse({"status": "accepted", "media": [m.id for m in photos]}, 201)
+            return JSONResponse({"status": "duplicate"}, 200)
         if media_type(request.headers.get("content-type")) not in JSON_TYPES:
-            raise UnsupportedMediaType("send one event as application/json")
+            raise UnsupportedMediaType(
+                "send one event as application/json (a field report with photos: "
+                "multipart/form-data)"
+            )
         body = await read_body(request, limit)
         try:
             stored = await platform.intake.one(body, who)
