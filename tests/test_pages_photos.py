@@ -11,7 +11,7 @@ import pytest
 from ioc.settings import Settings
 from tests.conftest import RunningServer, auth, log_in, make_key
 from tests.media_files import picture
-from tests.test_pages_console import LOADED, LIVE, ago, choose
+from tests.test_pages_console import LIVE, LOADED, ago, choose
 
 
 @pytest.fixture
