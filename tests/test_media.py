@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ import psycopg
 import pytest
 from PIL import Image
 
+from ingest.demo_photos import post_with_photo, wants_photo
+from ingest.simulator import ProvinceSimulator
+from ioc.clock import ManualClock
 from ioc.media.store import FolderStore
 from ioc.settings import Settings
 from tests.conftest import RunningServer, auth, make_key
@@ -335,3 +340,32 @@ def test_the_folder_store_writes_the_same_content_concurrently_as_one_whole_file
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [name]  # no temporary left
     store.delete(name)
     assert store.get(name) is None
+
+
+def test_the_demo_posts_some_simulated_reports_with_drawn_photos(
+    server: RunningServer, client: httpx.Client, admin_key: str
+) -> None:
+    clock = ManualClock(datetime.now(UTC) - timedelta(hours=1))
+    simulator = ProvinceSimulator(clock, seed=5, n_sensors=2, report_rate_per_s=0.05)
+    reports = [
+        e
+        for e in simulator.events_until(clock.now() + timedelta(minutes=50))
+        if e["kind"] == "field_report"
+    ]
+    chosen = [e for e in reports if wants_photo(e)]
+    assert 0 < len(chosen) < len(reports)
+    key = make_key(server, "source", source="simulator")
+
+    async def post_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, headers=auth(key)) as http:
+            return [await post_with_photo(http, e) for e in chosen[:3]]
+
+    answers = asyncio.run(post_all())
+    assert [a.status_code for a in answers] == [201] * len(answers)
+    with psycopg.connect(server.db_url) as conn:
+        placed = conn.execute(
+            "SELECT m.lon - f.lon, m.lat - f.lat FROM media m JOIN field_reports f"
+            " ON f.id = m.report_id"
+        ).fetchall()
+    assert len(placed) == len(answers)
+    assert all(abs(dx) < 1e-5 and abs(dy) < 1e-5 for dx, dy in placed)
