@@ -283,6 +283,10 @@ class Settings(BaseSettings):
     media_preview_px: int = Field(
         default=480, ge=64, le=2048, description="Longest side of an image's preview, in pixels."
     )
+    media_on_wall: bool = Field(
+        default=False,
+        description="Show a ticket's photos in its popup on the wall map (/wall, not the kiosk view); they can show faces and number plates. Off: the wall never shows them.",
+    )
     # -- pages -----------------------------------------------------------------------------
     map_tiles: str = Field(
         default="osm",

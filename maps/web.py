@@ -112,6 +112,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
             who=who_shown(who),
             playlist=tuple(platform.settings.wall_steps()),
             centre=platform.settings.wall_centre,
+            photos=platform.settings.media_on_wall,
         )
         return _html(await asyncio.to_thread(wall.render_wall, page))
 

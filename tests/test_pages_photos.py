@@ -15,8 +15,10 @@ from tests.test_pages_console import LIVE, LOADED, ago, choose
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"map_tiles": "none"})
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Parametrised (indirectly) with IOC_MEDIA_ON_WALL; off by default."""
+    on = bool(getattr(request, "param", False))
+    return settings.model_copy(update={"map_tiles": "none", "media_on_wall": on})
 
 
 def post_with_photo(client: httpx.Client, source_key: str, n: int) -> list[str]:
@@ -80,7 +82,31 @@ def test_the_wall_never_carries_photos(
     assert len(snapshot.json()["tickets"]) == 1
     for answer in (snapshot, changes):
         assert "/v1/media" not in answer.text and media_id not in answer.text
-    log_in(page, server, operator)
+    ticket = snapshot.json()["tickets"][0][0]
+    open_wall_popup(page, server, operator, ticket)
+    assert "/v1/media" not in page.content()
+    assert page.locator(".leaflet-popup .ioc-photos").count() == 0
+
+
+def open_wall_popup(page: Any, server: RunningServer, key: str, ticket: int) -> None:
+    log_in(page, server, key)
     page.goto(f"{server.url}/wall")
     page.wait_for_function(LOADED, timeout=15_000)
-    assert "/v1/media" not in page.content()
+    page.wait_for_function(f"IocWall.ticket({ticket}) !== null", timeout=5000)
+    page.evaluate(f"IocWall.openPopup({ticket})")
+    page.locator(".leaflet-popup .ioc-popup").wait_for(timeout=5000)
+
+
+@pytest.mark.parametrize("settings", [True], indirect=True, ids=["media_on_wall"])
+def test_the_operator_may_let_the_wall_show_a_tickets_photos(
+    page: Any, server: RunningServer, client: httpx.Client, source_key: str, settings: Settings
+) -> None:
+    operator = make_key(server, "operator")
+    post_with_photo(client, source_key, 3)
+    snapshot = client.get("/v1/wall/snapshot", headers=auth(operator))
+    assert "/v1/media" not in snapshot.text  # the popup asks the ticket API, when opened
+    open_wall_popup(page, server, operator, snapshot.json()["tickets"][0][0])
+    page.wait_for_function(
+        "document.querySelector('.leaflet-popup .ioc-photos img')?.naturalWidth === 480",
+        timeout=5000,
+    )
