@@ -21,7 +21,7 @@ from ioc.api.body import (
     release_memory,
 )
 from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to_store_unavailable
-from ioc.api.media import REPORT_WITH_MEDIA, report_with_media
+from ioc.api.media import report_with_media, report_with_media_body
 from ioc.api.security import SocketGuard
 from ioc.api.uploads import is_multipart
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
@@ -78,7 +78,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
                 "required": True,
                 "content": {
                     "application/json": {"schema": _EVENT_SCHEMA},
-                    **REPORT_WITH_MEDIA,
+                    **report_with_media_body(_EVENT_SCHEMA, platform.settings.media_per_report),
                 },
             }
         },

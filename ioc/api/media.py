@@ -3,6 +3,7 @@ report posted with its photos (multipart on POST /v1/events and Open311's POST r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -15,6 +16,7 @@ from ioc.errors import InvalidInput, UnsupportedMediaType
 from ioc.events.kinds import FieldReport
 from ioc.events.validation import decode_one
 from ioc.media.records import Media
+from ioc.media.uploads import Part
 from ioc.platform import Platform
 
 _ERROR = {
@@ -25,28 +27,27 @@ _MediaId = Annotated[str, Path(max_length=64, description="the id the upload ans
 # A media id's bytes never change (the file is named by its content): cache for long, but only
 # in the caller's own cache, since only some roles may see it.
 _CACHING = "private, max-age=31536000, immutable"
-_IMAGE_BODY = {
-    "multipart/form-data": {
-        "schema": {
-            "type": "object",
-            "properties": {
-                "media": {"type": "array", "items": {"type": "string", "format": "binary"}}
+
+
+def _images(most: int) -> dict[str, Any]:
+    return {"type": "array", "maxItems": most, "items": {"type": "string", "format": "binary"}}
+
+
+def report_with_media_body(event_schema: dict[str, Any], most: int) -> dict[str, Any]:
+    """The document's multipart body of POST /v1/events: the report's JSON and its photos."""
+    return {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["event"],
+                "properties": {
+                    "event": {**event_schema, "description": "the field report (JSON)"},
+                    "media": _images(most),
+                },
             },
+            "encoding": {"event": {"contentType": "application/json"}},
         }
     }
-}
-REPORT_WITH_MEDIA = {
-    "multipart/form-data": {
-        "schema": {
-            "type": "object",
-            "required": ["event"],
-            "properties": {
-                "event": {"type": "string", "description": "the field report's JSON"},
-                "media": {"type": "array", "items": {"type": "string", "format": "binary"}},
-            },
-        }
-    }
-}
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -71,7 +72,7 @@ async def report_with_media(
 
 
 async def submit_with_media(
-    platform: Platform, event: FieldReport, files: Any, who: Principal
+    platform: Platform, event: FieldReport, files: Sequence[Part], who: Principal
 ) -> tuple[bool, list[Media]]:
     """Upload ``files``, then submit the report naming them; a refused or repeated report
     leaves no rows behind (its files wait for ``ioc media prune``)."""
@@ -101,7 +102,19 @@ def build_media_router(platform: Platform) -> APIRouter:
         summary="Upload photos first; a later field report names them in media_ids",
         description="multipart/form-data, each image a file part (JPEG, PNG, WebP or HEIC, "
         "checked by content). The answer lists each photo's id, in the order sent.",
-        openapi_extra={"requestBody": {"required": True, "content": _IMAGE_BODY}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"media": _images(platform.settings.media_per_report)},
+                        }
+                    }
+                },
+            }
+        },
         responses={
             201: {"description": '{"media": [{"id", "url", "preview_url", ...}]}'},
             **{code: _ERROR for code in (400, 401, 403, 413, 415, 422, 503)},
