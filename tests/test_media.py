@@ -369,3 +369,13 @@ def test_the_demo_posts_some_simulated_reports_with_drawn_photos(
         ).fetchall()
     assert len(placed) == len(answers)
     assert all(abs(dx) < 1e-5 and abs(dy) < 1e-5 for dx, dy in placed)
+
+
+def test_more_images_than_allowed_at_once_are_refused_before_any_is_stored(
+    server: RunningServer, client: httpx.Client, source_key: str
+) -> None:
+    six = [(f"{n}.png", picture("PNG", size=(40, 30)), "image/png") for n in range(6)]
+    answer = upload(client, source_key, *six)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["details"][0]["field"] == "media"
+    assert media_rows(server) == []

@@ -24,6 +24,7 @@ _ERROR = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 _MediaId = Annotated[str, Path(max_length=64, description="the id the upload answered with")]
+_MOST_PER_REPORT = 20  # FieldReport.media_ids holds at most this many
 # A media id's bytes never change (the file is named by its content): cache for long, but only
 # in the caller's own cache, since only some roles may see it.
 _CACHING = "private, max-age=31536000, immutable"
@@ -76,15 +77,15 @@ async def submit_with_media(
 ) -> tuple[bool, list[Media]]:
     """Upload ``files``, then submit the report naming them; a refused or repeated report
     leaves no rows behind (its files wait for ``ioc media prune``)."""
+    if len(event.media_ids) + len(files) > _MOST_PER_REPORT:
+        reason = f"{len(event.media_ids) + len(files)} photos; a report holds at most 20"
+        raise InvalidInput(f"media: {reason}", [{"field": "media", "reason": reason}])
     uploaded = await platform.media.accept(files, who) if files else []
     ids = event.media_ids + tuple(m.id for m in uploaded)
-    if len(ids) > 20:
-        reason = f"{len(ids)} photos; a report holds at most 20"
-        raise InvalidInput(f"media: {reason}", [{"field": "media", "reason": reason}])
     event = msgspec.structs.replace(event, media_ids=ids)
     try:
         stored = await platform.intake.submit(event, who)
-    except BaseException:
+    except Exception:  # (a cancelled request's rows stay unlinked, for prune)
         await platform.media.forget(uploaded)
         raise
     if not stored:

@@ -14,7 +14,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from ioc.api.body import SMALL_BODY_BYTES
-from ioc.errors import MalformedBody, PayloadTooLarge
+from ioc.errors import InvalidInput, MalformedBody, PayloadTooLarge
 from ioc.events.validation import media_type
 from ioc.media.uploads import Limits, Part
 
@@ -65,7 +65,7 @@ async def read_form(request: Request, limits: Limits, text_parts: Collection[str
     except MultiPartException as exc:
         if "Too many files" in exc.message:
             reason = f"more than {limits.per_request} images; that many are accepted at once"
-            raise PayloadTooLarge(reason, [{"field": "media", "reason": reason}]) from None
+            raise InvalidInput(f"media: {reason}", [{"field": "media", "reason": reason}]) from None
         raise MalformedBody(f"the multipart form cannot be read: {exc.message}") from None
     form = Form()
     seen: dict[str, int] = {}

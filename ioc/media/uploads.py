@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ioc.auth import INGEST_ROLES, Principal
 from ioc.clock import Clock
-from ioc.errors import NotFound, PayloadTooLarge
+from ioc.errors import InvalidInput, NotFound, PayloadTooLarge
 from ioc.media import records
 from ioc.media.images import Photo, prepare
 from ioc.media.records import File, Media
@@ -53,7 +53,7 @@ class MediaDesk:
     def check_count(self, count: int) -> None:
         if count > self.limits.per_request:
             reason = f"{count} images; at most {self.limits.per_request} are accepted at once"
-            raise PayloadTooLarge(reason, [{"field": "media", "reason": reason}])
+            raise InvalidInput(f"media: {reason}", [{"field": "media", "reason": reason}])
 
     def check_size(self, field: str, size: int) -> None:
         if size > self.limits.max_bytes:
