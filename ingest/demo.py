@@ -16,6 +16,7 @@ import uvicorn
 from ingest.demo_feedback import rate_resolved
 from ingest.demo_history import seed_history
 from ingest.demo_officials import OfficialsAtWork
+from ingest.demo_photos import post_with_photo, wants_photo
 from ingest.simulator import Event, ProvinceSimulator, RealClock
 from ioc.accounts import check_user
 from ioc.api.app import create_app
@@ -109,13 +110,23 @@ async def _demo(settings: Settings, port: int, seed: int) -> None:
         "Ctrl-C stops everything\n"
     )
     stop = asyncio.Event()
-    headers = {"Authorization": f"Bearer {source_key}", "Content-Type": "application/x-ndjson"}
+    headers = {"Authorization": f"Bearer {source_key}"}
+    ndjson = {"Content-Type": "application/x-ndjson"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
 
         async def sink(batch: list[Event]) -> None:
+            # Some reports come with a drawn photo, posted one by one as a citizen's app would.
+            photos = [e for e in batch if wants_photo(e)]
+            batch = [e for e in batch if not wants_photo(e)]
             body = b"\n".join(httpx.Response(200, json=e).content for e in batch)
             try:
-                answer = await client.post("/v1/events/batch", content=body)
+                for event in photos:
+                    sent = await post_with_photo(client, event)
+                    if sent.status_code not in (200, 201):
+                        log.warning("simulator photo: %s %s", sent.status_code, sent.text[:500])
+                if not batch:
+                    return
+                answer = await client.post("/v1/events/batch", content=body, headers=ndjson)
             except httpx.HTTPError as exc:
                 log.warning("simulator could not post: %s", exc)
                 return

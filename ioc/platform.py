@@ -23,6 +23,8 @@ from ioc.events.intake import Intake
 from ioc.events.rules import EventRules
 from ioc.jobs import Maintenance
 from ioc.live import LiveHub
+from ioc.media.store import FolderStore
+from ioc.media.uploads import Limits, MediaDesk
 from ioc.metrics import Metrics, pool_stats
 from ioc.settings import Settings
 from ioc.store import migrate
@@ -62,6 +64,7 @@ class Platform:
         self._read_pool: GatedPool | None = None
         self._intake: Intake | None = None
         self._hub: LiveHub | None = None
+        self._media: MediaDesk | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.desk: TicketDesk | None = None
         self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
@@ -86,6 +89,12 @@ class Platform:
         if self._intake is None:
             raise RuntimeError("the platform is not started")
         return self._intake
+
+    @property
+    def media(self) -> MediaDesk:
+        if self._media is None:
+            raise RuntimeError("the platform is not started")
+        return self._media
 
     @property
     def hub(self) -> LiveHub:
@@ -143,6 +152,17 @@ class Platform:
             desk=self.desk,
             book=lambda: self.book,
             clock=self.clock,
+        )
+        self._media = MediaDesk(
+            self._pool,
+            FolderStore(self.settings.media_dir or self.settings.data_dir / "media"),
+            Limits(
+                self.settings.media_max_bytes,
+                self.settings.media_max_pixels,
+                self.settings.media_per_report,
+                self.settings.media_preview_px,
+            ),
+            self.clock,
         )
         self._hub = LiveHub(with_timezone(url, self.settings.timezone))
         await self._hub.start()

@@ -235,6 +235,30 @@ class Settings(LookupSettings, MqttSettings, SsoSettings, BaseSettings):
     webhook_backoff_max_s: float = Field(
         default=3600.0, gt=0, description="Webhook delivery: longest retry delay."
     )
+    # -- photos on field reports ---------------------------------------------------------------
+    media_dir: Path | None = Field(
+        default=None,
+        description="Folder of the media store (photos and previews, named by their SHA-256). Unset: data_dir/media.",
+    )
+    media_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Largest accepted image file (413 above)."
+    )
+    media_max_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        le=89_000_000,
+        description="Most pixels (width × height) an image may declare; a larger one is refused before it is decoded (decompression bombs).",
+    )
+    media_per_report: int = Field(
+        default=5, ge=1, le=20, description="Most images uploaded with one report."
+    )
+    media_preview_px: int = Field(
+        default=480, ge=64, le=2048, description="Longest side of an image's preview, in pixels."
+    )
+    media_on_wall: bool = Field(
+        default=False,
+        description="Show a ticket's photos in its popup on the wall map (/wall, not the kiosk view); they can show faces and number plates. Off: the wall never shows them.",
+    )
     # -- pages -----------------------------------------------------------------------------
     map_tiles: str = Field(
         default="osm",

@@ -115,6 +115,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
             playlist=tuple(platform.settings.wall_steps()),
             centre=platform.settings.wall_centre,
             triage=who.role in triage.TRIAGE_ROLES,
+            photos=platform.settings.media_on_wall,
         )
         return _html(await asyncio.to_thread(wall.render_wall, page))
 

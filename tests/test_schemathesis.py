@@ -40,9 +40,12 @@ _SETTINGS = settings(
 # the document, and the negative checks hold the server to it.
 _SEMANTIC_422 = {
     ("POST", "/v1/events"): "a report's category and a count's sensor must be registered "
-    "(reference data that changes at run time); an online dossier needs online_level (one field "
-    "required by another's value); a source key posts only for its own source (the caller)",
+    "(reference data that changes at run time); a photo must be an image by its content; an "
+    "online dossier needs online_level (one field required by another's value); a source key "
+    "posts only for its own source (the caller)",
     ("POST", "/v1/events/batch"): "as for POST /v1/events, line by line",
+    ("POST", "/v1/media"): "each file part must be an image (JPEG, PNG, WebP, HEIC) by its "
+    "content, which no schema can say",
     ("GET", "/v1/tickets"): "category must be a category of this platform (reference data); "
     "bbox needs min ≤ max, latitudes within ±90 (one value's parts compared); until not before "
     "since (two parameters compared); both ISO 8601 times as Python reads them",

@@ -22,6 +22,7 @@ from ioc.api.deliveries import build_deliveries_router
 from ioc.api.ingest import build_ingest_router
 from ioc.api.inputs import storable_parameters
 from ioc.api.lookup import build_lookup_router, lookup_limiter
+from ioc.api.media import build_media_router
 from ioc.api.ngsi_ld import build_ngsi_ld_router
 from ioc.api.open311 import build_open311_router
 from ioc.api.ops import build_ops_router
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     errors.install(app)
     app.include_router(build_ops_router(platform))
     app.include_router(build_ingest_router(platform))
+    app.include_router(build_media_router(platform))
     app.include_router(build_reference_router(platform))
     app.include_router(build_admin_router(platform))
     app.include_router(build_tickets_router(platform))

@@ -21,7 +21,9 @@ from ioc.api.body import (
     release_memory,
 )
 from ioc.api.errors import error_body, nested_too_deeply, respond, status_of, to_store_unavailable
+from ioc.api.media import report_with_media, report_with_media_body
 from ioc.api.security import SocketGuard
+from ioc.api.uploads import is_multipart
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
 from ioc.events.intake import BatchResult
 from ioc.events.kinds import FieldReport, json_schemas
@@ -75,7 +77,10 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": _EVENT_SCHEMA}},
+                "content": {
+                    "application/json": {"schema": _EVENT_SCHEMA},
+                    **report_with_media_body(_EVENT_SCHEMA, platform.settings.media_per_report),
+                },
             }
         },
         responses={
@@ -90,8 +95,16 @@ def build_ingest_router(platform: Platform) -> APIRouter:
     async def post_one(request: Request) -> JSONResponse:
         started = time.perf_counter()
         who = await platform.authenticate(request)
+        if is_multipart(request):
+            stored, photos = await report_with_media(platform, request, who)
+            if stored:
+                return JSONResponse({"status": "accepted", "media": [m.id for m in photos]}, 201)
+            return JSONResponse({"status": "duplicate"}, 200)
         if media_type(request.headers.get("content-type")) not in JSON_TYPES:
-            raise UnsupportedMediaType("send one event as application/json")
+            raise UnsupportedMediaType(
+                "send one event as application/json (a field report with photos: "
+                "multipart/form-data)"
+            )
         body = await read_body(request, limit)
         try:
             event = decode_one(body)

@@ -18,7 +18,9 @@ from fastapi.routing import APIRoute
 
 from ioc.api.body import SMALL_BODY_BYTES, read_body
 from ioc.api.errors import status_of, translate
+from ioc.api.media import submit_with_media
 from ioc.api.security import token_of
+from ioc.api.uploads import MULTIPART, is_multipart, read_form
 from ioc.auth import Principal, Role
 from ioc.errors import (
     InvalidInput,
@@ -31,6 +33,7 @@ from ioc.errors import (
 from ioc.events.validation import media_type
 from ioc.interop import open311, open311_input
 from ioc.lookup import code_of_report
+from ioc.media.uploads import Part
 from ioc.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,17 @@ _FORM_SCHEMA = {
         "media_url": {**_TEXT, "maxLength": 2048, "pattern": "^https?://"},
     },
 }
+_MULTIPART_SCHEMA = {
+    **_FORM_SCHEMA,
+    "properties": {
+        **_FORM_SCHEMA["properties"],  # type: ignore[dict-item]
+        "media": {
+            "type": "string",
+            "format": "binary",
+            "description": "a photo (JPEG, PNG, WebP, HEIC)",
+        },
+    },
+}
 _OK = {
     "description": "the answer, in the format the extension names",
     "content": {"application/json": {}, "text/xml": {"schema": {"type": "string"}}},
@@ -95,6 +109,17 @@ _POST = {
     415: _documented(f"the body is not {FORM}"),
     429: _documented("too many failed authentications from this address; retry later"),
 }
+
+
+def _absolute(request: Request, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Photos stored here are named by their path; clients get the full URL (fetching it
+    needs a key of a role that may see the ticket's photos)."""
+    base = str(request.base_url).rstrip("/")
+    for item in found:
+        url = item.get("media_url")
+        if isinstance(url, str) and url.startswith("/"):
+            item["media_url"] = base + url
+    return found
 
 
 def _format(fmt: str) -> str:
@@ -208,20 +233,37 @@ def build_open311_router(platform: Platform) -> APIRouter:
         "/requests.{fmt}",
         summary="Post a service request (a form with api_key: a source key)",
         description="application/x-www-form-urlencoded: service_code, lat, long, "
-        "address_string, description, email, first_name, last_name, phone, media_url. "
+        "address_string, description, email, first_name, last_name, phone, media_url; or "
+        "multipart/form-data with the same fields and photos in the file field media. "
         "It is stored as a field report and routed like any other.",
         responses=_POST,
         openapi_extra={
-            "requestBody": {"required": True, "content": {FORM: {"schema": _FORM_SCHEMA}}}
+            "requestBody": {
+                "required": True,
+                "content": {
+                    FORM: {"schema": _FORM_SCHEMA},
+                    MULTIPART: {"schema": _MULTIPART_SCHEMA},
+                },
+            }
         },
     )
     async def create(request: Request, fmt: Format) -> Response:
         kind = _format(fmt)
-        body = await read_body(request, min(platform.settings.max_body_bytes, SMALL_BODY_BYTES))
-        if body and not body.isspace() and media_type(request.headers.get("content-type")) != FORM:
-            raise UnsupportedMediaType(f"send the service request as {FORM}")
+        files: list[Part] = []
+        if is_multipart(request):
+            form = await read_form(request, platform.media.limits)
+            posted, files = open311_input.checked_fields(list(form.fields.items())), form.files
+        else:
+            body = await read_body(request, min(platform.settings.max_body_bytes, SMALL_BODY_BYTES))
+            if (
+                body
+                and not body.isspace()
+                and media_type(request.headers.get("content-type")) != FORM
+            ):
+                raise UnsupportedMediaType(f"send the service request as {FORM} or {MULTIPART}")
+            posted = open311_input.parse_form(body)
         query = {k: v for k, v in request.query_params.items() if v.strip()}
-        fields = {**query, **open311_input.parse_form(body)}
+        fields = {**query, **posted}
         who = await writer(request, fields)
         report = open311_input.report_of(
             fields,
@@ -229,7 +271,7 @@ def build_open311_router(platform: Platform) -> APIRouter:
             platform.clock.now(),
             platform.reference.categories(),
         )
-        await platform.intake.submit(report, who)
+        await submit_with_media(platform, report, files, who)
         assert who.source is not None  # a source key always names its source
         async with platform.pool.connection() as conn:
             ticket = await open311.ticket_of_report(conn, who.source, report.external_id)
@@ -252,15 +294,15 @@ def build_open311_router(platform: Platform) -> APIRouter:
         )
         async with platform.read_pool.connection() as conn:
             found = await open311.find_requests(conn, query, zone)
-        return _render(kind, "service_requests", found)
+        return _render(kind, "service_requests", _absolute(request, found))
 
     @router.get(
         "/requests/{service_request_id}.{fmt}", summary="One service request", responses=_ONE
     )
-    async def one(service_request_id: str, fmt: Format) -> Response:
+    async def one(request: Request, service_request_id: str, fmt: Format) -> Response:
         kind = _format(fmt)
         async with platform.read_pool.connection() as conn:
             found = await open311.find_request(conn, service_request_id, zone)
-        return _render(kind, "service_requests", [found])
+        return _render(kind, "service_requests", _absolute(request, [found]))
 
     return router

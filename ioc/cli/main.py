@@ -16,6 +16,7 @@ from ioc.cli.imports import import_group
 from ioc.cli.ingest import ingest
 from ioc.cli.jurisdictions import jurisdictions
 from ioc.cli.keys import keys
+from ioc.cli.media import media
 from ioc.cli.replay import replay
 from ioc.cli.sensors import sensors
 from ioc.cli.users import users
@@ -109,6 +110,7 @@ for command in (
 ):
     main.add_command(command)
 main.add_command(users)
+main.add_command(media)
 
 if __name__ == "__main__":
     sys.exit(main())

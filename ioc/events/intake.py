@@ -23,6 +23,7 @@ from ioc.events.kinds import DossierEvent, Event, Feedback, FieldReport, Traffic
 from ioc.events.refusal import as_invalid_input, column_and_reason, is_refusal
 from ioc.events.rules import NUL_REASON, EventRules, Problem, nul_field
 from ioc.events.validation import Decoded, Rejection, check_batch, decode_one, reject_lines
+from ioc.media import records as media_records
 from ioc.store.reference import ReferenceData
 from ioc.store.writer import EventWriter, Written
 from ioc.tickets.opening import TicketDesk
@@ -220,6 +221,7 @@ class Intake:
             for kind, group in groups.items():
                 written = await self._writer.write_batch(conn, kind, group, lines[kind])
                 duplicates.extend(written.duplicate_lines)
+                await self._link_media(conn, kind, group, lines[kind], written)
                 await self._open_tickets(conn, kind, group, lines[kind], written)
                 await self._announce_readings(conn, kind, group, lines[kind], written)
                 await self._fold_dossiers(conn, kind, group, lines[kind], written)
@@ -248,6 +250,25 @@ class Intake:
         repeats = set(written.duplicate_lines)
         fresh = [e for e, line in zip(events, lines, strict=True) if line not in repeats]
         await self._desk.open_for(conn, fresh)  # type: ignore[arg-type]
+
+    @staticmethod
+    async def _link_media(
+        conn: Any,
+        kind: type[Any],
+        events: Sequence[Event],
+        lines: Sequence[int],
+        written: Written,
+    ) -> None:
+        """Stored field reports take their uploaded photos in the same transaction."""
+        if kind is not FieldReport:
+            return
+        repeats = set(written.duplicate_lines)
+        fresh = [
+            e
+            for e, line in zip(events, lines, strict=True)
+            if line not in repeats and isinstance(e, FieldReport) and e.media_ids
+        ]
+        await media_records.link(conn, fresh)
 
     async def _fold_dossiers(
         self,

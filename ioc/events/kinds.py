@@ -23,6 +23,14 @@ Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0
 SourceName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
 Text = Annotated[str, Meta(max_length=10_000)]
 Url = Annotated[str, Meta(max_length=2048, pattern=r"^https?://")]
+# A photo uploaded first (POST /v1/media): the id that answer gave.
+MediaId = Annotated[
+    str,
+    Meta(
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        description="the id POST /v1/media answered with",
+    ),
+]
 # The document says what the decoder reads: an RFC 3339 date-time (one without an offset is also
 # read, in the configured zone).
 Moment = Annotated[datetime, Meta(extra_json_schema={"format": "date-time"})]
@@ -85,6 +93,7 @@ class FieldReport(_Event, tag="field_report", frozen=True):
     address: Annotated[str, Meta(max_length=500)] | None = None
     reporter: Reporter | None = None
     media_urls: Annotated[tuple[Url, ...], Meta(max_length=20)] = ()
+    media_ids: Annotated[tuple[MediaId, ...], Meta(max_length=20)] = ()
 
 
 class TrafficCount(_Event, tag="traffic_count", frozen=True):

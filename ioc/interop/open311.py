@@ -153,7 +153,8 @@ SELECT t.id, t.state, t.category, c.name_vi, c.default_deadline_hours, f.descrip
        t.lat, t.lon, f.media_urls,
        (SELECT e.note FROM ticket_events e
          WHERE e.ticket_id = t.id AND e.action = ANY(%(public)s)
-         ORDER BY e.id DESC LIMIT 1)
+         ORDER BY e.id DESC LIMIT 1),
+       (SELECT m.id FROM media m WHERE m.report_id = f.id ORDER BY m.position LIMIT 1)
 FROM tickets t
 JOIN field_reports f ON f.id = t.report_id
 LEFT JOIN categories c ON c.code = t.category
@@ -168,7 +169,7 @@ def _moment(value: datetime | None, zone: tzinfo) -> str | None:
 def request_of(row: Sequence[Any], zone: tzinfo) -> dict[str, Any]:
     """A ticket row (as selected by ``_REQUESTS``) as an Open311 service request."""
     (ticket, state, code, name, hours, text, agency, opened, updated, closed, deadline) = row[:11]
-    address, lat, lon, media, note = row[11:]
+    address, lat, lon, media, note, photo = row[11:]
     status = status_of(state)
     return {
         "service_request_id": str(ticket),
@@ -187,7 +188,8 @@ def request_of(row: Sequence[Any], zone: tzinfo) -> dict[str, Any]:
         "zipcode": None,
         "lat": lat,
         "long": lon,
-        "media_url": media[0] if media else None,
+        # A photo uploaded here: its path on this server (the API makes it absolute).
+        "media_url": f"/v1/media/{photo}" if photo else (media[0] if media else None),
     }
 
 

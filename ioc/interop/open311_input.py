@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Final
 from urllib.parse import parse_qsl
@@ -117,10 +117,15 @@ def parse_form(body: bytes | bytearray) -> dict[str, str]:
         raise MalformedBody(f"the form is not UTF-8 (byte {exc.start})") from None
     except ValueError as exc:
         raise MalformedBody(f"the form cannot be read: {exc}") from None
+    return checked_fields(pairs)
+
+
+def checked_fields(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Form fields whose names and values the database can hold; blank ones count as absent."""
     for name, value in pairs:
         text(name, name)
         text(name, value)
-    return dict(reversed(pairs))  # the first of a repeated field wins
+    return {k: v for k, v in reversed(pairs) if v}  # the first of a repeated field wins
 
 
 def new_external_id() -> str:

@@ -17,6 +17,7 @@ from psycopg import sql
 
 from ioc.auth import Principal, Role
 from ioc.errors import Forbidden, NotFound
+from ioc.media.records import Media, of_tickets
 from ioc.tickets.filters import Cursor, Filters
 from ioc.tickets.states import OPEN_STATES
 
@@ -47,6 +48,8 @@ class Ticket(msgspec.Struct, kw_only=True):
     description: str
     address: str | None
     media_urls: list[str]
+    # Photos uploaded with its reports (one ticket's detail only; empty in a queue's pages).
+    media: list[Media] = msgspec.field(default_factory=list)
     # The SLA clock: warned from due_soon_at; paused while waiting for the citizen; the result
     # and the office hours used once resolved (response: until the first action).
     due_soon_at: datetime | None = None
@@ -272,6 +275,7 @@ async def get_ticket(conn: Conn, who: Principal, ticket_id: int, now: datetime) 
     scope = scope_of(who)
     if ticket is None or (scope is not None and ticket.agency != scope):
         raise not_found(ticket_id)
+    ticket.media = (await of_tickets(conn, (ticket_id,))).get(ticket_id, [])
     return ticket
 
 

@@ -184,6 +184,27 @@ window.IocConsole = (function () {
     }).join("");
   }
 
+  /* The report's photos as previews; a click shows the whole photo over the page. */
+  function photoList(media) {
+    if (!media || !media.length) return "";
+    return `<h3>Ảnh hiện trường</h3><ul class="photos" id="photos">${media.map((m) =>
+      `<li><a href="${C.escape(m.url)}" data-media="${C.escape(m.id)}" target="_blank" rel="noopener">
+        <img src="${C.escape(m.preview_url)}" alt="Ảnh phản ánh" loading="lazy"></a></li>`).join("")}</ul>`;
+  }
+
+  function showPhoto(url) {
+    let shown = document.getElementById("photo-view");
+    if (!shown) {
+      shown = document.createElement("dialog");
+      shown.id = "photo-view";
+      shown.innerHTML = '<img alt="Ảnh phản ánh">';
+      shown.addEventListener("click", () => shown.close());
+      document.body.appendChild(shown);
+    }
+    shown.querySelector("img").src = url;
+    shown.showModal();
+  }
+
   async function select(id) {
     selected = id;
     drawQueue();
@@ -209,6 +230,7 @@ window.IocConsole = (function () {
           (${C.escape(C.deadlineText(t.deadline_at, now()))})</p>
         <p class="description">${C.escape(t.description)}</p>
         <p class="address">${C.escape(t.address || "")}</p>
+        ${photoList(t.media)}
         ${actionForms(t)}
         <h3>Lịch sử xử lý</h3><ol class="history" id="history">${historyList(history.events)}</ol>`;
       for (const field of panel.querySelectorAll("form[data-action] input, form[data-action] select")) {
@@ -217,6 +239,12 @@ window.IocConsole = (function () {
       }
       panel.dataset.ticket = String(t.id);
       panel.dataset.state = t.state;
+      for (const link of panel.querySelectorAll("#photos a")) {
+        link.addEventListener("click", (event) => {
+          event.preventDefault();
+          showPhoto(link.href);
+        });
+      }
       for (const form of panel.querySelectorAll("form[data-action]")) {
         form.addEventListener("submit", (event) => {
           event.preventDefault();

@@ -74,12 +74,33 @@ window.IocWall = (function () {
       fillColor: C.COLOURS[state], fillOpacity: 0.95, iocState: state, iocTicket: t.id,
     });
     if (!kiosk) {
-      marker.bindPopup(() => {
+      const content = () => {
         const held = tickets.get(t.id);
         return held ? ticketPopup(held.t, held.state) : "";
-      });
+      };
+      marker.bindPopup(content);
+      if (config.photos) {
+        marker.on("popupopen", (event) => addPhotos(t.id, event.popup, content));
+        marker.on("popupclose", (event) => event.popup.setContent(content));
+      }
     }
     return marker;
+  }
+
+  /* Only with IOC_MEDIA_ON_WALL: an opened ticket's popup gains its photos' previews, read from
+     the ticket API (the wall's snapshot and feed never carry photos). */
+  async function addPhotos(id, popup, content) {
+    let media = [];
+    try {
+      media = (await C.request(`/v1/tickets/${id}`, config.page)).media || [];
+    } catch (error) {
+      return;
+    }
+    if (!media.length || !popup.isOpen()) return;
+    const previews = media.slice(0, 4).map((m) =>
+      `<a href="${C.escape(m.url)}" target="_blank" rel="noopener">
+        <img src="${C.escape(m.preview_url)}" alt="Ảnh phản ánh"></a>`).join("");
+    popup.setContent(`${content()}<div class="ioc-photos">${previews}</div>`);
   }
 
   /* Apply one ticket row; new markers are returned for one bulk add. */
@@ -458,6 +479,14 @@ window.IocWall = (function () {
     ticket: (id) => { const held = tickets.get(id); return held ? Object.assign({ deadline: held.state }, held.t) : null; },
     sensor: (id) => { const held = sensors.get(id); return held ? Object.assign({ level: held.level }, held.s) : null; },
     alert: (id) => alerts.get(id) || null,
+    openPopup: (id) => {
+      const held = tickets.get(id);
+      if (!held) return;
+      // A clustered marker is first zoomed to (a second call opens it): the cluster's
+      // zoomToShowLayer never calls back for a circle marker, which has no icon.
+      if (held.marker._map) held.marker.openPopup();
+      else cluster.zoomToShowLayer(held.marker, () => {});
+    },
     markerColour: (id) => { const held = tickets.get(id); return held ? held.marker.options.fillColor : null; },
     area: (code) => {
       let found = null;

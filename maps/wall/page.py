@@ -50,6 +50,7 @@ class WallPage:
     centre: str = ""
     # Whether the viewer may triage (the nav then links to the triage page).
     triage: bool = False
+    photos: bool = False  # IOC_MEDIA_ON_WALL: ticket popups show the ticket's photos
 
 
 def _areas_layer(boundaries: BoundarySet | None) -> folium.GeoJson | None:
@@ -192,6 +193,7 @@ def render_wall(page: WallPage) -> str:
         "dueSoonFraction": page.due_soon_fraction,
         "playlist": [list(step) for step in page.playlist] if page.kiosk else [],
         "centre": [float(v) for v in page.centre.split(",")] if page.centre.strip() else None,
+        "photos": page.photos and not page.kiosk,
     }
     return page_map.render(
         fmap,

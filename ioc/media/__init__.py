@@ -1,0 +1,1 @@
+"""Photos on field reports: checking uploads, the media store, and the media records."""
