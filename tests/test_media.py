@@ -138,6 +138,9 @@ def test_a_report_posted_with_photos_keeps_them(
     assert [m["id"] for m in media] == answer.json()["media"]
     assert [m["content_type"] for m in media] == [stored_as, "image/jpeg"]
     assert client.get(media[0]["url"], headers=auth(admin_key)).headers["content-type"] == stored_as
+    # A citizen who sent photos gets the lookup code like one who sent none.
+    code = answer.json()["lookup_code"]
+    assert client.get("/v1/public/lookup", params={"code": code}).status_code == 200
 
 
 def test_only_the_tickets_agency_operators_and_admins_see_a_photo(

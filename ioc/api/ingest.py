@@ -26,7 +26,7 @@ from ioc.api.security import SocketGuard
 from ioc.api.uploads import is_multipart
 from ioc.errors import InvalidInput, IocError, UnsupportedMediaType
 from ioc.events.intake import BatchResult
-from ioc.events.kinds import FieldReport, json_schemas
+from ioc.events.kinds import Event, FieldReport, json_schemas
 from ioc.events.validation import BATCH_TYPES, JSON_TYPES, NDJSON_TYPES, decode_one, media_type
 from ioc.lookup import code_of_report
 from ioc.platform import Platform
@@ -95,25 +95,28 @@ def build_ingest_router(platform: Platform) -> APIRouter:
     async def post_one(request: Request) -> JSONResponse:
         started = time.perf_counter()
         who = await platform.authenticate(request)
+        answer: dict[str, Any]
+        event: Event
         if is_multipart(request):
-            stored, photos = await report_with_media(platform, request, who)
+            event, stored, photos = await report_with_media(platform, request, who)
+            answer = {"status": "accepted" if stored else "duplicate"}
             if stored:
-                return JSONResponse({"status": "accepted", "media": [m.id for m in photos]}, 201)
-            return JSONResponse({"status": "duplicate"}, 200)
-        if media_type(request.headers.get("content-type")) not in JSON_TYPES:
-            raise UnsupportedMediaType(
-                "send one event as application/json (a field report with photos: "
-                "multipart/form-data)"
-            )
-        body = await read_body(request, limit)
-        try:
-            event = decode_one(body)
-            stored = await platform.intake.submit(event, who)
-        finally:
-            if len(body) >= LARGE_BODY_BYTES:
-                del body
-                await asyncio.to_thread(release_memory)
-        answer: dict[str, str] = {"status": "accepted" if stored else "duplicate"}
+                answer["media"] = [m.id for m in photos]
+        else:
+            if media_type(request.headers.get("content-type")) not in JSON_TYPES:
+                raise UnsupportedMediaType(
+                    "send one event as application/json (a field report with photos: "
+                    "multipart/form-data)"
+                )
+            body = await read_body(request, limit)
+            try:
+                event = decode_one(body)
+                stored = await platform.intake.submit(event, who)
+            finally:
+                if len(body) >= LARGE_BODY_BYTES:
+                    del body
+                    await asyncio.to_thread(release_memory)
+            answer = {"status": "accepted" if stored else "duplicate"}
         source = who.source or getattr(event, "source", None)
         if isinstance(event, FieldReport) and source is not None:
             # The citizen's code for the public lookup (GET /v1/public/lookup, page /lookup).

@@ -57,9 +57,10 @@ def _json(value: Any, status: int = 200) -> Response:
 
 async def report_with_media(
     platform: Platform, request: Request, who: Principal
-) -> tuple[bool, list[Media]]:
+) -> tuple[FieldReport, bool, list[Media]]:
     """Store a field report sent as a form: its JSON in the part ``event``, images in any other
-    file part. The images are linked only if the report is stored; (stored, its new photos)."""
+    file part. The images are linked only if the report is stored; (report, stored, its new
+    photos)."""
     form = await read_form(request, platform.media.limits, text_parts=("event",))
     text = form.fields.get("event")
     if text is None:
@@ -69,7 +70,7 @@ async def report_with_media(
     if not isinstance(event, FieldReport):
         reason = "only a field report can carry photos"
         raise InvalidInput(f"event: {reason}", [{"field": "event", "reason": reason}])
-    return await submit_with_media(platform, event, form.files, who)
+    return (event, *await submit_with_media(platform, event, form.files, who))
 
 
 async def submit_with_media(
