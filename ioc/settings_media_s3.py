@@ -3,6 +3,7 @@ its ``IOC_`` prefix) so the settings module stays readable."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
@@ -34,6 +35,10 @@ class MediaS3Settings(BaseModel):
     media_s3_path_style: bool = Field(
         default=True,
         description="S3 media store: address the bucket in the path (http://host/bucket/name), as most on-premises stores expect; off: as a host name (http://bucket.host/name).",
+    )
+    media_s3_ca_file: Path | None = Field(
+        default=None,
+        description="S3 media store over https: CA certificates to check the store with (e.g. the province's own CA). Unset: SSL_CERT_FILE, else the certifi bundle.",
     )
     media_s3_timeout_s: float = Field(
         default=30.0,

@@ -29,6 +29,7 @@ class ObjectStore:
     url: str  # the endpoint, http://127.0.0.1:port
 
     def client(self) -> Minio:
+        """A client of the tests' own (plain http only), to look into the bucket."""
         return Minio(
             self.url.removeprefix("http://"),
             access_key=ACCESS_KEY,
@@ -51,10 +52,16 @@ def _juicefs() -> str:
 
 
 @contextmanager
-def object_store(workdir: Path) -> Iterator[ObjectStore]:
-    """A running gateway on a free loopback port, its files under ``workdir``."""
+def object_store(workdir: Path, tls: tuple[bytes, bytes] | None = None) -> Iterator[ObjectStore]:
+    """A running gateway on a free loopback port, its files under ``workdir`` (its home too:
+    the gateway keeps a ~/.minio folder). With ``tls`` (certificate, key; PEM) it speaks https."""
     juicefs = _juicefs()
     workdir.mkdir(parents=True, exist_ok=True)
+    if tls is not None:
+        certs = workdir / ".minio" / "certs"
+        certs.mkdir(parents=True)
+        (certs / "public.crt").write_bytes(tls[0])
+        (certs / "private.key").write_bytes(tls[1])
     meta = f"sqlite3://{workdir / 'meta.db'}"
     blocks = f"{workdir / 'blocks'}/"
     formatting = ["--storage", "file", "--bucket", blocks, "--trash-days", "0", "--no-update"]
@@ -67,7 +74,11 @@ def object_store(workdir: Path) -> Iterator[ObjectStore]:
     if formatted.returncode != 0:
         pytest.fail(f"`juicefs format` failed:\n{formatted.stderr[-2000:]}")
     port = free_port()
-    env = os.environ | {"MINIO_ROOT_USER": ACCESS_KEY, "MINIO_ROOT_PASSWORD": SECRET_KEY}
+    env = os.environ | {
+        "HOME": str(workdir),
+        "MINIO_ROOT_USER": ACCESS_KEY,
+        "MINIO_ROOT_PASSWORD": SECRET_KEY,
+    }
     options = [
         *("--multi-buckets", "--no-banner", "--no-usage-report", "--no-bgjob"),
         *("--backup-meta", "0", "--metrics", f"127.0.0.1:{free_port()}"),
@@ -80,7 +91,7 @@ def object_store(workdir: Path) -> Iterator[ObjectStore]:
             stdout=subprocess.DEVNULL,
             stderr=errors,
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -88,7 +99,8 @@ def object_store(workdir: Path) -> Iterator[ObjectStore]:
                 log = (workdir / "gateway.err").read_text(errors="replace")[-2000:]
                 pytest.fail(f"the S3 gateway did not start (exit {process.poll()}):\n{log}")
             try:
-                if httpx.get(f"{url}/minio/health/live", timeout=2).status_code == 200:
+                live = httpx.get(f"{url}/minio/health/live", timeout=2, verify=False)
+                if live.status_code == 200:
                     break
             except httpx.TransportError:
                 pass

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import urllib3
+from minio.error import S3Error
 from PIL import Image
 
 from ioc.errors import ConfigError
@@ -24,6 +26,7 @@ from ioc.settings import Settings, load_settings
 from tests.conftest import RunningServer, auth, make_key
 from tests.media_files import picture
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, ObjectStore, object_store
+from tests.test_mqtt_tls import certificates
 
 NOW = "2025-08-01T07:45:00+07:00"
 BUCKET = "anh-hien-truong"
@@ -101,6 +104,37 @@ def test_the_s3_store_keeps_content_addressed_objects(s3: ObjectStore) -> None:
     )
     with pytest.raises(LookupError, match="does not exist"):
         wrong.check()
+    impostor = connect(
+        s3.url, BUCKET, access_key=ACCESS_KEY, secret_key="doan-sai", region="us-east-1"
+    )
+    with pytest.raises(S3Error, match="SignatureDoesNotMatch"):  # signatures are checked
+        impostor.put(data)
+
+
+def test_the_s3_store_over_https_checks_the_certificate_with_the_ca_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca, certificate, key = certificates()
+    (tmp_path / "ca.pem").write_bytes(ca)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with object_store(tmp_path / "s3", tls=(certificate, key)) as s3:
+        assert s3.url.startswith("https://")
+        store = connect(
+            s3.url,
+            BUCKET,
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            region="us-east-1",
+            ca_file=tmp_path / "ca.pem",
+        )
+        store.client.make_bucket(BUCKET)
+        name = store.put(b"anh qua https")
+        assert store.get(name) == b"anh qua https"
+        unchecked = connect(
+            s3.url, BUCKET, access_key=ACCESS_KEY, secret_key=SECRET_KEY, region="us-east-1"
+        )
+        with pytest.raises(urllib3.exceptions.MaxRetryError, match="CERTIFICATE_VERIFY_FAILED"):
+            unchecked.get(name)
 
 
 def ticket_media(server: RunningServer, client: httpx.Client, key: str, external_id: str) -> Any:

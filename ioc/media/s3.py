@@ -14,6 +14,7 @@ import io
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import certifi
@@ -93,14 +94,16 @@ def connect(
     path_style: bool = True,
     prefix: str = "",
     timeout_s: float = 30.0,
+    ca_file: Path | None = None,
 ) -> S3Store:
-    """A store on the endpoint ``url`` (http(s)://host[:port])."""
+    """A store on the endpoint ``url`` (http(s)://host[:port]); https is checked against
+    ``ca_file``, else SSL_CERT_FILE, else the certifi bundle."""
     parts = urlsplit(url)
     http = urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
         maxsize=10,
         cert_reqs="CERT_REQUIRED",
-        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        ca_certs=str(ca_file) if ca_file else os.environ.get("SSL_CERT_FILE") or certifi.where(),
         retries=urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
     )
     client = Minio(

@@ -21,6 +21,7 @@ def open_media_store(settings: Settings) -> MediaStore:
             path_style=settings.media_s3_path_style,
             prefix=settings.media_s3_prefix,
             timeout_s=settings.media_s3_timeout_s,
+            ca_file=settings.media_s3_ca_file,
         )
     return FolderStore(settings.media_dir or settings.data_dir / "media")
 
