@@ -23,7 +23,7 @@ from ioc.events.intake import Intake
 from ioc.events.rules import EventRules
 from ioc.jobs import Maintenance
 from ioc.live import LiveHub
-from ioc.media.store import FolderStore
+from ioc.media.stores import open_media_store
 from ioc.media.uploads import Limits, MediaDesk
 from ioc.metrics import Metrics, pool_stats
 from ioc.settings import Settings
@@ -155,7 +155,7 @@ class Platform:
         )
         self._media = MediaDesk(
             self._pool,
-            FolderStore(self.settings.media_dir or self.settings.data_dir / "media"),
+            open_media_store(self.settings),
             Limits(
                 self.settings.media_max_bytes,
                 self.settings.media_max_pixels,

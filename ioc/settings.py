@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.errors import ConfigError
 from ioc.settings_lookup import LookupSettings
+from ioc.settings_media_s3 import MediaS3Settings
 from ioc.settings_mqtt import MqttSettings
 from ioc.settings_sso import SsoSettings
 
@@ -28,13 +29,14 @@ _SECRET_FIELDS = frozenset(
         "mqtt_url",
         "mqtt_api_key",
         "oidc_client_secret",
+        "media_s3_secret_key",
     }
 )
 # The views the video wall's playlist may name (the wall page draws each).
 WALL_VIEWS = ("province", "centre", "dossiers", "traffic")
 
 
-class Settings(LookupSettings, MqttSettings, SsoSettings, BaseSettings):
+class Settings(LookupSettings, MediaS3Settings, MqttSettings, SsoSettings, BaseSettings):
     """Typed settings; one field per ``IOC_*`` environment variable."""
 
     model_config = SettingsConfigDict(

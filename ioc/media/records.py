@@ -7,6 +7,7 @@ the report (an upload not linked to a report: operators and admins only). Anyone
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -196,11 +197,12 @@ async def prune(conn: Conn, store: MediaStore, orphaned_before: datetime, grace_
     )
     rows = cur.rowcount
     files = 0
-    for name in list(store.names(grace_s)):
+    # The store's calls block (a folder's disk, an object store's network): off the loop.
+    for name in await asyncio.to_thread(lambda: list(store.names(grace_s))):
         held = await conn.execute(
             "SELECT 1 FROM media WHERE sha256 = %s OR preview_sha256 = %s LIMIT 1", (name, name)
         )
         if await held.fetchone() is None:
-            store.delete(name)
+            await asyncio.to_thread(store.delete, name)
             files += 1
     return Pruned(rows, files)

@@ -1,4 +1,5 @@
-"""Where image files live: a small interface, and a folder that implements it.
+"""Where image files live: a small interface, and a folder that implements it (ioc.media.s3 is
+the other implementation, an S3-compatible object store).
 
 Files are named by the SHA-256 of their content, so the same photo uploaded twice is one file,
 and a name never changes meaning. A write goes to a temporary file in the target's folder and is
@@ -39,6 +40,13 @@ class MediaStore(Protocol):
         ...
 
 
+def object_path(name: str) -> str:
+    """Where the file ``name`` lives under a store's root: ``ab/cd/abcd…``."""
+    if not _NAME.match(name):
+        raise ValueError(f"{name!r} is not a media file name (64 hex digits)")
+    return f"{name[:2]}/{name[2:4]}/{name}"
+
+
 class FolderStore:
     """A folder of files ``ab/cd/abcd…`` (two levels, so no folder grows too large)."""
 
@@ -46,9 +54,7 @@ class FolderStore:
         self.root = root
 
     def _path(self, name: str) -> Path:
-        if not _NAME.match(name):
-            raise ValueError(f"{name!r} is not a media file name (64 hex digits)")
-        return self.root / name[:2] / name[2:4] / name
+        return self.root / object_path(name)
 
     def put(self, data: bytes) -> str:
         name = hashlib.sha256(data).hexdigest()
