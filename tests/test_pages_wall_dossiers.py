@@ -240,6 +240,7 @@ def test_a_wall_away_longer_than_the_log_keeps_reloads_its_snapshot(
         post_all(client, source_key, [report(5)])
         with psycopg.connect(server.db_url, autocommit=True) as conn:
             conn.execute("DELETE FROM live_log")  # pruned: the page's number is no longer kept
+            conn.execute("DELETE FROM live_commits")
     finally:
         server.run(hub.start())
     wall.wait_for_function(LIVE, timeout=20_000)

@@ -32,6 +32,7 @@ import psycopg
 
 from ioc.errors import InvalidInput
 from ioc.settings import Settings
+from ioc.store.livelog import newest
 from ioc.tickets.states import OPEN_STATES
 from maps.wall import traffic
 from maps.wall.dossiers import PLACE_COLUMNS, DossierBoard, board, places
@@ -242,13 +243,12 @@ async def cursor_at(conn: Conn, now: datetime, pool_timeout_s: float) -> datetim
 async def snapshot(conn: Conn, now: datetime, settings: Settings) -> Snapshot:
     # The feed's number and the cursor first: whatever commits while the rest is read is then
     # sent (or asked for) again.
-    cur = await conn.execute("SELECT coalesce(max(seq), 0) FROM live_log")
-    row = await cur.fetchone()
+    seq = await newest(conn)
     cursor = await cursor_at(conn, now, settings.pool_timeout_s)
     return Snapshot(
         server_time=millis(now) or 0,
         cursor=cursor.isoformat(),
-        seq=int(row[0]) if row else 0,
+        seq=seq,
         tickets=await open_tickets(conn),
         sensors=await sensors(conn, now),
         alerts=await active_alerts(conn),
