@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import math
 import os
 import tempfile
 import time
@@ -27,7 +29,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 import psycopg
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from ioc.bench.failover_load import CATEGORIES, ZONE, Poster
 from ioc.bench.harness import server_process
@@ -41,6 +43,7 @@ from ioc.store.keys import create_key
 # the failover).
 _DEADLINE_HOURS = 0.005
 OUTAGE_BAR_S = 30.0
+NAN = float("nan")
 
 
 @dataclass
@@ -55,8 +58,8 @@ class FailoverRun:
     lost: int
     duplicate_alerts: int
     alerts: int
-    outage_s: float  # first failure after the kill → first acknowledgement after it
-    caught_up_s: float  # the kill → the last client knows every acknowledged ticket
+    outage_s: float  # the longest time after the kill without an acknowledgement
+    caught_up_s: float  # the kill → every client knows every ticket acknowledged until then
     clients_behind: int  # clients still missing an acknowledged ticket at the end
     failed_requests: int
     lag_s: float  # the longest a released batch waited for a sender (the platform was slower)
@@ -74,9 +77,7 @@ class FailoverRun:
 class _Client:
     """One websocket client's view of the ticket feed."""
 
-    known: set[int] = field(default_factory=set)
-    resynced_at: float = 0.0
-    caught_up_at: float = 0.0
+    known: dict[int, float] = field(default_factory=dict)  # ticket → when first heard of
     closed: str = ""
 
 
@@ -99,23 +100,26 @@ async def _follow(client: _Client, server: str, key: str, since: str, stop: asyn
     decoder = msgspec.json.Decoder()
     ws_url = server.replace("http://", "ws://") + f"/v1/tickets/ws?api_key={key}"
     async with connect(ws_url, max_queue=None, ping_interval=None) as socket:
-        while not stop.is_set():
-            try:
-                text = await asyncio.wait_for(socket.recv(), 0.5)
-            except TimeoutError:
-                continue
-            except Exception as exc:
-                client.closed = f"{type(exc).__name__}: {exc}"
-                return
-            message = decoder.decode(text)
-            if not isinstance(message, dict):
-                continue
-            if isinstance(message.get("ticket"), int):
-                client.known.add(message["ticket"])
-            elif message.get("resync"):
-                client.resynced_at = time.monotonic()
-                await _reload(client, server, key, since)
-                client.caught_up_at = time.monotonic()
+        # One waiter closes the socket at the end (no timer per message: the client is cheap).
+        closer = asyncio.create_task(_close_when(stop, socket))
+        try:
+            async for text in socket:
+                message = decoder.decode(text)
+                if not isinstance(message, dict):
+                    continue
+                if isinstance(ticket := message.get("ticket"), int):
+                    client.known.setdefault(ticket, time.monotonic())
+                elif message.get("resync"):
+                    await _reload(client, server, key, since)
+        except Exception as exc:
+            client.closed = f"{type(exc).__name__}: {exc}"
+        finally:
+            closer.cancel()
+
+
+async def _close_when(stop: asyncio.Event, socket: ClientConnection) -> None:
+    await stop.wait()
+    await socket.close()
 
 
 async def _reload(client: _Client, server: str, key: str, since: str) -> None:
@@ -128,7 +132,9 @@ async def _reload(client: _Client, server: str, key: str, since: str) -> None:
                     await asyncio.sleep(0.5)
                     continue
                 page = await answer.json()
-            client.known.update(int(t["id"]) for t in page["tickets"])
+            now = time.monotonic()
+            for ticket in page["tickets"]:
+                client.known.setdefault(int(ticket["id"]), now)
             if not page.get("next"):
                 return
             params["cursor"] = page["next"]
@@ -161,18 +167,21 @@ async def _run(
     killed_at = time.monotonic()
     await posting
     promoted = await asyncio.to_thread(cluster.leader)
-    tickets = await _tickets(cluster.url(), set(poster.acked))
+    tickets = await _tickets(cluster.url(), poster.acked)
     # Every client should know every acknowledged ticket; give the feeds a moment to deliver.
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(tickets - c.known for c in clients):  # noqa: ASYNC110 (a poll of plain sets)
+    while time.monotonic() < deadline and any(tickets.keys() - c.known for c in clients):  # noqa: ASYNC110 (a poll of plain dicts)
         await asyncio.sleep(0.2)
     stop.set()
     await asyncio.gather(*followers, return_exceptions=True)
-    failed_after = [t for t in poster.failures if t >= killed_at]
-    first_failed = min(failed_after, default=killed_at)
-    back = min((t for t in poster.acked.values() if t > first_failed), default=float("nan"))
+    # Without service: the longest time after the kill with no acknowledgement at all (batches
+    # in flight on other connections may still be answered just after the first failure).
+    acks = sorted([killed_at, *(t for t in poster.acked.values() if t >= killed_at)])
+    gap, back = max(((b - a, b) for a, b in itertools.pairwise(acks)), default=(NAN, NAN))
     lost, duplicates, alerts = await _audit(cluster.url(), set(poster.acked))
-    caught = [max(c.caught_up_at, c.resynced_at) for c in clients]
+    # Caught up: every client knows every ticket acknowledged by the time service was back.
+    owed = [t for t, at in tickets.items() if at <= back]
+    heard = [c.known.get(t, NAN) for c in clients for t in owed]
     # After: the schedule's last 10 s, or from 5 s after service came back when that is later.
     after_from = min(max(back + 5, poster.ended - 10), poster.ended - 1)
     return FailoverRun(
@@ -186,9 +195,11 @@ async def _run(
         lost=lost,
         duplicate_alerts=duplicates,
         alerts=alerts,
-        outage_s=(back - first_failed) if failed_after else 0.0,
-        caught_up_s=max(caught) - killed_at if all(caught) else float("nan"),
-        clients_behind=sum(1 for c in clients if tickets - c.known),
+        outage_s=gap,
+        caught_up_s=max(0.0, max(heard, default=killed_at) - killed_at)
+        if not math.isnan(back) and not any(math.isnan(h) for h in heard)
+        else NAN,
+        clients_behind=sum(1 for c in clients if tickets.keys() - c.known),
         failed_requests=len(poster.failures),
         lag_s=poster.lag_s,
         held_back=poster.held_back,
@@ -199,12 +210,17 @@ async def _run(
     )
 
 
-async def _tickets(url: str, acked: set[str]) -> set[int]:
+async def _tickets(url: str, acked: dict[str, float]) -> dict[int, float]:
+    """The tickets of acknowledged reports, each with its first report's acknowledgement."""
     async with await psycopg.AsyncConnection.connect(url) as conn:
         cur = await conn.execute(
             "SELECT external_id, ticket_id FROM field_reports WHERE source = 'failover'"
         )
-        return {int(t) for e, t in await cur.fetchall() if e in acked and t is not None}
+        tickets: dict[int, float] = {}
+        for external_id, ticket in await cur.fetchall():
+            if ticket is not None and (at := acked.get(str(external_id))) is not None:
+                tickets[int(ticket)] = min(at, tickets.get(int(ticket), at))
+        return tickets
 
 
 async def _audit(url: str, acked: set[str]) -> tuple[int, int, int]:
