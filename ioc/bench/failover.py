@@ -61,6 +61,7 @@ class FailoverRun:
     outage_s: float  # the longest time after the kill without an acknowledgement
     caught_up_s: float  # the kill → every client knows every ticket acknowledged until then
     clients_behind: int  # clients still missing an acknowledged ticket at the end
+    reconnects: int  # feed sockets the server closed (a client too far behind), resumed
     failed_requests: int
     lag_s: float  # the longest a released batch waited for a sender (the platform was slower)
     held_back: int  # reports not sent because a second's worth was already waiting
@@ -78,7 +79,9 @@ class _Client:
     """One websocket client's view of the ticket feed."""
 
     known: dict[int, float] = field(default_factory=dict)  # ticket → when first heard of
-    closed: str = ""
+    seq: int = 0  # the last live-log number received
+    reconnects: int = 0
+    closed: str = ""  # why the socket last ended with an error
 
 
 async def _prepare(url: str) -> tuple[str, str]:
@@ -95,26 +98,41 @@ async def _prepare(url: str) -> tuple[str, str]:
     return source.token, operator.token
 
 
-async def _follow(client: _Client, server: str, key: str, since: str, stop: asyncio.Event) -> None:
-    """Follow the ticket feed; after a resync, reload the tickets opened since ``since``."""
+async def _follow(
+    client: _Client, servers: list[str], first: int, key: str, since: str, stop: asyncio.Event
+) -> None:
+    """Follow the ticket feed as a wall client does: when the server closes the socket (a client
+    too far behind is dropped), reconnect to the next server with ``?after=<last seq>``; after
+    a resync, reload the tickets opened since ``since``."""
     decoder = msgspec.json.Decoder()
-    ws_url = server.replace("http://", "ws://") + f"/v1/tickets/ws?api_key={key}"
-    async with connect(ws_url, max_queue=None, ping_interval=None) as socket:
-        # One waiter closes the socket at the end (no timer per message: the client is cheap).
-        closer = asyncio.create_task(_close_when(stop, socket))
+    attempt = 0
+    while not stop.is_set():
+        server = servers[(first + attempt) % len(servers)]
+        after = f"&after={client.seq}" if client.seq else ""
+        ws_url = server.replace("http://", "ws://") + f"/v1/tickets/ws?api_key={key}{after}"
         try:
-            async for text in socket:
-                message = decoder.decode(text)
-                if not isinstance(message, dict):
-                    continue
-                if isinstance(ticket := message.get("ticket"), int):
-                    client.known.setdefault(ticket, time.monotonic())
-                elif message.get("resync"):
-                    await _reload(client, server, key, since)
+            async with connect(ws_url, max_queue=None, ping_interval=None) as socket:
+                # One waiter closes the socket at the end (no timer per message: cheap).
+                closer = asyncio.create_task(_close_when(stop, socket))
+                try:
+                    async for text in socket:
+                        message = decoder.decode(text)
+                        if not isinstance(message, dict):
+                            continue
+                        if isinstance(seq := message.get("seq"), int):
+                            client.seq = max(client.seq, seq)
+                        if isinstance(ticket := message.get("ticket"), int):
+                            client.known.setdefault(ticket, time.monotonic())
+                        elif message.get("resync"):
+                            await _reload(client, server, key, since)
+                finally:
+                    closer.cancel()
         except Exception as exc:
             client.closed = f"{type(exc).__name__}: {exc}"
-        finally:
-            closer.cancel()
+        if not stop.is_set():
+            client.reconnects += 1
+            attempt += 1
+            await asyncio.sleep(0.2)
 
 
 async def _close_when(stop: asyncio.Event, socket: ClientConnection) -> None:
@@ -156,7 +174,7 @@ async def _run(
     stop = asyncio.Event()
     clients = [_Client() for _ in servers for _ in range(clients_per_server)]
     followers = [
-        asyncio.create_task(_follow(c, servers[i % len(servers)], operator, since, stop))
+        asyncio.create_task(_follow(c, servers, i, operator, since, stop))
         for i, c in enumerate(clients)
     ]
     await asyncio.sleep(1.0)  # the clients are connected
@@ -200,6 +218,7 @@ async def _run(
         if not math.isnan(back) and not any(math.isnan(h) for h in heard)
         else NAN,
         clients_behind=sum(1 for c in clients if tickets.keys() - c.known),
+        reconnects=sum(c.reconnects for c in clients),
         failed_requests=len(poster.failures),
         lag_s=poster.lag_s,
         held_back=poster.held_back,
@@ -308,7 +327,7 @@ def report_lines(run: FailoverRun, timing: Timing) -> list[str]:
         f"acknowledged events: {run.acked:,}; lost: {run.lost} (must be 0)",
         f"duplicate alerts: {run.duplicate_alerts} (must be 0) of {run.alerts:,} alerts",
         f"websocket clients caught up {run.caught_up_s:.1f} s after the kill; "
-        f"{run.clients_behind} still behind",
+        f"{run.clients_behind} still behind ({run.reconnects} reconnects with ?after=)",
         f"ingest ({run.per_request} per request): before the kill {run.offered_before:,.0f} "
         f"events/s offered, {run.rate_before:,.0f}/s acknowledged; after "
         f"{run.offered_after:,.0f}/s offered, {run.rate_after:,.0f}/s acknowledged "
