@@ -2,19 +2,22 @@
 
 A Patroni cluster of two PostgreSQL 15 nodes (synchronous replication) runs on this machine
 (``ioc.ha.cluster``); several ``ioc serve`` processes use it through a multi-host URL. Field
-reports are posted round-robin to them at a steady rate, each report retried until it is
-acknowledged (as a source would), while websocket clients on every process follow the ticket
+reports are posted round-robin to them at a steady rate, one per request or in small NDJSON
+batches (``ioc.bench.failover_load``), each request retried until it is acknowledged (as a
+source would) and every acknowledged report owed, while websocket clients on every process follow the ticket
 feed and reload the queue when the feed says it resynchronised. Part-way, the leader's
 postmaster gets SIGKILL. Measured: the seconds without service (the first failed request after
 the kill to the first acknowledgement after that), acknowledged reports missing afterwards,
-duplicate alerts, how long until every client knew every ticket again, and the rate of
-acknowledgements before and after.
+duplicate alerts, how long until every client knew every ticket again, and the offered and
+acknowledged rates before and after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import math
 import os
 import tempfile
 import time
@@ -22,27 +25,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import aiohttp
 import msgspec
 import psycopg
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
+from ioc.bench.failover_load import CATEGORIES, ZONE, Poster
 from ioc.bench.harness import server_process
 from ioc.ha.cluster import LocalCluster
 from ioc.ha.config import SHIPPED, Timing
 from ioc.store import migrate
 from ioc.store.keys import create_key
 
-_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
-_CATEGORIES = ("moi_truong", "giao_thong", "chieu_sang", "cap_thoat_nuoc", "trat_tu_do_thi")
 # Tickets of the first category (one report in five) are due within seconds, so the SLA
 # engines of every process raise due-soon and overdue alerts all through the run (and through
 # the failover).
 _DEADLINE_HOURS = 0.005
 OUTAGE_BAR_S = 30.0
+NAN = float("nan")
 
 
 @dataclass
@@ -50,19 +51,23 @@ class FailoverRun:
     servers: int
     clients: int
     rate: float
+    per_request: int
     killed: str
     promoted: str
     acked: int
     lost: int
     duplicate_alerts: int
     alerts: int
-    outage_s: float  # first failure after the kill → first acknowledgement after it
-    caught_up_s: float  # the kill → the last client knows every acknowledged ticket
+    outage_s: float  # the longest time after the kill without an acknowledgement
+    caught_up_s: float  # the kill → every client knows every ticket acknowledged until then
     clients_behind: int  # clients still missing an acknowledged ticket at the end
+    reconnects: int  # feed sockets the server closed (a client too far behind), resumed
     failed_requests: int
-    lag_s: float  # the longest a released report waited for a sender (the platform was slower)
+    lag_s: float  # the longest a released batch waited for a sender (the platform was slower)
     held_back: int  # reports not sent because a second's worth was already waiting
-    rate_before: float
+    offered_before: float  # reports handed to the senders per second, before the kill
+    rate_before: float  # reports acknowledged per second, before the kill
+    offered_after: float  # the same, once service is back (the last 10 s of the schedule)
     rate_after: float
 
     def figures(self) -> dict[str, float | int | str]:
@@ -73,30 +78,15 @@ class FailoverRun:
 class _Client:
     """One websocket client's view of the ticket feed."""
 
-    known: set[int] = field(default_factory=set)
-    resynced_at: float = 0.0
-    caught_up_at: float = 0.0
-    closed: str = ""
-
-
-def _report(n: int, now: datetime) -> dict[str, Any]:
-    # On a grid 0.0006° × 0.0005° apart (over 50 m): no report joins another's ticket.
-    side = 400
-    return {
-        "kind": "field_report",
-        "external_id": f"F-{n}",
-        "category": _CATEGORIES[n % len(_CATEGORIES)],
-        "description": "Phản ánh hiện trường (thử chuyển đổi dự phòng)",
-        "lon": round(107.45 + (n % side) * 0.0006, 6),
-        "lat": round(16.30 + (n // side) * 0.0005, 6),
-        # Now: a report older than its deadline would raise no alert (a back-filled record).
-        "occurred_at": now.isoformat(),
-    }
+    known: dict[int, float] = field(default_factory=dict)  # ticket → when first heard of
+    seq: int = 0  # the last live-log number received
+    reconnects: int = 0
+    closed: str = ""  # why the socket last ended with an error
 
 
 async def _prepare(url: str) -> tuple[str, str]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        for category in _CATEGORIES[:1]:
+        for category in CATEGORIES[:1]:
             await conn.execute(
                 "INSERT INTO deadline_policies (subject, key, unit, amount)"
                 " VALUES ('ticket', %s, 'calendar_hours', %s)"
@@ -108,28 +98,46 @@ async def _prepare(url: str) -> tuple[str, str]:
     return source.token, operator.token
 
 
-async def _follow(client: _Client, server: str, key: str, since: str, stop: asyncio.Event) -> None:
-    """Follow the ticket feed; after a resync, reload the tickets opened since ``since``."""
+async def _follow(
+    client: _Client, servers: list[str], first: int, key: str, since: str, stop: asyncio.Event
+) -> None:
+    """Follow the ticket feed as a wall client does: when the server closes the socket (a client
+    too far behind is dropped), reconnect to the next server with ``?after=<last seq>``; after
+    a resync, reload the tickets opened since ``since``."""
     decoder = msgspec.json.Decoder()
-    ws_url = server.replace("http://", "ws://") + f"/v1/tickets/ws?api_key={key}"
-    async with connect(ws_url, max_queue=None, ping_interval=None) as socket:
-        while not stop.is_set():
-            try:
-                text = await asyncio.wait_for(socket.recv(), 0.5)
-            except TimeoutError:
-                continue
-            except Exception as exc:
-                client.closed = f"{type(exc).__name__}: {exc}"
-                return
-            message = decoder.decode(text)
-            if not isinstance(message, dict):
-                continue
-            if isinstance(message.get("ticket"), int):
-                client.known.add(message["ticket"])
-            elif message.get("resync"):
-                client.resynced_at = time.monotonic()
-                await _reload(client, server, key, since)
-                client.caught_up_at = time.monotonic()
+    attempt = 0
+    while not stop.is_set():
+        server = servers[(first + attempt) % len(servers)]
+        after = f"&after={client.seq}" if client.seq else ""
+        ws_url = server.replace("http://", "ws://") + f"/v1/tickets/ws?api_key={key}{after}"
+        try:
+            async with connect(ws_url, max_queue=None, ping_interval=None) as socket:
+                # One waiter closes the socket at the end (no timer per message: cheap).
+                closer = asyncio.create_task(_close_when(stop, socket))
+                try:
+                    async for text in socket:
+                        message = decoder.decode(text)
+                        if not isinstance(message, dict):
+                            continue
+                        if isinstance(seq := message.get("seq"), int):
+                            client.seq = max(client.seq, seq)
+                        if isinstance(ticket := message.get("ticket"), int):
+                            client.known.setdefault(ticket, time.monotonic())
+                        elif message.get("resync"):
+                            await _reload(client, server, key, since)
+                finally:
+                    closer.cancel()
+        except Exception as exc:
+            client.closed = f"{type(exc).__name__}: {exc}"
+        if not stop.is_set():
+            client.reconnects += 1
+            attempt += 1
+            await asyncio.sleep(0.2)
+
+
+async def _close_when(stop: asyncio.Event, socket: ClientConnection) -> None:
+    await stop.wait()
+    await socket.close()
 
 
 async def _reload(client: _Client, server: str, key: str, since: str) -> None:
@@ -142,90 +150,12 @@ async def _reload(client: _Client, server: str, key: str, since: str) -> None:
                     await asyncio.sleep(0.5)
                     continue
                 page = await answer.json()
-            client.known.update(int(t["id"]) for t in page["tickets"])
+            now = time.monotonic()
+            for ticket in page["tickets"]:
+                client.known.setdefault(int(ticket["id"]), now)
             if not page.get("next"):
                 return
             params["cursor"] = page["next"]
-
-
-class _Poster:
-    """Releases report n at start + n / rate; ``parallel`` senders post each, round-robin over
-    the servers, retrying until it is acknowledged (a source that keeps what it could not
-    deliver). When the platform is slower than the rate, reports wait their turn: ``lag_s``."""
-
-    def __init__(self, servers: list[str], key: str, rate: float, parallel: int = 96) -> None:
-        self.servers = servers
-        self.key = key
-        self.rate = rate
-        self.parallel = parallel
-        self.acked: dict[str, float] = {}
-        self.failures: list[float] = []
-        self.lag_s = 0.0
-        self.held_back = 0
-        self.started = 0.0
-        self.encoder = msgspec.json.Encoder()
-
-    async def run(self, seconds: float) -> None:
-        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
-        connector = aiohttp.TCPConnector(limit=self.parallel)
-        # No total: a report waits as long as it must; a silent server counts as a failure.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
-        released: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
-        backlog = max(self.rate, self.parallel)  # one second of reports at most
-        async with aiohttp.ClientSession(
-            connector=connector, headers=headers, timeout=timeout
-        ) as session:
-            self.started = time.monotonic()
-            senders = [
-                asyncio.create_task(self._send(session, released)) for _ in range(self.parallel)
-            ]
-            n = slot = 0
-            while (due := self.started + slot / self.rate) < self.started + seconds:
-                if (wait := due - time.monotonic()) > 0:
-                    await asyncio.sleep(wait)
-                slot += 1
-                if released.qsize() >= backlog:
-                    # The platform is slower than the rate: the source holds this one back
-                    # (never sent, so never acknowledged) rather than queue without bound.
-                    self.held_back += 1
-                    continue
-                released.put_nowait((n, due))
-                n += 1
-            for _ in senders:
-                released.put_nowait(None)
-            await asyncio.gather(*senders)
-
-    async def _send(
-        self, session: aiohttp.ClientSession, released: asyncio.Queue[tuple[int, float] | None]
-    ) -> None:
-        while (item := await released.get()) is not None:
-            n, due = item
-            self.lag_s = max(self.lag_s, time.monotonic() - due)
-            await self._post(session, n)
-
-    async def _post(self, session: aiohttp.ClientSession, n: int) -> None:
-        report = _report(n, datetime.now(_ZONE))
-        body = self.encoder.encode(report)
-        attempt = 0
-        while True:
-            server = self.servers[(n + attempt) % len(self.servers)]
-            try:
-                async with session.post(f"{server}/v1/events", data=body) as answer:
-                    await answer.read()
-                    if answer.status in (200, 201):
-                        self.acked[report["external_id"]] = time.monotonic()
-                        return
-                    if answer.status < 500 and answer.status != 429:
-                        raise RuntimeError(f"report refused: {answer.status} {await answer.text()}")
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            self.failures.append(time.monotonic())
-            attempt += 1
-            await asyncio.sleep(0.25)
-
-
-def _rate(stamps: list[float], start: float, end: float) -> float:
-    return sum(1 for t in stamps if start <= t < end) / max(end - start, 1e-9)
 
 
 async def _run(
@@ -233,67 +163,83 @@ async def _run(
     servers: list[str],
     keys: tuple[str, str],
     rate: float,
+    per_request: int,
     before_s: float,
     after_s: float,
     clients_per_server: int,
 ) -> FailoverRun:
     source, operator = keys
-    start_at = datetime.now(_ZONE) - timedelta(minutes=1)
+    start_at = datetime.now(ZONE) - timedelta(minutes=1)
     since = (start_at - timedelta(minutes=1)).isoformat()
     stop = asyncio.Event()
     clients = [_Client() for _ in servers for _ in range(clients_per_server)]
     followers = [
-        asyncio.create_task(_follow(c, servers[i % len(servers)], operator, since, stop))
+        asyncio.create_task(_follow(c, servers, i, operator, since, stop))
         for i, c in enumerate(clients)
     ]
     await asyncio.sleep(1.0)  # the clients are connected
-    poster = _Poster(servers, source, rate)
+    poster = Poster(servers, source, rate, per_request)
     posting = asyncio.create_task(poster.run(before_s + after_s))
     await asyncio.sleep(before_s)
     killed = (await asyncio.to_thread(cluster.kill_primary)).name
     killed_at = time.monotonic()
     await posting
-    ended = time.monotonic()
     promoted = await asyncio.to_thread(cluster.leader)
-    tickets = await _tickets(cluster.url(), set(poster.acked))
+    tickets = await _tickets(cluster.url(), poster.acked)
     # Every client should know every acknowledged ticket; give the feeds a moment to deliver.
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(tickets - c.known for c in clients):  # noqa: ASYNC110 (a poll of plain sets)
+    while time.monotonic() < deadline and any(tickets.keys() - c.known for c in clients):  # noqa: ASYNC110 (a poll of plain dicts)
         await asyncio.sleep(0.2)
     stop.set()
     await asyncio.gather(*followers, return_exceptions=True)
-    failed_after = [t for t in poster.failures if t >= killed_at]
-    first_failed = min(failed_after, default=killed_at)
-    back = min((t for t in poster.acked.values() if t > first_failed), default=float("nan"))
+    # Without service: the longest time after the kill with no acknowledgement at all (batches
+    # in flight on other connections may still be answered just after the first failure).
+    acks = sorted([killed_at, *(t for t in poster.acked.values() if t >= killed_at)])
+    gap, back = max(((b - a, b) for a, b in itertools.pairwise(acks)), default=(NAN, NAN))
     lost, duplicates, alerts = await _audit(cluster.url(), set(poster.acked))
-    caught = [max(c.caught_up_at, c.resynced_at) for c in clients]
+    # Caught up: every client knows every ticket acknowledged by the time service was back.
+    owed = [t for t, at in tickets.items() if at <= back]
+    heard = [c.known.get(t, NAN) for c in clients for t in owed]
+    # After: the schedule's last 10 s, or from 5 s after service came back when that is later.
+    after_from = min(max(back + 5, poster.ended - 10), poster.ended - 1)
     return FailoverRun(
         servers=len(servers),
         clients=len(clients),
         rate=rate,
+        per_request=per_request,
         killed=killed,
         promoted=promoted.name if promoted else "none",
         acked=len(poster.acked),
         lost=lost,
         duplicate_alerts=duplicates,
         alerts=alerts,
-        outage_s=(back - first_failed) if failed_after else 0.0,
-        caught_up_s=max(caught) - killed_at if all(caught) else float("nan"),
-        clients_behind=sum(1 for c in clients if tickets - c.known),
+        outage_s=gap,
+        caught_up_s=max(0.0, max(heard, default=killed_at) - killed_at)
+        if not math.isnan(back) and not any(math.isnan(h) for h in heard)
+        else NAN,
+        clients_behind=sum(1 for c in clients if tickets.keys() - c.known),
+        reconnects=sum(c.reconnects for c in clients),
         failed_requests=len(poster.failures),
         lag_s=poster.lag_s,
         held_back=poster.held_back,
-        rate_before=_rate(list(poster.acked.values()), poster.started + 1, killed_at),
-        rate_after=_rate(list(poster.acked.values()), max(back + 5, ended - 10), ended),
+        offered_before=poster.offered(poster.started + 1, killed_at),
+        rate_before=poster.achieved(poster.started + 1, killed_at),
+        offered_after=poster.offered(after_from, poster.ended),
+        rate_after=poster.achieved(after_from, poster.ended),
     )
 
 
-async def _tickets(url: str, acked: set[str]) -> set[int]:
+async def _tickets(url: str, acked: dict[str, float]) -> dict[int, float]:
+    """The tickets of acknowledged reports, each with its first report's acknowledgement."""
     async with await psycopg.AsyncConnection.connect(url) as conn:
         cur = await conn.execute(
             "SELECT external_id, ticket_id FROM field_reports WHERE source = 'failover'"
         )
-        return {int(t) for e, t in await cur.fetchall() if e in acked and t is not None}
+        tickets: dict[int, float] = {}
+        for external_id, ticket in await cur.fetchall():
+            if ticket is not None and (at := acked.get(str(external_id))) is not None:
+                tickets[int(ticket)] = min(at, tickets.get(int(ticket), at))
+        return tickets
 
 
 async def _audit(url: str, acked: set[str]) -> tuple[int, int, int]:
@@ -332,6 +278,7 @@ def measure_failover(
     *,
     servers: int = 3,
     rate: float = 1000.0,
+    per_request: int = 10,
     before_s: float = 15.0,
     after_s: float = 45.0,
     clients_per_server: int = 2,
@@ -355,6 +302,7 @@ def measure_failover(
                     [s.url for s in started],
                     keys,
                     rate,
+                    per_request,
                     before_s,
                     after_s,
                     clients_per_server,
@@ -366,19 +314,25 @@ def measure_failover(
 
 def report_lines(run: FailoverRun, timing: Timing) -> list[str]:
     ok = run.outage_s <= OUTAGE_BAR_S and run.lost == 0 and run.duplicate_alerts == 0
+    # Held: within 5 % of the asked rate, before the kill and again once service is back.
+    held = min(run.rate_before, run.rate_after) >= 0.95 * run.rate
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return [
         f"cluster: 2 × PostgreSQL 15 (synchronous), Patroni ttl {timing.ttl} s, "
         f"loop_wait {timing.loop_wait} s, retry_timeout {timing.retry_timeout} s; "
-        f"{run.servers} API processes, {run.clients} websocket clients; pid {os.getpid()}",
+        f"{run.servers} API processes, {run.clients} websocket clients; pid {os.getpid()}, "
+        f"load average {load}",
         f"killed the primary on {run.killed}; {run.promoted} is the leader now",
         f"seconds without service: {run.outage_s:.1f} (bar ≤ {OUTAGE_BAR_S:.0f})",
         f"acknowledged events: {run.acked:,}; lost: {run.lost} (must be 0)",
         f"duplicate alerts: {run.duplicate_alerts} (must be 0) of {run.alerts:,} alerts",
         f"websocket clients caught up {run.caught_up_s:.1f} s after the kill; "
-        f"{run.clients_behind} still behind",
-        f"ingest: {run.rate_before:,.0f} events/s before, {run.rate_after:,.0f} events/s after "
-        f"(asked {run.rate:,.0f}/s; {run.held_back:,} held back while a second's worth "
-        f"waited, the longest wait {run.lag_s:.1f} s); "
+        f"{run.clients_behind} still behind ({run.reconnects} reconnects with ?after=)",
+        f"ingest ({run.per_request} per request): before the kill {run.offered_before:,.0f} "
+        f"events/s offered, {run.rate_before:,.0f}/s acknowledged; after "
+        f"{run.offered_after:,.0f}/s offered, {run.rate_after:,.0f}/s acknowledged "
+        f"(asked {run.rate:,.0f}/s: {'held' if held else 'NOT held'}; {run.held_back:,} "
+        f"held back while a second's worth waited, the longest wait {run.lag_s:.1f} s); "
         f"{run.failed_requests:,} requests failed and were retried",
         "bar: " + ("met" if ok else "MISSED"),
     ]

@@ -155,6 +155,12 @@ def bench_clients(requests: int, concurrency: int) -> None:
 @click.option("--after", default=45.0, show_default=True, help="Seconds of ingest after the kill.")
 @click.option("--clients", default=2, show_default=True, help="Websocket clients per process.")
 @click.option(
+    "--per-request",
+    default=10,
+    show_default=True,
+    help="Field reports per request: 1 posts single events, more NDJSON batches.",
+)
+@click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -167,6 +173,7 @@ def bench_failover(
     before: float,
     after: float,
     clients: int,
+    per_request: int,
     home: Path | None,
     fast: bool,
 ) -> None:
@@ -175,14 +182,17 @@ def bench_failover(
     from ioc.bench.harness import machine_line
     from ioc.ha.config import FAST, SHIPPED
 
-    if servers < 1 or rate <= 0 or before <= 0 or after <= 0 or clients < 0:
-        raise click.BadParameter("--servers, --rate, --before, --after must be positive")
+    if min(servers, per_request) < 1 or min(rate, before, after) <= 0 or clients < 0:
+        raise click.BadParameter(
+            "--servers, --rate, --per-request, --before, --after must be positive"
+        )
     timing = FAST if fast else SHIPPED
     with cluster_home(home) as folder:
         run = measure_failover(
             folder,
             servers=servers,
             rate=rate,
+            per_request=per_request,
             before_s=before,
             after_s=after,
             clients_per_server=clients,
