@@ -222,18 +222,18 @@ def away_and_back(db_url: str, hub_url: str, role: str, away: list[str]) -> list
             messages = aiter(hub.subscribe(lambda _: True))
             async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
                 await conn.execute("SELECT ioc_announce('ioc_test', '{\"n\": 1}')")
-                first = [json.loads(await asyncio.wait_for(anext(messages), 10))]
+                first = [json.loads(await asyncio.wait_for(anext(messages), 30))]
                 old = hub.backend_pid
                 await conn.execute(f"ALTER ROLE {role} NOLOGIN")
                 await conn.execute("SELECT pg_terminate_backend(%s)", (old,))
                 for statement in away:  # the hub is away: no LISTEN anywhere hears these
                     await conn.execute(statement)
                 await conn.execute(f"ALTER ROLE {role} LOGIN")
-                await asyncio.wait_for(hub.wait_listening(other_than=old), 10)
+                await asyncio.wait_for(hub.wait_listening(other_than=old), 30)
                 await conn.execute("SELECT ioc_announce('ioc_test', '{\"n\": 4}')")
-                rest = [json.loads(await asyncio.wait_for(anext(messages), 10))]
+                rest = [json.loads(await asyncio.wait_for(anext(messages), 30))]
                 while rest[-1].get("n") != 4:
-                    rest.append(json.loads(await asyncio.wait_for(anext(messages), 10)))
+                    rest.append(json.loads(await asyncio.wait_for(anext(messages), 30)))
                 return first + rest
         finally:
             await hub.stop()
