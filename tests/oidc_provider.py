@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from ioc.children import stop_child
+
 HERE = Path(__file__).resolve().parent / "oidc"
 CLIENT_ID = "ioc-trung-tam"
 CLIENT_SECRET = "bi-mat-cua-ung-dung-ioc-trong-thu-nghiem"
@@ -83,11 +85,6 @@ def provider(port: int, redirect_uri: str) -> Iterator[str]:
                 line = process.stdout.readline()
         yield issuer
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process)
         if process.stdout is not None:
             process.stdout.close()

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from minio import Minio
 
+from ioc.children import stop_child
 from tests.conftest import free_port
 
 ACCESS_KEY = "ioc-kiem-thu"
@@ -107,9 +108,4 @@ def object_store(workdir: Path, tls: tuple[bytes, bytes] | None = None) -> Itera
             time.sleep(0.1)
         yield ObjectStore(url)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process)

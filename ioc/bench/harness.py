@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import httpx
 
+from ioc.children import stop_child
 from ioc.settings import Settings
 from ioc.store import migrate
 from ioc.store.database import DatabaseLocation, create_database, drop_database, with_dbname
@@ -74,11 +75,7 @@ def server_process(database_url: str, **env: str) -> Iterator[ServerProcess]:
             time.sleep(0.1)
         yield ServerProcess(url, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_child(process, 20)
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

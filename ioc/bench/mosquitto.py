@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ioc.children import stop_child
+
 MOSQUITTO = os.environ.get("IOC_MOSQUITTO", "/usr/sbin/mosquitto")
 INSTALL_HINT = (
     "`./run.sh test` installs Debian's mosquitto (or `apt-get install mosquitto`; "
@@ -111,12 +113,7 @@ def mosquitto(
                 _wait_for(process, listening)
         yield Broker("127.0.0.1", port, home, process, tls_port)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process)
         if process.stderr is not None:
             process.stderr.close()
         shutil.rmtree(home, ignore_errors=True)
