@@ -1,7 +1,9 @@
 """The SLA engine: warns before a deadline, alerts when it passes, escalates when nobody acts.
 
 Each ticket and dossier carries its next check time (``next_check_at``, indexed where set) and
-the next alert level due (``sla_stage``: due_soon → overdue → escalated). A tick reads only
+the next alert level due (``sla_stage``: due_soon → overdue → escalated); a ticket's two live in
+the narrow ``ticket_clocks`` (migration 0024), so moving a clock on leaves the ticket row and its
+many indexes alone. A tick reads only
 the clocks that are due, in batches claimed with ``FOR NO KEY UPDATE SKIP LOCKED`` (a lock
 that foreign-key checks of new reports and ticket events pass through), and handles each
 batch in one transaction: raise the alerts, write the outbox, move the clocks on. A crash
@@ -242,13 +244,13 @@ class SlaEngine:
 
     async def _due_tickets(self, conn: Conn, now: datetime) -> list[_Due]:
         cur = await conn.execute(
-            """SELECT t.id::text, t.sla_stage, t.deadline_at, t.due_soon_at, t.last_acted_at,
+            """SELECT t.id::text, c.sla_stage, t.deadline_at, t.due_soon_at, t.last_acted_at,
                       t.sla_unit,
                       (SELECT f.received_at FROM field_reports f WHERE f.id = t.report_id)
-               FROM tickets t
-               WHERE t.next_check_at <= %s
-               ORDER BY t.next_check_at LIMIT %s
-               FOR NO KEY UPDATE SKIP LOCKED""",
+               FROM ticket_clocks c JOIN tickets t ON t.id = c.ticket_id
+               WHERE c.next_check_at <= %s
+               ORDER BY c.next_check_at LIMIT %s
+               FOR NO KEY UPDATE OF c SKIP LOCKED""",
             (now, self._settings.sla_batch),
         )
         return [
@@ -330,9 +332,9 @@ class SlaEngine:
         if not moves:
             return
         if kind == "ticket":
-            query = """UPDATE tickets t SET sla_stage = m.stage, next_check_at = m.next
+            query = """UPDATE ticket_clocks c SET sla_stage = m.stage, next_check_at = m.next
                        FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS m(id, stage, next)
-                       WHERE t.id = m.id::bigint"""
+                       WHERE c.ticket_id = m.id::bigint"""
         else:
             query = """UPDATE dossiers d SET sla_stage = m.stage, next_check_at = m.next
                        FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS m(id, stage, next)

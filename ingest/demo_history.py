@@ -248,12 +248,15 @@ async def write_work(conn: Conn, works: Sequence[_Work], now: datetime) -> None:
                   first_response_at = v.first_response_at,
                   response_working_s = v.response_working_s, resolved_at = v.resolved_at,
                   resolution_working_s = v.resolution_working_s, sla_result = v.sla_result,
-                  closed_at = v.closed_at,
-                  sla_stage = CASE WHEN v.stopped THEN NULL ELSE t.sla_stage END,
-                  next_check_at = CASE WHEN v.stopped THEN NULL ELSE t.next_check_at END
+                  closed_at = v.closed_at
                 FROM unnest({unnest}) AS v ({names})
                 WHERE t.id = v.id""",
             arrays,
+        )
+        await conn.execute(  # the finished tickets' engine clocks stop (migration 0024)
+            """UPDATE ticket_clocks SET sla_stage = NULL, next_check_at = NULL
+               WHERE ticket_id = ANY(%s::bigint[])""",
+            ([w.ticket for w in works if w.columns["stopped"]],),
         )
         async with (
             conn.cursor() as cur,

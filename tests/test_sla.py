@@ -172,6 +172,14 @@ def ticket_of(server: RunningServer, n: int) -> int:
     return int(row[0])
 
 
+def ticket_version(server: RunningServer, ticket: int) -> str:
+    """The ticket row's version (the transaction that last wrote it)."""
+    with psycopg.connect(server.db_url) as conn:
+        row = conn.execute("SELECT xmin::text FROM tickets WHERE id = %s", (ticket,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
 def engine_for(server: RunningServer, **overrides: Any) -> SlaEngine:
     platform = server.platform
     settings = platform.settings.model_copy(update=overrides)
@@ -200,6 +208,7 @@ def test_ticket_warns_then_alerts_then_escalates(
     ticket = ticket_of(server, 1)
     shown = client.get(f"/v1/tickets/{ticket}", headers=auth(configured["agency"])).json()
     assert datetime.fromisoformat(shown["deadline_at"]) == opened + timedelta(hours=10)
+    version = ticket_version(server, ticket)
     engine = engine_for(server, sla_escalate_after_s=3600)
     assert tick(server, engine, opened + timedelta(hours=7)).raised == 0  # 70 % used
     assert tick(server, engine, opened + timedelta(hours=8)).raised == 1  # 80 %: due soon
@@ -220,6 +229,8 @@ def test_ticket_warns_then_alerts_then_escalates(
     assert client.get("/v1/alerts", headers=auth(configured["other"])).json()["alerts"] == []
     # Later ticks do nothing more; resolving the ticket resolves its alerts.
     assert tick(server, engine, opened + timedelta(days=3)).raised == 0
+    # The engine moved the clock on in ticket_clocks: the ticket row was never rewritten.
+    assert ticket_version(server, ticket) == version
     for action in ("start", "resolve"):
         answer = client.post(
             f"/v1/tickets/{ticket}/actions",
@@ -231,7 +242,8 @@ def test_ticket_warns_then_alerts_then_escalates(
     with psycopg.connect(server.db_url) as conn:
         row = conn.execute(
             "SELECT sla_result, resolution_working_s >= 0, first_response_at IS NOT NULL,"
-            " next_check_at FROM tickets WHERE id = %s",
+            " c.next_check_at FROM tickets t JOIN ticket_clocks c ON c.ticket_id = t.id"
+            " WHERE t.id = %s",
             (ticket,),
         ).fetchone()
     # Resolved (in real time) about an hour after opening: well within the ten hours.
@@ -399,7 +411,8 @@ def test_imported_tickets_page_nobody_for_deadlines_before_they_arrived(
     assert [kind for _, kind, _ in outbox(server)] == ["alert"]
     with psycopg.connect(server.db_url) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM tickets WHERE next_check_at IS NOT NULL AND id <> %s",
+            "SELECT count(*) FROM ticket_clocks WHERE next_check_at IS NOT NULL"
+            " AND ticket_id <> %s",
             (ticket_of(server, 99),),
         ).fetchone()
     assert row == (0,)  # the old clocks moved on quietly: later ticks do not look at them

@@ -55,9 +55,9 @@ def _fill(url: str, start: int, count: int, now: datetime, due: int) -> None:
         conn.execute(
             """INSERT INTO tickets (report_id, category, state, agency, routing, lon, lat,
                                     opened_at, deadline_at, updated_at, sla_unit, sla_allowed_s,
-                                    due_soon_at, sla_stage, next_check_at)
+                                    due_soon_at)
                SELECT f.id, 'moi_truong', 'new', 'ioc', '{}'::jsonb, f.lon, f.lat, f.occurred_at,
-                      c.at + interval '2 hours', %(now)s, 'calendar', 86400, c.at, 'due_soon', c.at
+                      c.at + interval '2 hours', %(now)s, 'calendar', 86400, c.at
                FROM field_reports f
                CROSS JOIN LATERAL (SELECT CASE WHEN f.id <= %(due_to)s
                    THEN %(now)s - interval '1 minute'
@@ -66,16 +66,26 @@ def _fill(url: str, start: int, count: int, now: datetime, due: int) -> None:
                WHERE f.id > %(before)s""",
             {"now": now, "before": before, "due_to": before + due},
         )
+        conn.execute(  # the engine's clocks (migration 0024): due soon, checked then
+            """INSERT INTO ticket_clocks (ticket_id, sla_stage, next_check_at)
+               SELECT t.id, 'due_soon', t.due_soon_at FROM tickets t
+               JOIN field_reports f ON f.id = t.report_id WHERE f.id > %s""",
+            (before,),
+        )
         conn.execute("ANALYZE tickets")
+        conn.execute("ANALYZE ticket_clocks")
 
 
 def _mark_due(url: str, count: int, now: datetime) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            """UPDATE tickets SET next_check_at = %(at)s, due_soon_at = %(at)s,
-                                  deadline_at = %(at)s + interval '2 hours', sla_stage = 'due_soon'
-               WHERE id IN (SELECT id FROM tickets WHERE next_check_at > %(now)s
-                            ORDER BY next_check_at DESC LIMIT %(n)s)""",
+            """WITH c AS (UPDATE ticket_clocks SET next_check_at = %(at)s, sla_stage = 'due_soon'
+                          WHERE ticket_id IN (SELECT ticket_id FROM ticket_clocks
+                                              WHERE next_check_at > %(now)s
+                                              ORDER BY next_check_at DESC LIMIT %(n)s)
+                          RETURNING ticket_id)
+               UPDATE tickets SET due_soon_at = %(at)s, deadline_at = %(at)s + interval '2 hours'
+               WHERE id IN (SELECT ticket_id FROM c)""",
             {"at": now - timedelta(minutes=1), "now": now, "n": count},
         )
 
@@ -131,7 +141,7 @@ def _baseline(url: str, now: datetime) -> float:
     with psycopg.connect(url) as conn, conn.cursor(name="scan") as cur:
         cur.itersize = 50_000
         cur.execute(
-            "SELECT id, deadline_at, due_soon_at, sla_stage FROM tickets"
+            "SELECT id, deadline_at, due_soon_at, sla_unit FROM tickets"
             " WHERE state IN ('new', 'assigned', 'in_progress', 'reopened')"
         )
         due = sum(1 for row in cur if row[2] is not None and row[2] <= now)

@@ -19,6 +19,20 @@ from ioc.deadlines import DeadlineBook, pauses_of
 Conn = psycopg.AsyncConnection[Any]
 
 _STOPPING = frozenset({"resolved", "rejected", "closed"})
+_CLOCK_COLUMNS = ("sla_stage", "next_check_at")  # in ticket_clocks (migration 0024)
+
+
+async def set_clock(conn: Conn, ticket_id: int, columns: dict[str, Any]) -> None:
+    """Set the ticket's engine clock (``sla_stage``: the next alert level due,
+    ``next_check_at``: when to look next), the columns given; the others stay as they were."""
+    names = [name for name in _CLOCK_COLUMNS if name in columns]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names)
+    await conn.execute(
+        f"""INSERT INTO ticket_clocks (ticket_id, {", ".join(names)})
+            VALUES (%(id)s, {", ".join(f"%({name})s" for name in names)})
+            ON CONFLICT (ticket_id) DO UPDATE SET {updates}""",
+        {**columns, "id": ticket_id},
+    )
 
 
 async def pauses(conn: Conn, ticket_id: int) -> list[tuple[datetime, datetime | None]]:
@@ -44,6 +58,10 @@ async def on_action(
     if row is None:
         return
     opened, deadline, counting, allowed, paused_at, first_response, category = row
+    # The engine claims due clocks by their ticket_clocks row: wait for a tick holding this one.
+    await conn.execute(
+        "SELECT 1 FROM ticket_clocks WHERE ticket_id = %s FOR NO KEY UPDATE", (ticket_id,)
+    )
     changes: dict[str, Any] = {"last_acted_at": now}
     if first_response is None:
         changes["first_response_at"] = now
@@ -87,11 +105,14 @@ async def on_action(
             sla_stage="due_soon" if plan else None,
             next_check_at=plan.due_soon_at if plan else None,
         )
+    clock = {name: changes.pop(name) for name in _CLOCK_COLUMNS if name in changes}
     assignments = ", ".join(f"{name} = %({name})s" for name in changes)
     await conn.execute(
         f"UPDATE tickets SET {assignments} WHERE id = %(id)s",
         {**changes, "id": ticket_id},
     )
+    if clock:
+        await set_clock(conn, ticket_id, clock)
     moved = "deadline_at" in changes and (changes["deadline_at"] or now) > now
     if to_state in _STOPPING or moved:
         # The old deadline's alerts no longer stand: the work is done or the clock has moved.

@@ -213,8 +213,7 @@ class TicketDesk:
             async with cur.copy(
                 "COPY tickets (id, report_id, category, state, agency, jurisdiction_code,"
                 " jurisdiction_level, routing, lon, lat, opened_at, deadline_at, updated_at,"
-                " sla_unit, sla_allowed_s, due_soon_at, sla_stage, next_check_at)"
-                " FROM STDIN (FORMAT BINARY)"
+                " sla_unit, sla_allowed_s, due_soon_at) FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(
                     [
@@ -234,12 +233,17 @@ class TicketDesk:
                         "text",
                         "float8",
                         "timestamptz",
-                        "text",
-                        "timestamptz",
                     ]
                 )
                 for ticket, row in zip(ids, rows, strict=True):
-                    await copy.write_row((ticket, row[0], row[1], "new", *row[2:]))
+                    await copy.write_row((ticket, row[0], row[1], "new", *row[2:-2]))
+            async with cur.copy(  # the engine's clock (migration 0024): stage, next check
+                "COPY ticket_clocks (ticket_id, sla_stage, next_check_at) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int8", "text", "timestamptz"])
+                for ticket, row in zip(ids, rows, strict=True):
+                    if row[-1] is not None:
+                        await copy.write_row((ticket, row[-2], row[-1]))
             async with cur.copy(
                 "COPY ticket_events (ticket_id, at, actor, action, to_state, to_agency, note)"
                 " FROM STDIN (FORMAT BINARY)"

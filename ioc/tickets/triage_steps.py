@@ -11,6 +11,7 @@ import psycopg
 from ioc.alerts.records import resolve_alerts
 from ioc.deadlines import DeadlineBook
 from ioc.routing.router import Decision, Router
+from ioc.tickets.clock import set_clock
 from ioc.tickets.opening import CHANNEL, notify
 from ioc.tickets.queue import not_found
 
@@ -58,17 +59,23 @@ async def restart_clock(
     plan = book.ticket_plan(category, opened)
     await conn.execute(
         """UPDATE tickets SET deadline_at = %(deadline)s, due_soon_at = %(soon)s,
-             sla_unit = %(unit)s, sla_allowed_s = %(allowed)s, sla_stage = %(stage)s,
-             next_check_at = %(soon)s, paused_at = NULL, resolved_at = NULL,
-             resolution_working_s = NULL, sla_result = NULL
+             sla_unit = %(unit)s, sla_allowed_s = %(allowed)s, paused_at = NULL,
+             resolved_at = NULL, resolution_working_s = NULL, sla_result = NULL
            WHERE id = %(id)s""",
         {
             "deadline": plan.deadline_at if plan else None,
             "soon": plan.due_soon_at if plan else None,
             "unit": plan.counting if plan else None,
             "allowed": plan.allowed_s if plan else None,
-            "stage": "due_soon" if plan else None,
             "id": ticket_id,
+        },
+    )
+    await set_clock(
+        conn,
+        ticket_id,
+        {
+            "sla_stage": "due_soon" if plan else None,
+            "next_check_at": plan.due_soon_at if plan else None,
         },
     )
     await resolve_alerts(conn, "ticket", [str(ticket_id)], now, "deadline_moved", rule="deadline")
