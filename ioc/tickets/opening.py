@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ import psycopg
 
 from ioc.deadlines import DeadlineBook
 from ioc.events.kinds import FieldReport
+from ioc.lookup import report_code
 from ioc.routing.router import Router
 
 CHANNEL = "ioc_tickets"
@@ -46,6 +47,9 @@ def _metres(a_lon: float, a_lat: float, b_lon: float, b_lat: float) -> float:
 class Opened:
     created: int
     attached: int
+    # (source, external_id) -> the report's public lookup code (ioc/lookup.py), read with the
+    # report ids so that the answer to a POST needs no query of its own.
+    codes: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class TicketDesk:
@@ -69,7 +73,8 @@ class TicketDesk:
         # One round trip for both reads: the stored reports' ids and the open tickets near them.
         async with conn.pipeline():
             stored = await conn.execute(
-                "SELECT f.id, f.source, f.external_id, f.received_at FROM field_reports f"
+                "SELECT f.id, f.source, f.external_id, f.received_at, f.lookup_secret"
+                " FROM field_reports f"
                 " JOIN unnest(%b::text[], %b::text[]) AS k(source, external_id)"
                 " USING (source, external_id)",
                 ([r.source for r in reports], [r.external_id for r in reports]),
@@ -77,7 +82,8 @@ class TicketDesk:
             around = await self._query_nearby(conn, reports)
             rows = await stored.fetchall()
             nearby = await self._open_nearby(around)
-        ids = {(s, e): (int(i), at) for i, s, e, at in rows}
+        ids = {(s, e): (int(i), at) for i, s, e, at, _ in rows}
+        codes = {(s, e): report_code(int(i), str(c)) for i, s, e, _, c in rows if c is not None}
         decisions = self.router.route(
             [r.lon for r in reports],
             [r.lat for r in reports],
@@ -121,7 +127,7 @@ class TicketDesk:
             links.append((report_id, ref, False))
         real = await self._insert(conn, new_rows)
         await self._link(conn, links, real)
-        return Opened(len(new_rows), len(links) - len(new_rows))
+        return Opened(len(new_rows), len(links) - len(new_rows), codes)
 
     @staticmethod
     def _cell(lon: float, lat: float) -> tuple[int, int]:
