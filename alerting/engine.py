@@ -165,6 +165,7 @@ class SlaEngine:
         self._settings = settings
         self._book = book
         self._margin = timedelta(seconds=settings.sla_escalate_after_s)
+        self._grace = timedelta(seconds=settings.sla_backfill_grace_s)
 
     async def run(self, extra: Sequence[Callable[[datetime], Any]] = ()) -> None:
         """Tick forever; ``extra`` steps (e.g. the traffic watch) run after each tick."""
@@ -257,13 +258,13 @@ class SlaEngine:
         return [int(row[0]) for row in await cur.fetchall()]
 
     async def _due_tickets(self, conn: Conn, now: datetime) -> list[_Due]:
-        cur = await conn.execute(
-            _CLAIM_TICKETS,
-            (now, self._settings.sla_batch),
-        )
+        # Binary results: timestamps are decoded several times faster than from text.
+        async with conn.cursor(binary=True) as cur:
+            await cur.execute(_CLAIM_TICKETS, (now, self._settings.sla_batch))
+            rows = await cur.fetchall()
         return [
             _Due(r[0], r[1] or "", r[2], r[3], r[4], arrived=r[6], counting=r[5] or "calendar")
-            for r in await cur.fetchall()
+            for r in rows
             if r[2] is not None
         ]
 
@@ -289,11 +290,11 @@ class SlaEngine:
 
     def _advance(self, due: _Due, now: datetime, step: _Step) -> None:
         """Raise what is due for one clock and decide its next check (stages only move on)."""
-        grace = timedelta(seconds=self._settings.sla_backfill_grace_s)
+        paging_from = None if due.arrived is None else due.arrived - self._grace
 
         def pages(moment: datetime) -> bool:
             # A moment that passed before the record arrived is history, not work to chase.
-            if due.arrived is None or moment >= due.arrived - grace:
+            if paging_from is None or moment >= paging_from:
                 return True
             step.backfilled += 1
             return False
