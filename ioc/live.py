@@ -131,6 +131,7 @@ class LiveHub:
         """Connect and LISTEN (raising if the database cannot be reached), then keep listening."""
         self._conn = await self._connect()
         self.last_seq = await livelog.newest(self._conn)
+        self._listening.set()
         self._task = asyncio.create_task(self._run(), name="live-hub")
 
     async def stop(self) -> None:
@@ -145,7 +146,8 @@ class LiveHub:
         self._subscribers.clear()
 
     async def wait_listening(self, other_than: int | None = None) -> int:
-        """Wait until LISTENing on a connection whose backend is not ``other_than``; its pid."""
+        """Wait until LISTENing, and caught up from the log, on a connection whose backend is not
+        ``other_than``; its pid."""
         while True:
             await self._listening.wait()
             pid = self.backend_pid
@@ -220,7 +222,6 @@ class LiveHub:
         except BaseException:
             await conn.close()
             raise
-        self._listening.set()
         return conn
 
     async def _close(self) -> None:
@@ -239,6 +240,7 @@ class LiveHub:
                     conn = self._conn = await self._connect()
                     log.info("live hub: listening again on %s", ", ".join(self._channels))
                     await self._catch_up(conn)
+                    self._listening.set()
                 delay = 0.05
                 while True:
                     async for note in conn.notifies(timeout=self._check_every_s):
