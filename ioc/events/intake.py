@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,7 +64,28 @@ class BatchResult:
 
 
 def _kind(event: Event) -> str:
-    return type(event).__struct_config__.tag  # type: ignore[return-value]
+    return _tag(type(event))
+
+
+def _tag(kind: type[Any]) -> str:
+    return kind.__struct_config__.tag  # type: ignore[no-any-return]
+
+
+def _grouped(
+    events: Sequence[Event], numbers: Sequence[int]
+) -> tuple[dict[type[Any], list[Event]], dict[type[Any], list[int]]]:
+    """The events and their numbers by kind (a batch is mostly of one kind: then no sorting)."""
+    if not events:
+        return {}, {}
+    first = type(events[0])
+    if all(type(event) is first for event in events):
+        return {first: list(events)}, {first: list(numbers)}
+    groups: dict[type[Any], list[Event]] = defaultdict(list)
+    lines: dict[type[Any], list[int]] = defaultdict(list)
+    for line, event in zip(numbers, events, strict=True):
+        groups[type(event)].append(event)
+        lines[type(event)].append(line)
+    return groups, lines
 
 
 class Intake:
@@ -203,18 +224,12 @@ class Intake:
 
     async def _prepare(self, conn: Any, events: Sequence[Event]) -> None:
         """Create what the events' writes need (partitions), outside their transaction."""
-        groups: dict[type[Any], list[Event]] = defaultdict(list)
-        for event in events:
-            groups[type(event)].append(event)
+        groups, _ = _grouped(events, range(len(events)))
         await self._writer.prepare(conn, groups)
 
     async def _store(self, conn: Any, events: Sequence[Event], numbers: Sequence[int]) -> list[int]:
         """Write events (numbered by their lines) in one transaction; the duplicates' numbers."""
-        groups: dict[type[Any], list[Event]] = defaultdict(list)
-        lines: dict[type[Any], list[int]] = defaultdict(list)
-        for line, event in zip(numbers, events, strict=True):
-            groups[type(event)].append(event)
-            lines[type(event)].append(line)
+        groups, lines = _grouped(events, numbers)
         duplicates: list[int] = []
         rated: list[Event] = []
         async with conn.transaction():
@@ -302,11 +317,15 @@ class Intake:
         if kind is not TrafficCount:
             return
         repeats = set(written.duplicate_lines)
+        stored: Iterable[Any] = (
+            (e for e, line in zip(events, lines, strict=True) if line not in repeats)
+            if repeats
+            else events
+        )
         latest: dict[str, TrafficCount] = {}
-        for event, line in zip(events, lines, strict=True):
-            assert isinstance(event, TrafficCount)
+        for event in stored:
             seen = latest.get(event.sensor_id)
-            if line not in repeats and (seen is None or event.observed_at > seen.observed_at):
+            if seen is None or event.observed_at > seen.observed_at:
                 latest[event.sensor_id] = event
         rows = [
             [r.sensor_id, r.observed_at.isoformat(), r.vehicle_count, r.avg_speed_kmh, r.interval_s]
@@ -321,12 +340,14 @@ class Intake:
     @staticmethod
     async def _check_ratings(conn: Any, checked: Decoded) -> Decoded:
         """Refuse the ratings of reports and dossiers that have no result yet."""
-        if not any(ratings.is_rating(e) for e in checked.events):
+        if all(type(e) is TrafficCount for e in checked.events) or not any(
+            ratings.is_rating(e) for e in checked.events
+        ):
             return checked
         return reject_lines(checked, await ratings.refusals(conn, checked.lines, checked.events))
 
     async def _check_sensors(self, conn: Any, checked: Decoded) -> Decoded:
-        ids = {e.sensor_id for e in checked.events if isinstance(e, TrafficCount)}
+        ids = {e.sensor_id for e in checked.events if type(e) is TrafficCount}
         unknown = await self._reference.unknown_sensors(conn, ids) if ids else set()
         if not unknown:
             return checked
@@ -349,12 +370,16 @@ class Intake:
 
     def _count(self, checked: Decoded, result: BatchResult, who: Principal) -> None:
         duplicate = set(result.duplicate_lines)
-        tally: Counter[tuple[str, str, str]] = Counter()
-        for line, event in zip(checked.lines, checked.events, strict=True):
-            outcome = "duplicate" if line in duplicate else "accepted"
-            tally[(_kind(event), self._source_of(event, who), outcome)] += 1
+        # Counted by (kind, the event's own source, whether a repeat); named after.
+        counted: Counter[tuple[type[Any], str | None, bool]] = Counter(
+            (type(event), getattr(event, "source", None), line in duplicate)
+            for line, event in zip(checked.lines, checked.events, strict=True)
+        )
         source = who.source or who.label or "admin"
+        tally: Counter[tuple[str, str, str]] = Counter()
+        for (kind, own, repeat), count in counted.items():
+            tally[(_tag(kind), own or source, "duplicate" if repeat else "accepted")] += count
         if result.rejected:
             tally[("unknown", source, "rejected")] += len(result.rejected)
-        for (kind, src, outcome), count in tally.items():
-            self._observe(kind, src, outcome, count)
+        for (name, src, outcome), count in tally.items():
+            self._observe(name, src, outcome, count)
