@@ -9,6 +9,7 @@ import pytest
 
 from ioc.clock import ManualClock
 from ioc.events import validation
+from ioc.events.kinds import TrafficCount
 from ioc.events.rules import EventRules
 
 NDJSON = "application/x-ndjson"
@@ -86,8 +87,10 @@ def test_per_request_checker_refuses_what_check_refuses() -> None:
     assert checked.lines == [1, 4, 6]
     assert [r.line for r in checked.rejected] == [2, 3, 5]
     assert [r.field for r in checked.rejected] == ["observed_at", "observed_at", "avg_speed_kmh"]
-    assert checked.events[1].observed_at == datetime(2025, 3, 3, 8, tzinfo=zone)
-    one_by_one = []
+    zoned = checked.events[1]
+    assert isinstance(zoned, TrafficCount)
+    assert zoned.observed_at == datetime(2025, 3, 3, 8, tzinfo=zone)
+    one_by_one: list[object] = []
     for line in lines:
         try:
             one_by_one.append(rules.check(validation.decode_one(line), None))
