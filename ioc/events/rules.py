@@ -74,7 +74,7 @@ class EventRules:
 
     def check(self, event: Event, source: str | None) -> Event:
         """The event with zones applied and its source filled in; raises Problem."""
-        return self.checker(source)(event)
+        return self._check(event, source, self.clock.now() + timedelta(seconds=self.max_future_s))
 
     def checker(self, source: str | None) -> Callable[[Event], Event]:
         """``check`` for the events of one request: the clock is read once, not per event."""
