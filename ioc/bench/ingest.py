@@ -117,24 +117,27 @@ def raw_copy(url: str, rows: list[dict[str, Any]], backend: str) -> float:
 
 
 class CpuWatch:
-    """CPU spent from now on by the server process and by the database's processes."""
+    """CPU spent from now on by the server process and by the backends serving its database
+    (the database server may be shared: other databases' backends are left out)."""
 
     def __init__(self, server_pid: int, url: str) -> None:
         self._server = psutil.Process(server_pid)
         with psycopg.connect(url) as conn:
-            row = conn.execute("SELECT pg_backend_pid()").fetchone()
+            row = conn.execute("SELECT pg_backend_pid(), current_database()").fetchone()
             assert row is not None
             self._postmaster = psutil.Process(int(row[0])).parent()
+            self._tag = f" {row[1]} "  # backends are titled "postgres: user database host …"
         self._start = self._now()
 
     def _now(self) -> tuple[float, dict[int, float]]:
         times = self._server.cpu_times()
         database: dict[int, float] = {}
         if self._postmaster is not None:
-            for process in (self._postmaster, *self._postmaster.children()):
+            for process in self._postmaster.children():
                 with contextlib.suppress(psutil.Error):
-                    spent = process.cpu_times()
-                    database[process.pid] = spent.user + spent.system
+                    if self._tag in " ".join(process.cmdline()) + " ":
+                        spent = process.cpu_times()
+                        database[process.pid] = spent.user + spent.system
         return times.user + times.system, database
 
     def per_item(self, items: int) -> tuple[float, float]:

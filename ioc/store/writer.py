@@ -32,9 +32,6 @@ from ioc.store.partitions import PartitionManager
 
 Conn = psycopg.AsyncConnection[Any]
 
-# Up to this many events of a kind with ``few_by_insert`` are written by one INSERT.
-FEW = 64
-
 
 @dataclass(frozen=True)
 class Table:
@@ -50,9 +47,6 @@ class Table:
     partitioned: bool = False
     # Whether the traffic aggregates are built from it (writes note their window for upkeep).
     aggregated: bool = False
-    # Whether a few events (concurrent single POSTs) go in by one INSERT … ON CONFLICT DO
-    # NOTHING instead of a COPY in a savepoint: a round trip, not four.
-    few_by_insert: bool = False
 
 
 def _field_row(e: FieldReport) -> tuple[Any, ...]:
@@ -158,7 +152,6 @@ TABLES: dict[type[Any], Table] = {
         _traffic_row,
         partitioned=True,
         aggregated=True,
-        few_by_insert=True,
     ),
     DossierEvent: Table(
         "dossier_events",
@@ -260,50 +253,15 @@ class EventWriter:
     ) -> Written:
         """Write one kind's events inside the caller's open transaction."""
         table = TABLES[kind]
-        if table.few_by_insert and len(events) <= FEW:
-            written = await self._insert_few(conn, table, events, lines)
-        else:
-            try:
-                async with conn.transaction():
-                    await self._copy_direct(conn, table, events)
-                written = Written(len(events), ())
-            except psycopg.errors.UniqueViolation:
-                written = await self._copy_staged(conn, table, events, lines)
+        try:
+            async with conn.transaction():
+                await self._copy_direct(conn, table, events)
+            written = Written(len(events), ())
+        except psycopg.errors.UniqueViolation:
+            written = await self._copy_staged(conn, table, events, lines)
         if table.aggregated and written.stored:
             await note_written(conn, *_span(events))
         return written
-
-    @staticmethod
-    async def _insert_few(
-        conn: Conn, table: Table, events: Sequence[Event], lines: Sequence[int]
-    ) -> Written:
-        """One INSERT of the events' columns as arrays; the keys it returns went in, and, as in
-        ``_copy_staged``, only the first line of each key can be one of them (rows go in in
-        order, and a later row with a key already in is skipped)."""
-        rows = [table.row(e) for e in events]
-        key = sql.SQL(", ").join(map(sql.Identifier, table.key))
-        query = sql.SQL(
-            "INSERT INTO {t} ({cols}) SELECT * FROM unnest({arrays})"
-            " ON CONFLICT DO NOTHING RETURNING {key}"
-        ).format(
-            t=sql.Identifier(table.name),
-            cols=sql.SQL(", ").join(map(sql.Identifier, table.columns)),
-            arrays=sql.SQL(", ").join(
-                sql.SQL("%s::{}[]").format(sql.SQL(kind)) for kind in table.types
-            ),
-            key=key,
-        )
-        cur = await conn.execute(query, [list(column) for column in zip(*rows, strict=True)])
-        fresh = set(await cur.fetchall())
-        positions = [table.columns.index(k) for k in table.key]
-        duplicate_lines = []
-        for row, line in zip(rows, lines, strict=True):
-            row_key = tuple(row[p] for p in positions)
-            if row_key in fresh:
-                fresh.discard(row_key)  # its first line went in; any later one is a repeat
-            else:
-                duplicate_lines.append(line)
-        return Written(len(rows) - len(duplicate_lines), tuple(sorted(duplicate_lines)))
 
     async def _copy_direct(self, conn: Conn, table: Table, events: Sequence[Event]) -> None:
         async with conn.cursor() as cur:
