@@ -123,17 +123,31 @@ _RAISE_SOURCE = {
                       t.last_acted_at,
                       jsonb_build_object('state', t.state, 'deadline_at', t.deadline_at)
                           AS details
-               FROM unnest(%(ids)s::text[], %(levels)s::text[]) WITH ORDINALITY AS u(id, level, n)
-               JOIN tickets t ON t.id = u.id::bigint""",
+               FROM unnest(%(ids)b::text[], %(levels)b::text[]) WITH ORDINALITY AS u(id, level, n)
+               JOIN tickets t ON t.id = u.id::bigint AND t.id = ANY(%(ids)b::text[]::bigint[])""",
     "dossier": """SELECT u.n, d.dossier_id AS id, u.level, coalesce(a.code, %(fallback)s) AS agency,
                        d.procedure_code AS category, d.lon, d.lat, d.last_acted_at,
                        jsonb_build_object('procedure_code', d.procedure_code,
                                           'dossier_agency', d.agency, 'state', d.state,
                                           'deadline_at', d.deadline_at) AS details
-                FROM unnest(%(ids)s::text[], %(levels)s::text[]) WITH ORDINALITY AS u(id, level, n)
-                JOIN dossiers d ON d.dossier_id = u.id
+                FROM unnest(%(ids)b::text[], %(levels)b::text[]) WITH ORDINALITY AS u(id, level, n)
+                JOIN dossiers d ON d.dossier_id = u.id AND d.dossier_id = ANY(%(ids)b::text[])
                 LEFT JOIN agencies a ON a.code = d.agency""",
 }
+
+
+# The due clocks, oldest first, each joined to its ticket by the primary key: a plan led by the
+# clocks' index whatever the count of open tickets (a hash join would read every ticket a tick;
+# OFFSET 0 keeps the ticket lookup a per-clock index probe).
+_CLAIM_TICKETS = """SELECT t.id::text, c.sla_stage, t.deadline_at, t.due_soon_at, t.last_acted_at,
+       t.sla_unit, (SELECT f.received_at FROM field_reports f WHERE f.id = t.report_id)
+FROM ticket_clocks c
+CROSS JOIN LATERAL (SELECT t.id, t.deadline_at, t.due_soon_at, t.last_acted_at, t.sla_unit,
+                           t.report_id
+                    FROM tickets t WHERE t.id = c.ticket_id OFFSET 0) AS t
+WHERE c.next_check_at <= %s
+ORDER BY c.next_check_at LIMIT %s
+FOR NO KEY UPDATE OF c SKIP LOCKED"""
 
 
 class SlaEngine:
@@ -151,6 +165,7 @@ class SlaEngine:
         self._settings = settings
         self._book = book
         self._margin = timedelta(seconds=settings.sla_escalate_after_s)
+        self._grace = timedelta(seconds=settings.sla_backfill_grace_s)
 
     async def run(self, extra: Sequence[Callable[[datetime], Any]] = ()) -> None:
         """Tick forever; ``extra`` steps (e.g. the traffic watch) run after each tick."""
@@ -243,19 +258,13 @@ class SlaEngine:
         return [int(row[0]) for row in await cur.fetchall()]
 
     async def _due_tickets(self, conn: Conn, now: datetime) -> list[_Due]:
-        cur = await conn.execute(
-            """SELECT t.id::text, c.sla_stage, t.deadline_at, t.due_soon_at, t.last_acted_at,
-                      t.sla_unit,
-                      (SELECT f.received_at FROM field_reports f WHERE f.id = t.report_id)
-               FROM ticket_clocks c JOIN tickets t ON t.id = c.ticket_id
-               WHERE c.next_check_at <= %s
-               ORDER BY c.next_check_at LIMIT %s
-               FOR NO KEY UPDATE OF c SKIP LOCKED""",
-            (now, self._settings.sla_batch),
-        )
+        # Binary results: timestamps are decoded several times faster than from text.
+        async with conn.cursor(binary=True) as cur:
+            await cur.execute(_CLAIM_TICKETS, (now, self._settings.sla_batch))
+            rows = await cur.fetchall()
         return [
             _Due(r[0], r[1] or "", r[2], r[3], r[4], arrived=r[6], counting=r[5] or "calendar")
-            for r in await cur.fetchall()
+            for r in rows
             if r[2] is not None
         ]
 
@@ -281,11 +290,11 @@ class SlaEngine:
 
     def _advance(self, due: _Due, now: datetime, step: _Step) -> None:
         """Raise what is due for one clock and decide its next check (stages only move on)."""
-        grace = timedelta(seconds=self._settings.sla_backfill_grace_s)
+        paging_from = None if due.arrived is None else due.arrived - self._grace
 
         def pages(moment: datetime) -> bool:
             # A moment that passed before the record arrived is history, not work to chase.
-            if due.arrived is None or moment >= due.arrived - grace:
+            if paging_from is None or moment >= paging_from:
                 return True
             step.backfilled += 1
             return False
@@ -332,16 +341,19 @@ class SlaEngine:
         if not moves:
             return
         if kind == "ticket":
+            # The ANY lets the rows be found through the primary key, not by hashing every clock.
             query = """UPDATE ticket_clocks c SET sla_stage = m.stage, next_check_at = m.next
-                       FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS m(id, stage, next)
-                       WHERE c.ticket_id = m.id::bigint"""
+                       FROM unnest(%(id)b::text[], %(stage)b::text[], %(next)b::timestamptz[])
+                           AS m(id, stage, next)
+                       WHERE c.ticket_id = m.id::bigint
+                         AND c.ticket_id = ANY(%(id)b::text[]::bigint[])"""
         else:
             query = """UPDATE dossiers d SET sla_stage = m.stage, next_check_at = m.next
-                       FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS m(id, stage, next)
-                       WHERE d.dossier_id = m.id"""
-        await conn.execute(
-            query, ([m[0] for m in moves], [m[1] for m in moves], [m[2] for m in moves])
-        )
+                       FROM unnest(%(id)b::text[], %(stage)b::text[], %(next)b::timestamptz[])
+                           AS m(id, stage, next)
+                       WHERE d.dossier_id = m.id AND d.dossier_id = ANY(%(id)b::text[])"""
+        ids, stages, nexts = (list(column) for column in zip(*moves, strict=True))
+        await conn.execute(query, {"id": ids, "stage": stages, "next": nexts})
 
     async def _apologise(self, conn: Conn, late: Sequence[_Due], now: datetime) -> int:
         """Form 04: an apology letter with a new appointment date for each late dossier."""

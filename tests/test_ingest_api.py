@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,8 @@ import httpx
 import psycopg
 import pytest
 
+from ioc.auth import Principal, Role
+from ioc.events.validation import decode_one
 from tests.conftest import RunningServer, auth, make_key
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -89,6 +92,47 @@ def test_each_kind_is_stored_once(
     assert again.json().get("lookup_code") == first.json().get("lookup_code")
     assert ("lookup_code" in first.json()) == (table == "field_reports")
     assert count(server, table) == 1
+
+
+def stored_codes(server: RunningServer) -> dict[str, str]:
+    with psycopg.connect(server.db_url) as conn:
+        rows = conn.execute("SELECT external_id, id, lookup_secret FROM field_reports").fetchall()
+    return {e: f"PA-{i}-{secret}" for e, i, secret in rows}
+
+
+async def _post_together(url: str, key: str, events: list[dict[str, Any]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+        return list(
+            await asyncio.gather(*(c.post("/v1/events", json=e, headers=auth(key)) for e in events))
+        )
+
+
+def test_concurrent_reports_each_get_their_own_lookup_code(
+    server: RunningServer, source_key: str
+) -> None:
+    """Reports written in one group commit take their codes from that write; a repeat, in the
+    same group or after it, answers the code of the report stored first."""
+    fresh = [report(f"C-{n}", lon=107.55 + n / 1000) for n in range(16)]
+    answers = asyncio.run(_post_together(server.url, source_key, [*fresh, *fresh[:4]]))
+    codes = stored_codes(server)
+    assert len(codes) == 16
+    for event, answer in zip([*fresh, *fresh[:4]], answers, strict=True):
+        assert answer.status_code in (200, 201), answer.text
+        assert answer.json()["lookup_code"] == codes[event["external_id"]]
+    assert sorted(a.status_code for a in answers) == [200] * 4 + [201] * 16
+    again = asyncio.run(_post_together(server.url, source_key, fresh[10:12]))
+    assert [a.json()["lookup_code"] for a in again] == [codes["C-10"], codes["C-11"]]
+    assert {a.status_code for a in again} == {200}
+
+
+def test_a_stored_report_receipt_carries_its_code(server: RunningServer) -> None:
+    """The intake reads the code in the write's own transaction: the answer needs no query."""
+    who = Principal(None, "test", Role.SOURCE, source="hue-s")
+    intake = server.platform.intake
+    receipt = server.run(intake.submit(decode_one(json.dumps(report("R-1")).encode()), who))
+    assert receipt.stored and receipt.lookup_code == stored_codes(server)["R-1"]
+    repeat = server.run(intake.submit(decode_one(json.dumps(report("R-1")).encode()), who))
+    assert (repeat.stored, repeat.lookup_code) == (False, None)
 
 
 def test_reading_is_stored(

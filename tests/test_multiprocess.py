@@ -67,10 +67,11 @@ def tickets(db_url: str, agency: str | None = None) -> set[int]:
     return {int(r[0]) for r in rows}
 
 
-def leaders(processes: list[Process]) -> list[Process]:
+def leaders(processes: list[Process], watcher: str) -> list[Process]:
+    """The processes leading upkeep, as ``/healthz`` tells a watcher (operator or admin key)."""
     found = []
     for process in processes:
-        health = httpx.get(f"{process.url}/healthz", timeout=5).json()
+        health = httpx.get(f"{process.url}/healthz", headers=auth(watcher), timeout=5).json()
         if health["upkeep_leader"]:
             found.append(process)
     return found
@@ -96,8 +97,8 @@ def test_three_processes_feed_every_client_once_and_clients_resume_after_a_kill(
         wait_until(lambda: all(c.connected for _, c in clients), "every client connected")
 
         # Exactly one process leads the upkeep.
-        wait_until(lambda: len(leaders(processes)) == 1, "one upkeep leader")
-        leader = leaders(processes)[0]
+        wait_until(lambda: len(leaders(processes, operator)) == 1, "one upkeep leader")
+        leader = leaders(processes, operator)[0]
         opened = datetime.now(HCM).replace(microsecond=0)
         categories = ("moi_truong", "giao_thong")
         first = [report(n, categories[n % 2], opened) for n in range(30)]
@@ -128,7 +129,7 @@ def test_three_processes_feed_every_client_once_and_clients_resume_after_a_kill(
         wait_until(caught_up, "every client heard every report, the stranded ones too")
 
         # A new leader took over by itself.
-        wait_until(lambda: len(leaders(alive)) == 1, "a new upkeep leader")
+        wait_until(lambda: len(leaders(alive, operator)) == 1, "a new upkeep leader")
         for kind, client in clients:
             client.stop()
             heard = client.received()
@@ -266,7 +267,10 @@ def test_serve_with_workers_shares_metrics_and_elects_one_leader(
                 timeout=30,
             )
             assert answer.status_code == 201, answer.text
-        pids = {httpx.get(f"{process.url}/healthz", timeout=5).json()["pid"] for _ in range(20)}
+        pids = {
+            httpx.get(f"{process.url}/healthz", headers=auth(admin), timeout=5).json()["pid"]
+            for _ in range(20)
+        }
         assert pids  # (which workers answered is the kernel's choice)
 
         def scrape() -> str:

@@ -175,6 +175,26 @@ def test_nearby_repeat_joins_the_open_ticket(
     assert actions == ["open", "attach_report"]
 
 
+def test_a_repeat_across_a_cell_corner_joins_and_one_beyond_reach_does_not(
+    mapped: RunningServer, client: httpx.Client, source_key: str
+) -> None:
+    """Open tickets are looked up by cell columns: a repeat a few metres away but in the next
+    cell column and row (a diagonal neighbour) or the next row still finds the ticket."""
+    post(client, source_key, report("CORNER") | {"lon": 107.52099, "lat": 16.42001})
+    post(
+        client,
+        source_key,
+        report("ACROSS") | {"lon": 107.52101, "lat": 16.41999},
+        report("BELOW") | {"lon": 107.52097, "lat": 16.41999},
+        report("FAR") | {"lon": 107.5206, "lat": 16.4206},
+    )
+    rows = {r["external_id"]: r for r in routed(mapped)}
+    assert rows["ACROSS"]["ticket"] == rows["CORNER"]["ticket"]
+    assert rows["BELOW"]["ticket"] == rows["CORNER"]["ticket"]
+    assert rows["FAR"]["ticket"] != rows["CORNER"]["ticket"]
+    assert rows["CORNER"]["reports"] == 3
+
+
 def test_duplicates_within_one_batch_share_a_ticket(
     mapped: RunningServer, client: httpx.Client, source_key: str
 ) -> None:

@@ -57,15 +57,14 @@ def next_digest(now: datetime, every_s: float) -> datetime:
     return datetime.fromtimestamp(math.floor(epoch / every_s + 1) * every_s, tz=UTC)
 
 
-# The notice of one alert's change (over an alert row ``a``); the live feeds filter on agency
-# and escalated_to.
-NOTICE = """json_build_object(
-      'alert', a.id, 'status', CASE WHEN a.resolved_at IS NULL THEN 'active' ELSE 'resolved' END,
-      'subject_kind', a.subject_kind, 'subject_id', a.subject_id, 'rule', a.rule,
-      'level', a.level, 'severity', a.severity, 'agency', a.agency,
-      'escalated_to', a.escalated_to, 'category', a.category, 'title', a.title,
-      'lon', a.lon, 'lat', a.lat, 'raised_at', a.raised_at, 'resolved_at', a.resolved_at,
-      'resolution', a.resolution, 'acked_at', a.acked_at)::text"""
+# The notice of one alert's change (over an alert row ``a``), compact JSON; the live feeds filter
+# on agency and escalated_to. A row of named columns turned into JSON costs the database less
+# than json_build_object's seventeen pairs, and its text has no spaces to send and log.
+NOTICE = """row_to_json((SELECT n FROM (SELECT
+      a.id AS alert, CASE WHEN a.resolved_at IS NULL THEN 'active' ELSE 'resolved' END AS status,
+      a.subject_kind, a.subject_id, a.rule, a.level, a.severity, a.agency, a.escalated_to,
+      a.category, a.title, a.lon, a.lat, a.raised_at, a.resolved_at, a.resolution,
+      a.acked_at) AS n))::text"""
 # Changes are announced in batches, ``{"alerts": [notice, …]}``, one per this many bytes of
 # notices (NOTIFY carries at most 8,000 bytes; a notice is a few hundred), so a tick raising
 # thousands of alerts sends a few hundred notices, not one per alert. Consumers filter a batch
@@ -73,8 +72,10 @@ NOTICE = """json_build_object(
 BATCH_BYTES: Final = 6000
 
 # Query steps announcing the alert rows of a preceding step ``a``, batch by batch; the final
-# SELECT must read ``sent`` (a step nothing reads is not run).
-ANNOUNCE_STEPS = f"""notices AS (SELECT a.id, {NOTICE} AS t FROM a),
+# SELECT must read ``sent`` (a step nothing reads is not run). ``notices`` is materialized so
+# each notice is built once (inlined, it would be built for the running sum and again for the
+# batch).
+ANNOUNCE_STEPS = f"""notices AS MATERIALIZED (SELECT a.id, {NOTICE} AS t FROM a),
 runs AS (SELECT id, t, sum(octet_length(t) + 1) OVER (ORDER BY id) AS run FROM notices),
 sent AS (SELECT ioc_announce(%(channel)s,
                              '{{"alerts":[' || string_agg(t, ',' ORDER BY id) || ']}}')

@@ -98,9 +98,9 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         answer: dict[str, Any]
         event: Event
         if is_multipart(request):
-            event, stored, photos = await report_with_media(platform, request, who)
-            answer = {"status": "accepted" if stored else "duplicate"}
-            if stored:
+            event, receipt, photos = await report_with_media(platform, request, who)
+            answer = {"status": "accepted" if receipt.stored else "duplicate"}
+            if receipt.stored:
                 answer["media"] = [m.id for m in photos]
         else:
             if media_type(request.headers.get("content-type")) not in JSON_TYPES:
@@ -111,21 +111,23 @@ def build_ingest_router(platform: Platform) -> APIRouter:
             body = await read_body(request, limit)
             try:
                 event = decode_one(body)
-                stored = await platform.intake.submit(event, who)
+                receipt = await platform.intake.submit(event, who)
             finally:
                 if len(body) >= LARGE_BODY_BYTES:
                     del body
                     await asyncio.to_thread(release_memory)
-            answer = {"status": "accepted" if stored else "duplicate"}
+            answer = {"status": "accepted" if receipt.stored else "duplicate"}
+        # The citizen's code for the public lookup (GET /v1/public/lookup, page /lookup): read
+        # with the write; a repeat (or a report stored with tickets off) asks for it.
+        code = receipt.lookup_code
         source = who.source or getattr(event, "source", None)
-        if isinstance(event, FieldReport) and source is not None:
-            # The citizen's code for the public lookup (GET /v1/public/lookup, page /lookup).
+        if code is None and isinstance(event, FieldReport) and source is not None:
             async with platform.pool.connection() as conn:
                 code = await code_of_report(conn, source, event.external_id)
-            if code is not None:
-                answer["lookup_code"] = code
+        if code is not None:
+            answer["lookup_code"] = code
         platform.metrics.ingest_seconds.labels("one").observe(time.perf_counter() - started)
-        return JSONResponse(answer, 201 if stored else 200)
+        return JSONResponse(answer, 201 if receipt.stored else 200)
 
     @router.post(
         "/batch",

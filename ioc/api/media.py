@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from ioc.api.uploads import is_multipart, read_form
 from ioc.auth import Principal
 from ioc.errors import InvalidInput, UnsupportedMediaType
+from ioc.events.intake import Receipt
 from ioc.events.kinds import FieldReport
 from ioc.events.validation import decode_one
 from ioc.media.records import Media
@@ -57,10 +58,10 @@ def _json(value: Any, status: int = 200) -> Response:
 
 async def report_with_media(
     platform: Platform, request: Request, who: Principal
-) -> tuple[FieldReport, bool, list[Media]]:
+) -> tuple[FieldReport, Receipt, list[Media]]:
     """Store a field report sent as a form: its JSON in the part ``event``, images in any other
-    file part. The images are linked only if the report is stored; (report, stored, its new
-    photos)."""
+    file part. The images are linked only if the report is stored; (report, its receipt, its
+    new photos)."""
     form = await read_form(request, platform.media.limits, text_parts=("event",))
     text = form.fields.get("event")
     if text is None:
@@ -75,7 +76,7 @@ async def report_with_media(
 
 async def submit_with_media(
     platform: Platform, event: FieldReport, files: Sequence[Part], who: Principal
-) -> tuple[bool, list[Media]]:
+) -> tuple[Receipt, list[Media]]:
     """Upload ``files``, then submit the report naming them; a refused or repeated report
     leaves no rows behind (its files wait for ``ioc media prune``)."""
     if len(event.media_ids) + len(files) > _MOST_PER_REPORT:
@@ -85,14 +86,14 @@ async def submit_with_media(
     ids = event.media_ids + tuple(m.id for m in uploaded)
     event = msgspec.structs.replace(event, media_ids=ids)
     try:
-        stored = await platform.intake.submit(event, who)
+        receipt = await platform.intake.submit(event, who)
     except Exception:  # (a cancelled request's rows stay unlinked, for prune)
         await platform.media.forget(uploaded)
         raise
-    if not stored:
+    if not receipt.stored:
         await platform.media.forget(uploaded)
-        return False, []
-    return True, uploaded
+        return receipt, []
+    return receipt, uploaded
 
 
 def build_media_router(platform: Platform) -> APIRouter:

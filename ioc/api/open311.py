@@ -271,12 +271,12 @@ def build_open311_router(platform: Platform) -> APIRouter:
             platform.clock.now(),
             platform.reference.categories(),
         )
-        await submit_with_media(platform, report, files, who)
+        receipt, _ = await submit_with_media(platform, report, files, who)
         assert who.source is not None  # a source key always names its source
         async with platform.pool.connection() as conn:
             ticket = await open311.ticket_of_report(conn, who.source, report.external_id)
             created = await open311.requests_by_id(conn, (ticket,), zone)
-            code = await code_of_report(conn, who.source, report.external_id)
+            code = receipt.lookup_code or await code_of_report(conn, who.source, report.external_id)
         return _render(kind, "service_requests", [open311.receipt(created[0], code)])
 
     @router.get(

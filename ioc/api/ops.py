@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from ioc import __version__
 from ioc.auth import Role
-from ioc.errors import Unauthenticated
+from ioc.errors import Forbidden, Unauthenticated
 from ioc.platform import Platform
 from ioc.store import migrate
 
@@ -25,15 +25,17 @@ _ERROR = {
 def build_ops_router(platform: Platform) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz", summary="The process is up (its pid, and whether it leads upkeep)")
-    async def healthz() -> dict[str, Any]:
-        upkeep = platform.maintenance
-        return {
-            "status": "ok",
-            "version": __version__,
-            "pid": os.getpid(),
-            "upkeep_leader": upkeep is not None and upkeep.is_leader,
-        }
+    @router.get(
+        "/healthz",
+        summary="The process is up (with an operator or admin key: its pid and whether it leads upkeep)",
+    )
+    async def healthz(request: Request) -> dict[str, Any]:
+        answer: dict[str, Any] = {"status": "ok", "version": __version__}
+        if await may_watch(request):
+            upkeep = platform.maintenance
+            answer["pid"] = os.getpid()
+            answer["upkeep_leader"] = upkeep is not None and upkeep.is_leader
+        return answer
 
     @router.get("/readyz", summary="The database is reachable and its migrations are current")
     async def readyz() -> JSONResponse:
@@ -68,6 +70,17 @@ def build_ops_router(platform: Platform) -> APIRouter:
         """Counts and metrics need an operator or admin key, unless made public by setting."""
         if not platform.settings.public_status:
             (await platform.authenticate(request)).require(_WATCHERS)
+
+    async def may_watch(request: Request) -> bool:
+        """Whether ``watcher`` would let this request through. Never an error: liveness must not
+        hang on a key lookup (the database may be the thing that is down)."""
+        try:
+            await watcher(request)
+        except (Unauthenticated, Forbidden):
+            return False
+        except Exception:  # throttled, database unreachable: still alive, just less said
+            return False
+        return True
 
     @router.get(
         "/metrics",

@@ -15,8 +15,9 @@ import os
 import tempfile
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 import msgspec
@@ -70,6 +71,84 @@ def publish(
         times.tofile(handle)
 
 
+class _Counters:
+    """Counts shared by the subscriber processes: how many are subscribed, and how many warm-up
+    and measured messages they committed between them."""
+
+    def __init__(self, context: Any) -> None:
+        self.subscribed = context.Value("i", 0)
+        self.warm = context.Value("i", 0)
+        self.done = context.Value("i", 0)
+        self.go = context.Event()  # the publishers start: take the CPU clock
+        self.stop = context.Event()
+
+    @staticmethod
+    def add(value: Any, n: int) -> None:
+        with value.get_lock():
+            value.value += n
+
+
+def _recorder(
+    todo: list[tuple[str, bytes]], counters: _Counters
+) -> tuple[list[float], Callable[[Sequence[Message], float], None]]:
+    """Commit times by position in ``todo``, and the ``on_commit`` that fills them in."""
+    index = {message: n for n, message in enumerate(todo)}
+    committed: list[float] = [0.0] * len(todo)
+
+    def on_commit(batch: Sequence[Message], at: float) -> None:
+        warm = new = 0
+        for message in batch:
+            n = index.get((message.topic, message.payload))
+            if n is None:
+                warm += 1
+            elif not committed[n]:
+                committed[n] = at
+                new += 1
+        if warm:
+            counters.add(counters.warm, warm)
+        if new:
+            counters.add(counters.done, new)
+
+    return committed, on_commit
+
+
+def member(settings: Settings, todo: tuple[int, int], counters: _Counters, out: str) -> None:
+    """One more subscriber of the share group, in its own process: it records its commits and,
+    once told to stop, writes their times and its CPU seconds (from ``go`` on) to ``out``."""
+    committed, on_commit = _recorder(messages(todo[0], 0, todo[1]), counters)
+
+    async def run() -> float:
+        platform = Platform(settings, working_calendar(settings))
+        await platform.start()
+        freeze_startup_heap()
+        ingest = subscriber(platform, on_commit=on_commit)
+        task = asyncio.create_task(ingest.run())
+        try:
+            await asyncio.wait_for(ingest.subscribed.wait(), 30)
+            counters.add(counters.subscribed, 1)
+            await asyncio.to_thread(counters.go.wait, 600)
+            cpu = time.process_time()
+            await asyncio.to_thread(counters.stop.wait, 3_600)
+            return time.process_time() - cpu
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await platform.stop()
+
+    cpu = asyncio.run(run())
+    with open(out, "wb") as handle:
+        array("d", [*committed, cpu]).tofile(handle)
+
+
+async def _until(test: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``test`` (cheap: a shared counter) until true, or fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not test():
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"the MQTT bench gave up waiting: {what}")
+        await asyncio.sleep(0.02)
+
+
 async def _through_mqtt(
     settings: Settings,
     warm: list[tuple[str, bytes]],
@@ -78,29 +157,28 @@ async def _through_mqtt(
     publishers: int,
     times: Path,
     per_message: int,
+    subscribers: int = 1,
 ) -> tuple[list[float], float]:
     """The commit times of ``todo``, by position (the publishers write the publish times), and
-    the subscriber's CPU seconds (this process's) from the first publish to the last commit."""
-    index = {message: n for n, message in enumerate(todo)}
-    committed: list[float] = [0.0] * len(todo)
-    warm_left = len(warm)
-    left = len(todo)
-    warmed, done = asyncio.Event(), asyncio.Event()
-
-    def on_commit(batch: Sequence[Message], at: float) -> None:
-        nonlocal left, warm_left
-        for message in batch:
-            n = index.get((message.topic, message.payload))
-            if n is None:
-                warm_left -= 1
-            elif not committed[n]:
-                committed[n] = at
-                left -= 1
-        if warm_left <= 0:
-            warmed.set()
-        if left == 0:
-            done.set()
-
+    the subscribers' CPU seconds from the first publish to the last commit. With more than one
+    subscriber, the others run in processes of their own, members of one share group."""
+    spawn = multiprocessing.get_context("spawn")
+    counters = _Counters(spawn)
+    committed, on_commit = _recorder(todo, counters)
+    others = [
+        spawn.Process(
+            target=member,
+            args=(
+                settings.model_copy(update={"mqtt_client_id": f"{settings.mqtt_client_id}-{k}"}),
+                (len(todo) * per_message, per_message),
+                counters,
+                str(times / f"subscriber-{k}"),
+            ),
+        )
+        for k in range(1, subscribers)
+    ]
+    for process in others:
+        process.start()
     platform = Platform(settings, working_calendar(settings))
     await platform.start()
     freeze_startup_heap()  # as ioc serve and ioc ingest mqtt do
@@ -108,15 +186,15 @@ async def _through_mqtt(
     task = asyncio.create_task(ingest.run())
     try:
         await asyncio.wait_for(ingest.subscribed.wait(), 30)
+        await _until(lambda: counters.subscribed.value >= len(others), 120, "subscribers")
         warmer = paho.Client(CallbackAPIVersion.VERSION2, client_id="ioc-bench-warm-up")
         warmer.connect(ingest.broker.host, ingest.broker.port)
         warmer.loop_start()
         for topic, payload in warm:
             warmer.publish(topic, payload, qos=1)
-        await asyncio.wait_for(warmed.wait(), 120)
+        await _until(lambda: counters.warm.value >= len(warm), 120, "the warm-up")
         warmer.disconnect()
         warmer.loop_stop()
-        spawn = multiprocessing.get_context("spawn")
         processes = [
             spawn.Process(
                 target=publish,
@@ -133,20 +211,37 @@ async def _through_mqtt(
         ]
         click.echo(
             f"{publishers} processes publishing {len(todo) * per_message:,} readings in "
-            f"{len(todo):,} messages at up to {rate:,.0f} readings/s …",
+            f"{len(todo):,} messages at up to {rate:,.0f} readings/s to {subscribers} "
+            f"subscriber{'s' if subscribers > 1 else ''} …",
             err=True,
         )
+        counters.go.set()
         cpu = time.process_time()
         for process in processes:
             process.start()
-        await asyncio.wait_for(done.wait(), 120 + 20 * len(todo) * per_message / rate)
+        await _until(
+            lambda: counters.done.value >= len(todo),
+            120 + 20 * len(todo) * per_message / rate,
+            "every message committed",
+        )
         cpu = time.process_time() - cpu
         for process in processes:
             await asyncio.to_thread(process.join, 300)
     finally:
+        counters.stop.set()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await platform.stop()
+        for process in others:
+            await asyncio.to_thread(process.join, 120)
+    for k in range(1, subscribers):
+        theirs = array("d")
+        with (times / f"subscriber-{k}").open("rb") as data:
+            theirs.fromfile(data, len(todo) + 1)
+        cpu += theirs.pop()
+        committed = [
+            min(a, b) if a and b else a or b for a, b in zip(committed, theirs, strict=True)
+        ]
     return committed, cpu
 
 
@@ -169,6 +264,7 @@ def run_mqtt_bench(
     batch_size: int,
     publishers: int,
     per_message: int = 1,
+    subscribers: int = 1,
 ) -> dict[str, float | int | str]:
     with scratch_database(settings, "mqtt") as url, mosquitto() as broker:
         key = asyncio.run(prepare_sensors_and_key(url))
@@ -183,13 +279,14 @@ def run_mqtt_bench(
                 "mqtt_client_id": "ioc-bench",
                 "mqtt_batch_size": batch_size,
                 "mqtt_routes_file": None,
+                "mqtt_share_group": "ioc-bench" if subscribers > 1 else None,
             }
         )
         with tempfile.TemporaryDirectory(prefix="ioc-bench-mqtt-") as scratch:
             times = Path(scratch)
             broker_cpu = _cpu_seconds(broker.process.pid)
             committed, subscriber_cpu = asyncio.run(
-                _through_mqtt(chosen, warm, todo, rate, publishers, times, per_message)
+                _through_mqtt(chosen, warm, todo, rate, publishers, times, per_message, subscribers)
             )
             published = [0.0] * len(todo)
             broker_cpu = _cpu_seconds(broker.process.pid) - broker_cpu
@@ -235,15 +332,17 @@ def run_mqtt_bench(
         "readings": count,
         "publish_rate": round(rate),
         "publishers": publishers,
+        "subscribers": subscribers,
         "readings_per_message": per_message,
         "batch_size": batch_size,
     }
     click.echo(
-        f"\nMQTT (Mosquitto → subscriber → store): {mqtt_rps:,.0f} readings/s, publish → commit "
+        f"\nMQTT (Mosquitto → {subscribers} subscriber{'s in a share group' if subscribers > 1 else ''}"
+        f" → store): {mqtt_rps:,.0f} readings/s, publish → commit "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; {lost} lost  (bar: ≥ {BAR:,}/s)\n"
         f"the publishers alone (first publish → broker's last PUBACK): {publish_rps:,.0f} "
         "readings/s\n"
-        f"CPU per reading (little moved by other load): subscriber {figures['subscriber_cpu_us_per_reading']}"
+        f"CPU per reading (little moved by other load): subscriber{'s' if subscribers > 1 else ''} {figures['subscriber_cpu_us_per_reading']}"
         f" µs, publishers {figures['publishers_cpu_us_per_reading']} µs, broker "
         f"{figures['broker_cpu_us_per_reading']} µs\n"
         f"HTTP NDJSON batches, same run:          {posted.per_s:,.0f} readings/s "

@@ -214,15 +214,23 @@ def bench_failover(
     show_default=True,
     help="Readings per message: 1 as a counter publishes, more as a gateway's JSON array.",
 )
+@click.option(
+    "--subscribers",
+    default=1,
+    show_default=True,
+    help="Subscriber processes, members of one MQTT share group (IOC_MQTT_SHARE_GROUP).",
+)
 def bench_mqtt(
-    readings: int, rate: float, batch_size: int, publishers: int, per_message: int
+    readings: int, rate: float, batch_size: int, publishers: int, per_message: int, subscribers: int
 ) -> None:
     """Readings through Mosquitto into the store (publish → commit), against HTTP batches."""
     from ioc.bench.mqtt import run_mqtt_bench
 
-    if min(readings, publishers, per_message) < 1 or rate <= 0:
-        raise click.BadParameter("--readings, --rate, --publishers, --per-message must be positive")
-    run_mqtt_bench(cli_settings(), readings, rate, batch_size, publishers, per_message)
+    if min(readings, publishers, per_message, subscribers) < 1 or rate <= 0:
+        raise click.BadParameter(
+            "--readings, --rate, --publishers, --per-message, --subscribers must be positive"
+        )
+    run_mqtt_bench(cli_settings(), readings, rate, batch_size, publishers, per_message, subscribers)
 
 
 @bench.command("multi")

@@ -63,8 +63,24 @@ class BatchResult:
         }
 
 
-def _kind(event: Event) -> str:
-    return _tag(type(event))
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What became of one submitted event: stored or a repeat, and for a field report stored
+    just now (with tickets on) its public lookup code, read in the write's own transaction."""
+
+    stored: bool
+    lookup_code: str | None = None
+
+
+# (source, external_id) -> lookup code, filled by the ticket desk as reports are stored.
+Codes = dict[tuple[str, str], str]
+
+
+def _report_key(event: Event) -> tuple[str, str]:
+    """A field report's (source, external_id), as the ticket desk keys its codes."""
+    if isinstance(event, FieldReport) and event.source is not None:
+        return event.source, event.external_id
+    return "", ""
 
 
 def _tag(kind: type[Any]) -> str:
@@ -112,7 +128,7 @@ class Intake:
         self._desk = desk
         self._book = book
         self._clock = clock
-        self._singles: Coalescer[Event, bool] = Coalescer(self._write_group, isolable=is_refusal)
+        self._singles: Coalescer[Event, Receipt] = Coalescer(self._write_group, isolable=is_refusal)
 
     async def batch(
         self, body: bytes | bytearray, content_type: str | None, who: Principal
@@ -172,10 +188,11 @@ class Intake:
 
     async def one(self, body: bytes | bytearray, who: Principal) -> bool:
         """Store one event; True if stored, False if it was a duplicate. Raises on bad input."""
-        return await self.submit(decode_one(body), who)
+        return (await self.submit(decode_one(body), who)).stored
 
-    async def submit(self, event: Event, who: Principal) -> bool:
-        """Store one already-decoded event (from any adapter); True if stored, False if repeat."""
+    async def submit(self, event: Event, who: Principal) -> Receipt:
+        """Store one already-decoded event (from any adapter): stored or a repeat, and a new
+        field report's lookup code. Raises on bad input."""
         who.require(INGEST_ROLES)
         try:
             nul = nul_field(event)
@@ -183,7 +200,7 @@ class Intake:
                 raise Problem(nul, NUL_REASON)
             event = self._rules.check(event, self._keyed_source(who))
         except Problem as problem:
-            self._observe(_kind(event), self._source_of(event, who), "rejected", 1)
+            self._observe(_tag(type(event)), self._source_of(event, who), "rejected", 1)
             raise InvalidInput(
                 f"{problem.field}: {problem.reason}" if problem.field else problem.reason,
                 [{"field": problem.field, "reason": problem.reason}],
@@ -200,35 +217,49 @@ class Intake:
             async with self._pool.connection() as conn:
                 refused = await ratings.refusals(conn, [1], [event])
             if refused:
-                self._observe(_kind(event), self._source_of(event, who), "rejected", 1)
+                self._observe(_tag(type(event)), self._source_of(event, who), "rejected", 1)
                 _, name, reason = refused[0]
                 raise InvalidInput(f"{name}: {reason}", [{"field": name, "reason": reason}])
         try:
-            stored = await self._singles.submit(event)
+            receipt = await self._singles.submit(event)
         except Exception as exc:
             if not is_refusal(exc):
                 raise
-            self._observe(_kind(event), self._source_of(event, who), "rejected", 1)
+            self._observe(_tag(type(event)), self._source_of(event, who), "rejected", 1)
             raise as_invalid_input(exc) from None
         self._observe(
-            _kind(event), self._source_of(event, who), "accepted" if stored else "duplicate", 1
+            _tag(type(event)),
+            self._source_of(event, who),
+            "accepted" if receipt.stored else "duplicate",
+            1,
         )
-        return stored
+        return receipt
 
-    async def _write_group(self, events: Sequence[Event]) -> list[bool]:
-        """Write concurrently submitted single events in one transaction; True where stored."""
+    async def _write_group(self, events: Sequence[Event]) -> list[Receipt]:
+        """Write concurrently submitted single events in one transaction; each one's receipt."""
+        codes: Codes = {}
         async with self._pool.connection() as conn:
             await self._prepare(conn, events)
-            duplicates = set(await self._store(conn, events, range(len(events))))
-        return [index not in duplicates for index in range(len(events))]
+            duplicates = set(await self._store(conn, events, range(len(events)), codes))
+        return [
+            Receipt(index not in duplicates, codes.get(_report_key(e)))
+            for index, e in enumerate(events)
+        ]
 
     async def _prepare(self, conn: Any, events: Sequence[Event]) -> None:
         """Create what the events' writes need (partitions), outside their transaction."""
         groups, _ = _grouped(events, range(len(events)))
         await self._writer.prepare(conn, groups)
 
-    async def _store(self, conn: Any, events: Sequence[Event], numbers: Sequence[int]) -> list[int]:
-        """Write events (numbered by their lines) in one transaction; the duplicates' numbers."""
+    async def _store(
+        self,
+        conn: Any,
+        events: Sequence[Event],
+        numbers: Sequence[int],
+        codes: Codes | None = None,
+    ) -> list[int]:
+        """Write events (numbered by their lines) in one transaction; the duplicates' numbers.
+        The new field reports' lookup codes go into ``codes`` when given."""
         groups, lines = _grouped(events, numbers)
         duplicates: list[int] = []
         rated: list[Event] = []
@@ -237,7 +268,7 @@ class Intake:
                 written = await self._writer.write_batch(conn, kind, group, lines[kind])
                 duplicates.extend(written.duplicate_lines)
                 await self._link_media(conn, kind, group, lines[kind], written)
-                await self._open_tickets(conn, kind, group, lines[kind], written)
+                await self._open_tickets(conn, kind, group, lines[kind], written, codes)
                 await self._announce_readings(conn, kind, group, lines[kind], written)
                 await self._fold_dossiers(conn, kind, group, lines[kind], written)
                 if kind in (Feedback, DossierEvent):
@@ -258,13 +289,16 @@ class Intake:
         events: Sequence[Event],
         lines: Sequence[int],
         written: Written,
+        codes: Codes | None,
     ) -> None:
         """Stored field reports become tickets in the same transaction (all or nothing)."""
         if self._desk is None or kind is not FieldReport:
             return
         repeats = set(written.duplicate_lines)
         fresh = [e for e, line in zip(events, lines, strict=True) if line not in repeats]
-        await self._desk.open_for(conn, fresh)  # type: ignore[arg-type]
+        opened = await self._desk.open_for(conn, fresh)  # type: ignore[arg-type]
+        if codes is not None:
+            codes.update(opened.codes)
 
     @staticmethod
     async def _link_media(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ import psycopg
 
 from ioc.deadlines import DeadlineBook
 from ioc.events.kinds import FieldReport
+from ioc.lookup import report_code
 from ioc.routing.router import Router
 
 CHANNEL = "ioc_tickets"
@@ -46,6 +47,9 @@ def _metres(a_lon: float, a_lat: float, b_lon: float, b_lat: float) -> float:
 class Opened:
     created: int
     attached: int
+    # (source, external_id) -> the report's public lookup code (ioc/lookup.py), read with the
+    # report ids so that the answer to a POST needs no query of its own.
+    codes: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class TicketDesk:
@@ -69,7 +73,8 @@ class TicketDesk:
         # One round trip for both reads: the stored reports' ids and the open tickets near them.
         async with conn.pipeline():
             stored = await conn.execute(
-                "SELECT f.id, f.source, f.external_id, f.received_at FROM field_reports f"
+                "SELECT f.id, f.source, f.external_id, f.received_at, f.lookup_secret"
+                " FROM field_reports f"
                 " JOIN unnest(%b::text[], %b::text[]) AS k(source, external_id)"
                 " USING (source, external_id)",
                 ([r.source for r in reports], [r.external_id for r in reports]),
@@ -77,7 +82,8 @@ class TicketDesk:
             around = await self._query_nearby(conn, reports)
             rows = await stored.fetchall()
             nearby = await self._open_nearby(around)
-        ids = {(s, e): (int(i), at) for i, s, e, at in rows}
+        ids = {(s, e): (int(i), at) for i, s, e, at, _ in rows}
+        codes = {(s, e): report_code(int(i), str(c)) for i, s, e, _, c in rows if c is not None}
         decisions = self.router.route(
             [r.lon for r in reports],
             [r.lat for r in reports],
@@ -121,23 +127,23 @@ class TicketDesk:
             links.append((report_id, ref, False))
         real = await self._insert(conn, new_rows)
         await self._link(conn, links, real)
-        return Opened(len(new_rows), len(links) - len(new_rows))
+        return Opened(len(new_rows), len(links) - len(new_rows), codes)
 
     @staticmethod
     def _cell(lon: float, lat: float) -> tuple[int, int]:
         """The ticket's grid cell, computed exactly as the tickets.cell_x/cell_y columns are."""
         return math.floor(lon * _CELLS_PER_DEG), math.floor(lat * _CELLS_PER_DEG)
 
-    def _around(self, lon: float, lat: float) -> list[tuple[int, int]]:
+    def _columns(self, lon: float, lat: float) -> list[tuple[int, int, int]]:
+        """The cells within reach, as columns: (cell_x, lowest cell_y, highest cell_y)."""
         x, y = self._cell(lon, lat)
         reach_y = math.ceil(self._dedupe_m / (_M_PER_DEG_LAT / _CELLS_PER_DEG))
         metres_x = _M_PER_DEG_LON_EQ * max(math.cos(math.radians(lat)), 0.2) / _CELLS_PER_DEG
         reach_x = math.ceil(self._dedupe_m / metres_x)
-        return [
-            (x + dx, y + dy)
-            for dx in range(-reach_x, reach_x + 1)
-            for dy in range(-reach_y, reach_y + 1)
-        ]
+        return [(x + dx, y - reach_y, y + reach_y) for dx in range(-reach_x, reach_x + 1)]
+
+    def _around(self, lon: float, lat: float) -> list[tuple[int, int]]:
+        return [(x, y) for x, low, high in self._columns(lon, lat) for y in range(low, high + 1)]
 
     async def _query_nearby(
         self, conn: psycopg.AsyncConnection[Any], reports: Sequence[FieldReport]
@@ -145,23 +151,25 @@ class TicketDesk:
         """Ask for the open tickets near the reports (None when deduplication is off)."""
         if self._dedupe_m <= 0:
             return None
-        keys = {f"{r.category}:{x}:{y}" for r in reports for x, y in self._around(r.lon, r.lat)}
-        # One probe of the open-cells index per (category, cell): the lateral subquery (kept
-        # apart by OFFSET 0) leaves the planner no other plan, even while the statistics of
-        # a fast-growing tickets table lag behind. The time window is checked in _match: a
-        # time range here let the planner take (category, opened_at) instead and walk the
-        # category's whole open queue for every cell.
+        keys = sorted(
+            {(r.category, *column) for r in reports for column in self._columns(r.lon, r.lat)}
+        )
+        # One probe of the open-cells index per (category, cell column): the cells of one
+        # cell_x within reach are one range of cell_y, next to each other in the index. The
+        # lateral subquery (kept apart by OFFSET 0) leaves the planner no other plan, even
+        # while the statistics of a fast-growing tickets table lag behind. The time window is
+        # checked in _match: a time range here let the planner take (category, opened_at)
+        # instead and walk the category's whole open queue for every cell.
         return await conn.execute(
             """SELECT t.id, t.category, t.lon, t.lat, t.opened_at, t.state
-               FROM unnest(string_to_array(%s, ',')) AS k
+               FROM unnest(%b::text[], %b::int4[], %b::int4[], %b::int4[]) AS k(c, x, low, high)
                CROSS JOIN LATERAL (
                  SELECT t.id, t.category, t.lon, t.lat, t.opened_at, t.state FROM tickets t
-                 WHERE t.category = split_part(k, ':', 1)
-                   AND t.cell_x = split_part(k, ':', 2)::integer
-                   AND t.cell_y = split_part(k, ':', 3)::integer
+                 WHERE t.category = k.c AND t.cell_x = k.x
+                   AND t.cell_y BETWEEN k.low AND k.high
                    AND t.state NOT IN ('resolved', 'closed', 'rejected')
                  OFFSET 0) AS t""",
-            (",".join(keys),),
+            tuple(list(column) for column in zip(*keys, strict=True)) if keys else ([], [], [], []),
         )
 
     async def _open_nearby(
@@ -171,8 +179,11 @@ class TicketDesk:
         found: dict[tuple[str, int, int], list[_Open]] = {}
         if cur is None:
             return found
+        seen: set[int] = set()  # columns of nearby reports overlap: a ticket may come twice
         for row in await cur.fetchall():
-            self._remember(found, _Open(int(row[0]), row[1], row[2], row[3], row[4], row[5]))
+            if row[0] not in seen:
+                seen.add(row[0])
+                self._remember(found, _Open(int(row[0]), row[1], row[2], row[3], row[4], row[5]))
         return found
 
     def _remember(self, found: dict[tuple[str, int, int], list[_Open]], ticket: _Open) -> None:

@@ -156,6 +156,24 @@ window.IocCommon = (function () {
     return { get socket() { return socket; } };
   }
 
+  /* A cluster's icon: its count, coloured by the worst deadline state among its markers
+     (each marker carries its state as options.iocState). `sizes` is [normal, kiosk] in px. */
+  function clusterIcon(group, sizes, extraClass) {
+    const children = group.getAllChildMarkers();
+    let worst = "on_track";
+    for (const marker of children) {
+      const state = marker.options.iocState;
+      if (state === "overdue") { worst = "overdue"; break; }
+      if (state === "due_soon") worst = "due_soon";
+    }
+    const size = document.body.classList.contains("kiosk") ? sizes[1] : sizes[0];
+    return L.divIcon({
+      html: `<div><span>${children.length}</span></div>`,
+      className: `ioc-cluster ${extraClass ? extraClass + " " : ""}${worst}`,
+      iconSize: L.point(size, size),
+    });
+  }
+
   function setLive(element, state) {
     const texts = { live: "Trực tuyến", offline: "Mất kết nối — đang kết nối lại", connecting: "Đang kết nối…" };
     element.dataset.state = state;
@@ -164,6 +182,6 @@ window.IocCommon = (function () {
 
   return {
     COLOURS, STATE_NAMES, DEADLINE_NAMES, deadlineState, millis, clockText, dateTimeText,
-    deadlineText, spanText, escape, objects, request, liveSocket, setLive, toLogin,
+    deadlineText, spanText, escape, objects, request, liveSocket, setLive, toLogin, clusterIcon,
   };
 })();

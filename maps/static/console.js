@@ -27,19 +27,7 @@ window.IocConsole = (function () {
 
   const now = () => Date.now() + offset;
 
-  function clusterIcon(group) {
-    const children = group.getAllChildMarkers();
-    let worst = "on_track";
-    for (const marker of children) {
-      const state = marker.options.iocState;
-      if (state === "overdue") { worst = "overdue"; break; }
-      if (state === "due_soon") worst = "due_soon";
-    }
-    return L.divIcon({
-      html: `<div><span>${children.length}</span></div>`,
-      className: `ioc-cluster ${worst}`, iconSize: L.point(36, 36),
-    });
-  }
+  const clusterIcon = (group) => C.clusterIcon(group, [36, 36]);
 
   /* The API's ticket (ISO times) in the shape the deadline rule reads (ms). */
   function shaped(api) {

@@ -39,21 +39,7 @@ window.IocWall = (function () {
 
   /* --- tickets ---------------------------------------------------------------------- */
 
-  function clusterIcon(group) {
-    const children = group.getAllChildMarkers();
-    let worst = "on_track";
-    for (const marker of children) {
-      const state = marker.options.iocState;
-      if (state === "overdue") { worst = "overdue"; break; }
-      if (state === "due_soon") worst = "due_soon";
-    }
-    const size = document.body.classList.contains("kiosk") ? 58 : 40;
-    return L.divIcon({
-      html: `<div><span>${children.length}</span></div>`,
-      className: `ioc-cluster ${worst}`,
-      iconSize: L.point(size, size),
-    });
-  }
+  const clusterIcon = (group) => C.clusterIcon(group, [40, 58]);
 
   function ticketPopup(t, state) {
     const category = config.categories[t.category] || t.category;

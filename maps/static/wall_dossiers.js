@@ -34,21 +34,7 @@ window.IocWallDossiers = (function () {
     });
   }
 
-  function clusterIcon(group) {
-    const children = group.getAllChildMarkers();
-    let worst = "on_track";
-    for (const marker of children) {
-      const state = marker.options.iocState;
-      if (state === "overdue") { worst = "overdue"; break; }
-      if (state === "due_soon") worst = "due_soon";
-    }
-    const size = document.body.classList.contains("kiosk") ? 54 : 36;
-    return L.divIcon({
-      html: `<div><span>${children.length}</span></div>`,
-      className: `ioc-cluster ioc-dossier-cluster ${worst}`,
-      iconSize: L.point(size, size),
-    });
-  }
+  const clusterIcon = (group) => C.clusterIcon(group, [36, 54], "ioc-dossier-cluster");
 
   function popup(d, state) {
     const agency = config.agencies[d.agency] || d.agency;
