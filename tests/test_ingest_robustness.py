@@ -86,6 +86,35 @@ def test_concurrent_repeats_are_stored_once(
     assert count(server, "field_reports") == 2
 
 
+def test_concurrent_single_readings_with_repeats_are_stored_once(
+    server: RunningServer, source_key: str, sensors: list[str]
+) -> None:
+    """Single readings released at once share group commits; one of them sent five times is
+    stored once, and a replay afterwards is a duplicate too."""
+    events = [reading(sensors[0], 30 + m) for m in range(10)] + [reading(sensors[1], 50)] * 5
+    statuses: list[int] = [0] * len(events)
+    start = threading.Barrier(len(events))
+
+    def post(index: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            start.wait()
+            statuses[index] = c.post(
+                "/v1/events", json=events[index], headers=auth(source_key)
+            ).status_code
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(events))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses[:10] == [201] * 10
+    assert sorted(statuses[10:]) == [200, 200, 200, 200, 201]
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        again = c.post("/v1/events", json=events[0], headers=auth(source_key))
+    assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+    assert count(server, "traffic_readings") == 11
+
+
 def test_a_database_error_mid_batch_stores_nothing(
     server: RunningServer, source_key: str, sensors: list[str]
 ) -> None:

@@ -24,7 +24,8 @@ async def storable_parameters(connection: HTTPConnection) -> None:
         for name, value in connection.path_params.items():
             if isinstance(value, str):
                 params.text(name, value, params.MAX_QUERY_VALUE)
-        params.query_of(connection.query_params.multi_items())
+        if connection.scope.get("query_string"):  # most requests have none: nothing to parse
+            params.query_of(connection.query_params.multi_items())
     except InvalidInput as exc:
         if connection.scope["type"] == "websocket":
             raise WebSocketException(status.WS_1008_POLICY_VIOLATION, exc.message[:120]) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import click
 import msgspec
+import psutil
 import psycopg
 
 from ioc.bench.harness import (
@@ -19,6 +21,7 @@ from ioc.bench.harness import (
     scratch_database,
     server_process,
 )
+from ioc.bench.lean_http import post_all_lean
 from ioc.settings import Settings
 from ioc.store.keys import create_key
 from ioc.store.partitions import PartitionManager
@@ -113,6 +116,39 @@ def raw_copy(url: str, rows: list[dict[str, Any]], backend: str) -> float:
         return len(rows) / (time.perf_counter() - started)
 
 
+class CpuWatch:
+    """CPU spent from now on by the server process and by the backends serving its database
+    (the database server may be shared: other databases' backends are left out)."""
+
+    def __init__(self, server_pid: int, url: str) -> None:
+        self._server = psutil.Process(server_pid)
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT pg_backend_pid(), current_database()").fetchone()
+            assert row is not None
+            self._postmaster = psutil.Process(int(row[0])).parent()
+            self._tag = f" {row[1]} "  # backends are titled "postgres: user database host …"
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, dict[int, float]]:
+        times = self._server.cpu_times()
+        database: dict[int, float] = {}
+        if self._postmaster is not None:
+            for process in self._postmaster.children():
+                with contextlib.suppress(psutil.Error):
+                    if self._tag in " ".join(process.cmdline()) + " ":
+                        spent = process.cpu_times()
+                        database[process.pid] = spent.user + spent.system
+        return times.user + times.system, database
+
+    def per_item(self, items: int) -> tuple[float, float]:
+        """(server, database) CPU µs per item since the watch began (ended backends' share
+        is not seen)."""
+        server, database = self._now()
+        first_server, first_database = self._start
+        spent = sum(t - first_database.get(pid, 0.0) for pid, t in database.items())
+        return 1e6 * (server - first_server) / items, 1e6 * spent / items
+
+
 def _backend(url: str) -> str:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT value FROM ioc_meta WHERE key = 'backend'").fetchone()
@@ -145,23 +181,25 @@ def run_ingest_bench(
                 )
             )
             click.echo("batch ingest over HTTP …", err=True)
+            watch = CpuWatch(server.process.pid, url)
             batch_eps = asyncio.run(
                 post_all(server.url, key, bodies, path=BATCH, content_type=NDJSON, parallel=2)
             ).per_s
+            batch_cpu = watch.per_item(events)
             click.echo(f"single-event POSTs ({single:,}, {concurrency} connections) …", err=True)
             single_rows = readings(single, 200)
             single_bodies = [encoder.encode(r) for r in single_rows]
-            singles = asyncio.run(
-                post_all(
-                    server.url,
-                    key,
-                    single_bodies,
-                    path="/v1/events",
-                    content_type="application/json",
-                    parallel=concurrency,
-                    ok=(201,),
-                )
+            watch = CpuWatch(server.process.pid, url)
+            singles, client_s = post_all_lean(
+                server.url,
+                key,
+                single_bodies,
+                path="/v1/events",
+                content_type="application/json",
+                parallel=concurrency,
+                ok=(201,),
             )
+            single_cpu = watch.per_item(single)
             single_rps, latencies = singles.per_s, singles.latencies_s
         baseline_rows = readings(min(events, 20_000), 100)
         click.echo(f"per-row INSERT baseline ({len(baseline_rows):,} rows) …", err=True)
@@ -184,6 +222,11 @@ def run_ingest_bench(
         "single_p50_ms": round(p50, 2),
         "single_p99_ms": round(p99, 2),
         "single_meets_bar": int(single_rps >= 3_000 and p99 <= 50),
+        "batch_server_cpu_us": round(batch_cpu[0], 1),
+        "batch_database_cpu_us": round(batch_cpu[1], 1),
+        "single_client_cpu_us": round(1e6 * client_s / single, 1),
+        "single_server_cpu_us": round(single_cpu[0], 1),
+        "single_database_cpu_us": round(single_cpu[1], 1),
         "events": events,
         "batch_size": batch_size,
         "single_requests": single,
@@ -196,7 +239,11 @@ def run_ingest_bench(
         f"raw COPY of as many rows:         {copy_eps:,.0f} rows/s; HTTP batches reach "
         f"{batch_eps / copy_eps:.0%} of it\n"
         f"single-event POST:                {single_rps:,.0f} requests/s, p50 {p50:.1f} ms, "
-        f"p99 {p99:.1f} ms  (bar: ≥ 3,000/s, p99 ≤ 50 ms)"
+        f"p99 {p99:.1f} ms  (bar: ≥ 3,000/s, p99 ≤ 50 ms)\n"
+        f"CPU per reading, batches:         server {batch_cpu[0]:.1f} µs, database "
+        f"{batch_cpu[1]:.1f} µs\n"
+        f"CPU per single POST:              server {single_cpu[0]:.1f} µs, database "
+        f"{single_cpu[1]:.1f} µs, client {1e6 * client_s / single:.1f} µs"
     )
     click.echo(machine_line("ingest", figures))
     return figures

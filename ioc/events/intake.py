@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -83,8 +83,25 @@ def _report_key(event: Event) -> tuple[str, str]:
     return "", ""
 
 
-def _kind(event: Event) -> str:
-    return type(event).__struct_config__.tag  # type: ignore[return-value]
+def _tag(kind: type[Any]) -> str:
+    return kind.__struct_config__.tag  # type: ignore[no-any-return]
+
+
+def _grouped(
+    events: Sequence[Event], numbers: Sequence[int]
+) -> tuple[dict[type[Any], list[Event]], dict[type[Any], list[int]]]:
+    """The events and their numbers by kind (a batch is mostly of one kind: then no sorting)."""
+    if not events:
+        return {}, {}
+    first = type(events[0])
+    if all(type(event) is first for event in events):
+        return {first: list(events)}, {first: list(numbers)}
+    groups: dict[type[Any], list[Event]] = defaultdict(list)
+    lines: dict[type[Any], list[int]] = defaultdict(list)
+    for line, event in zip(numbers, events, strict=True):
+        groups[type(event)].append(event)
+        lines[type(event)].append(line)
+    return groups, lines
 
 
 class Intake:
@@ -183,7 +200,7 @@ class Intake:
                 raise Problem(nul, NUL_REASON)
             event = self._rules.check(event, self._keyed_source(who))
         except Problem as problem:
-            self._observe(_kind(event), self._source_of(event, who), "rejected", 1)
+            self._observe(_tag(type(event)), self._source_of(event, who), "rejected", 1)
             raise InvalidInput(
                 f"{problem.field}: {problem.reason}" if problem.field else problem.reason,
                 [{"field": problem.field, "reason": problem.reason}],
@@ -200,7 +217,7 @@ class Intake:
             async with self._pool.connection() as conn:
                 refused = await ratings.refusals(conn, [1], [event])
             if refused:
-                self._observe(_kind(event), self._source_of(event, who), "rejected", 1)
+                self._observe(_tag(type(event)), self._source_of(event, who), "rejected", 1)
                 _, name, reason = refused[0]
                 raise InvalidInput(f"{name}: {reason}", [{"field": name, "reason": reason}])
         try:
@@ -208,10 +225,10 @@ class Intake:
         except Exception as exc:
             if not is_refusal(exc):
                 raise
-            self._observe(_kind(event), self._source_of(event, who), "rejected", 1)
+            self._observe(_tag(type(event)), self._source_of(event, who), "rejected", 1)
             raise as_invalid_input(exc) from None
         self._observe(
-            _kind(event),
+            _tag(type(event)),
             self._source_of(event, who),
             "accepted" if receipt.stored else "duplicate",
             1,
@@ -231,9 +248,7 @@ class Intake:
 
     async def _prepare(self, conn: Any, events: Sequence[Event]) -> None:
         """Create what the events' writes need (partitions), outside their transaction."""
-        groups: dict[type[Any], list[Event]] = defaultdict(list)
-        for event in events:
-            groups[type(event)].append(event)
+        groups, _ = _grouped(events, range(len(events)))
         await self._writer.prepare(conn, groups)
 
     async def _store(
@@ -245,11 +260,7 @@ class Intake:
     ) -> list[int]:
         """Write events (numbered by their lines) in one transaction; the duplicates' numbers.
         The new field reports' lookup codes go into ``codes`` when given."""
-        groups: dict[type[Any], list[Event]] = defaultdict(list)
-        lines: dict[type[Any], list[int]] = defaultdict(list)
-        for line, event in zip(numbers, events, strict=True):
-            groups[type(event)].append(event)
-            lines[type(event)].append(line)
+        groups, lines = _grouped(events, numbers)
         duplicates: list[int] = []
         rated: list[Event] = []
         async with conn.transaction():
@@ -340,11 +351,15 @@ class Intake:
         if kind is not TrafficCount:
             return
         repeats = set(written.duplicate_lines)
+        stored: Iterable[Any] = (
+            (e for e, line in zip(events, lines, strict=True) if line not in repeats)
+            if repeats
+            else events
+        )
         latest: dict[str, TrafficCount] = {}
-        for event, line in zip(events, lines, strict=True):
-            assert isinstance(event, TrafficCount)
+        for event in stored:
             seen = latest.get(event.sensor_id)
-            if line not in repeats and (seen is None or event.observed_at > seen.observed_at):
+            if seen is None or event.observed_at > seen.observed_at:
                 latest[event.sensor_id] = event
         rows = [
             [r.sensor_id, r.observed_at.isoformat(), r.vehicle_count, r.avg_speed_kmh, r.interval_s]
@@ -359,12 +374,14 @@ class Intake:
     @staticmethod
     async def _check_ratings(conn: Any, checked: Decoded) -> Decoded:
         """Refuse the ratings of reports and dossiers that have no result yet."""
-        if not any(ratings.is_rating(e) for e in checked.events):
+        if all(type(e) is TrafficCount for e in checked.events) or not any(
+            ratings.is_rating(e) for e in checked.events
+        ):
             return checked
         return reject_lines(checked, await ratings.refusals(conn, checked.lines, checked.events))
 
     async def _check_sensors(self, conn: Any, checked: Decoded) -> Decoded:
-        ids = {e.sensor_id for e in checked.events if isinstance(e, TrafficCount)}
+        ids = {e.sensor_id for e in checked.events if type(e) is TrafficCount}
         unknown = await self._reference.unknown_sensors(conn, ids) if ids else set()
         if not unknown:
             return checked
@@ -387,12 +404,16 @@ class Intake:
 
     def _count(self, checked: Decoded, result: BatchResult, who: Principal) -> None:
         duplicate = set(result.duplicate_lines)
-        tally: Counter[tuple[str, str, str]] = Counter()
-        for line, event in zip(checked.lines, checked.events, strict=True):
-            outcome = "duplicate" if line in duplicate else "accepted"
-            tally[(_kind(event), self._source_of(event, who), outcome)] += 1
+        # Counted by (kind, the event's own source, whether a repeat); named after.
+        counted: Counter[tuple[type[Any], str | None, bool]] = Counter(
+            (type(event), getattr(event, "source", None), line in duplicate)
+            for line, event in zip(checked.lines, checked.events, strict=True)
+        )
         source = who.source or who.label or "admin"
+        tally: Counter[tuple[str, str, str]] = Counter()
+        for (kind, own, repeat), count in counted.items():
+            tally[(_tag(kind), own or source, "duplicate" if repeat else "accepted")] += count
         if result.rejected:
             tally[("unknown", source, "rejected")] += len(result.rejected)
-        for (kind, src, outcome), count in tally.items():
-            self._observe(kind, src, outcome, count)
+        for (name, src, outcome), count in tally.items():
+            self._observe(name, src, outcome, count)

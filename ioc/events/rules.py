@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 
 import msgspec
 
@@ -21,6 +21,8 @@ from ioc.events.kinds import DossierEvent, Event, Feedback, FieldReport, Traffic
 _MAX_OFFSET = timedelta(hours=16)
 # The smallest normal magnitude of a ``real`` (float4); PostgreSQL refuses what rounds to zero.
 _REAL_TINY = 1.1754943508222875e-38
+# The largest finite ``real``; the schema bounds of readings keep them far below it.
+_REAL_HUGE = 3.4028234663852886e38
 NUL_REASON = "text cannot contain the NUL character (\\u0000)"
 
 
@@ -72,7 +74,44 @@ class EventRules:
 
     def check(self, event: Event, source: str | None) -> Event:
         """The event with zones applied and its source filled in; raises Problem."""
+        return self._check(event, source, self.clock.now() + timedelta(seconds=self.max_future_s))
+
+    def checker(self, source: str | None) -> Callable[[Event], Event]:
+        """``check`` for the events of one request: the clock is read once, not per event."""
         latest = self.clock.now() + timedelta(seconds=self.max_future_s)
+        earliest = self.earliest_year
+        # Fixed UTC offsets already seen within PostgreSQL's range (readings repeat a few).
+        fine: set[tzinfo] = set()
+
+        def check(event: Event) -> Event:
+            # Readings come by the thousand: their rules inline, with the same outcome as
+            # _real and _moment (which they fall back to for anything unusual).
+            if type(event) is TrafficCount:
+                speed, occupancy, observed = event.avg_speed_kmh, event.occupancy, event.observed_at
+                if speed is not None and not (speed == 0.0 or _REAL_TINY <= speed <= _REAL_HUGE):
+                    _real("avg_speed_kmh", speed)
+                if occupancy is not None and not (
+                    occupancy == 0.0 or _REAL_TINY <= occupancy <= _REAL_HUGE
+                ):
+                    _real("occupancy", occupancy)
+                zoned = observed.tzinfo
+                if (
+                    type(zoned) is not timezone
+                    or zoned not in fine
+                    or observed > latest
+                    or observed.year < earliest
+                ):
+                    moment = self._moment("observed_at", observed, latest)
+                    if type(zoned) is timezone:
+                        fine.add(zoned)  # _moment passed: its offset is in range
+                    if moment is not observed:
+                        event = msgspec.structs.replace(event, observed_at=moment)
+                return event
+            return self._check(event, source, latest)
+
+        return check
+
+    def _check(self, event: Event, source: str | None, latest: datetime) -> Event:
         if isinstance(event, TrafficCount):
             _real("avg_speed_kmh", event.avg_speed_kmh)
             _real("occupancy", event.occupancy)

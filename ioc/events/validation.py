@@ -28,6 +28,8 @@ BATCH_TYPES = tuple(sorted(NDJSON_TYPES | JSON_TYPES))
 
 _decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+# NDJSON read whole: an array of one-event arrays, one per line (``_decode_lines_at_once``).
+_lines_decoder = msgspec.json.Decoder(list[tuple[Event]])
 _raw_value = msgspec.json.Decoder(msgspec.Raw)
 _PATH = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _FIELD_IN_REASON = re.compile(r"field `([^`]+)`")
@@ -168,7 +170,7 @@ def check_batch(
     Pure CPU work with no shared state but the rules: callers may run it in a worker thread.
     """
     count_events(body, content_type, most)
-    return _decode(body, content_type, lambda event: rules.check(event, source))
+    return _decode(body, content_type, rules.checker(source))
 
 
 def decode_batch(body: bytes | bytearray, content_type: str | None) -> Decoded:
@@ -196,6 +198,43 @@ def _decode(body: bytes | bytearray, content_type: str | None, check: Check) -> 
 
 
 def _decode_lines(body: bytes | bytearray, check: Check) -> Decoded:
+    whole = _decode_lines_at_once(body, check) if len(body) <= _SLICE else None
+    return whole if whole is not None else _decode_line_by_line(body, check)
+
+
+def _decode_lines_at_once(body: bytes | bytearray, check: Check) -> Decoded | None:
+    """The lines of a body without blank lines or bad events, in one decoder call; else None.
+
+    Each newline becomes ``],[`` and the body ``[[…]]``: an array of one-event arrays. A
+    separator can only close a one-event array there (in an event, a ``]`` closes a list of
+    strings, and no key can follow it), so when the decoder finds as many events as there are
+    lines, each line held exactly one event, as the line-by-line decoder would have read it.
+    Anything else (a blank or malformed line, an event the schema refuses) gives None, and the
+    body is decoded line by line, which says what is wrong with each line.
+    """
+    text = bytes(body).rstrip(b" \t\r\n")
+    if not text:
+        return None
+    try:
+        events = _lines_decoder.decode(b"[[" + text.replace(b"\n", b"],[") + b"]]")
+    except (msgspec.MsgspecError, RecursionError):
+        return None
+    if len(events) != text.count(b"\n") + 1:
+        return None
+    out = Decoded()
+    keep_event, keep_line = out.events.append, out.lines.append
+    for number, (event,) in enumerate(events, start=1):
+        try:
+            kept = check(event)
+        except Problem as problem:
+            out.refuse(number, problem.field, problem.reason)
+            continue
+        keep_event(kept)
+        keep_line(number)
+    return out
+
+
+def _decode_line_by_line(body: bytes | bytearray, check: Check) -> Decoded:
     out = Decoded()
     view = memoryview(body)  # lines are decoded in place, not copied out of the body
     number, at = 1, 0
@@ -322,9 +361,10 @@ def _nul_first(check: Check) -> Check:
 def apply_rules(decoded: Decoded, rules: EventRules, source: str | None) -> Decoded:
     """Run the rules over decoded events; refused ones move to the rejections."""
     out = Decoded(rejected=list(decoded.rejected))
+    check = rules.checker(source)
     for line, event in zip(decoded.lines, decoded.events, strict=True):
         try:
-            out.keep(line, rules.check(event, source))
+            out.keep(line, check(event))
         except Problem as problem:
             out.rejected.append(Rejection(line, problem.field, problem.reason))
     return out

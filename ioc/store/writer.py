@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -206,6 +208,21 @@ TABLES: dict[type[Any], Table] = {
 }
 
 
+def _span(events: Sequence[Event]) -> tuple[datetime, datetime]:
+    """The earliest and the latest time of events of one kind."""
+    moment = _WHEN.get(type(events[0]))
+    times = list(map(moment, events)) if moment is not None else [event_time(e) for e in events]
+    return min(times), max(times)
+
+
+_WHEN: dict[type[Any], Callable[[Any], datetime]] = {
+    TrafficCount: attrgetter("observed_at"),
+    FieldReport: attrgetter("occurred_at"),
+    Feedback: attrgetter("rated_at"),
+    DossierEvent: attrgetter("at"),
+}
+
+
 @dataclass(frozen=True)
 class Written:
     """What happened to the events of one request."""
@@ -229,8 +246,7 @@ class EventWriter:
         for kind, events in groups.items():
             table = TABLES[kind]
             if table.partitioned and events:
-                times = [event_time(e) for e in events]
-                await self.partitions.ensure(conn, table.name, min(times), max(times))
+                await self.partitions.ensure(conn, table.name, *_span(events))
 
     async def write_batch(
         self, conn: Conn, kind: type[Any], events: Sequence[Event], lines: Sequence[int]
@@ -244,8 +260,7 @@ class EventWriter:
         except psycopg.errors.UniqueViolation:
             written = await self._copy_staged(conn, table, events, lines)
         if table.aggregated and written.stored:
-            times = [event_time(e) for e in events]
-            await note_written(conn, min(times), max(times))
+            await note_written(conn, *_span(events))
         return written
 
     async def _copy_direct(self, conn: Conn, table: Table, events: Sequence[Event]) -> None:
