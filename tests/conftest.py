@@ -1,7 +1,8 @@
 """Test harness: a real PostgreSQL and a real server on a real port.
 
 Tests run on the server named by IOC_TEST_DATABASE_URL, else on an embedded PostgreSQL started
-for the session. Each test gets its own database, copied from a migrated template.
+for the session. Each test gets its own database, copied from a migrated template (one test
+ahead, by a thread); tests with pages share one chromium, each in a fresh context.
 """
 
 from __future__ import annotations
