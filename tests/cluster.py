@@ -58,8 +58,8 @@ class Process:
                 self.kill()
 
 
-def start(db_url: str, data_dir: Path, name: str, *args: str, **env: str) -> Process:
-    """Start `ioc serve` (with ``args``) on a free port; returns once /readyz answers 200."""
+def spawn(db_url: str, data_dir: Path, name: str, *args: str, **env: str) -> Process:
+    """Start `ioc serve` (with ``args``) on a free port, without waiting for it."""
     port = free_port()
     log = data_dir / f"{name}.log"
     environment = {
@@ -78,11 +78,15 @@ def start(db_url: str, data_dir: Path, name: str, *args: str, **env: str) -> Pro
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    process = Process(port, popen, log)
+    return Process(port, popen, log)
+
+
+def wait_ready(process: Process, name: str) -> Process:
+    """Returns once the process's /readyz answers 200."""
     deadline = time.monotonic() + 120
     while True:
-        if popen.poll() is not None:
-            raise RuntimeError(f"{name} exited: {log.read_text(errors='replace')[-2000:]}")
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"{name} exited: {process.log.read_text(errors='replace')[-2000:]}")
         try:
             if httpx.get(f"{process.url}/readyz", timeout=2).status_code == 200:
                 return process
@@ -90,20 +94,34 @@ def start(db_url: str, data_dir: Path, name: str, *args: str, **env: str) -> Pro
             pass
         if time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"{name} did not become ready: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"{name} did not become ready: {process.log.read_text()[-2000:]}")
         time.sleep(0.1)
+
+
+def start(db_url: str, data_dir: Path, name: str, *args: str, **env: str) -> Process:
+    """Start `ioc serve` (with ``args``) on a free port; returns once /readyz answers 200."""
+    return wait_ready(spawn(db_url, data_dir, name, *args, **env), name)
 
 
 @contextmanager
 def cluster(db_url: str, data_dir: Path, count: int, **env: str) -> Iterator[list[Process]]:
+    """``count`` processes, started side by side; each has answered /readyz on entry."""
     processes: list[Process] = []
     try:
         for n in range(count):
-            processes.append(start(db_url, data_dir, f"serve-{n}", **env))
+            processes.append(spawn(db_url, data_dir, f"serve-{n}", **env))
+        for n, process in enumerate(processes):
+            wait_ready(process, f"serve-{n}")
         yield processes
     finally:
+        for process in processes:  # all told to stop first, then each waited for
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
         for process in processes:
-            process.stop()
+            try:
+                process.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def key(db_url: str, role: str, source: str | None = None, agency: str | None = None) -> str:

@@ -1,12 +1,14 @@
 """Test harness: a real PostgreSQL and a real server on a real port.
 
 Tests run on the server named by IOC_TEST_DATABASE_URL, else on an embedded PostgreSQL started
-for the session. Each test gets its own database, copied from a migrated template.
+for the session. Each test gets its own database, copied from a migrated template (one test
+ahead, by a thread); tests with pages share one chromium, each in a fresh context.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -15,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,11 +88,47 @@ def template_url(admin_url: str) -> Iterator[str]:
     _set_template(admin_url, sealed=False)  # leave a shared server as an unsealed database
 
 
+class _Databases:
+    """Test databases copied from the template one test ahead, and dropped after it, by a
+    thread of their own: the server copies a database while the previous test runs."""
+
+    def __init__(self, admin_url: str) -> None:
+        self._admin_url = admin_url
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-databases")
+        self._next: Future[tuple[str, str]] | None = None
+
+    def _create(self) -> tuple[str, str]:
+        name = f"ioc_test_{uuid.uuid4().hex[:12]}"
+        return name, create_database(self._admin_url, name, template=TEMPLATE)
+
+    def take(self) -> tuple[str, str]:
+        """A fresh database: (name, url)."""
+        ready = self._next or self._worker.submit(self._create)
+        self._next = self._worker.submit(self._create)
+        return ready.result()
+
+    def drop(self, name: str) -> None:
+        self._worker.submit(drop_database, self._admin_url, name)
+
+    def close(self) -> None:
+        if self._next is not None:
+            with contextlib.suppress(Exception):
+                self.drop(self._next.result()[0])
+        self._worker.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def _databases(admin_url: str, template_url: str) -> Iterator[_Databases]:
+    databases = _Databases(admin_url)
+    yield databases
+    databases.close()
+
+
 @pytest.fixture
-def db_url(admin_url: str, template_url: str) -> Iterator[str]:
-    name = f"ioc_test_{uuid.uuid4().hex[:12]}"
-    yield create_database(admin_url, name, template=TEMPLATE)
-    drop_database(admin_url, name)
+def db_url(_databases: _Databases) -> Iterator[str]:
+    name, url = _databases.take()
+    yield url
+    _databases.drop(name)
 
 
 def free_port() -> int:
@@ -251,12 +290,24 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    """A headless chromium for one test.
+@dataclass
+class _Chromium:
+    playwright: Any
+    browser: Any
+    loop: asyncio.AbstractEventLoop | None
 
-    Per test, not per session: Playwright's sync API keeps its event loop marked as running
-    while a browser is open, and other tests call asyncio.run().
+
+def _launch(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="session")
+def _chromium() -> Iterator[_Chromium]:
+    """One Playwright driver and one chromium for the session (starting them takes seconds).
+
+    Playwright's sync API marks its event loop as running in this thread between its calls,
+    and other tests call asyncio.run(): the loop is shown only while a test's ``browser``
+    fixture is set up, and hidden again when it is torn down.
     """
     from playwright.sync_api import sync_playwright
 
@@ -266,13 +317,28 @@ def browser() -> Iterator[Any]:
             "(or `apt-get install chromium`; IOC_TEST_CHROMIUM names another binary)"
         )
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        chromium = _Chromium(playwright, _launch(playwright), asyncio._get_running_loop())
+        asyncio._set_running_loop(None)
         try:
-            yield launched
+            yield chromium
         finally:
-            launched.close()
+            asyncio._set_running_loop(chromium.loop)
+            chromium.browser.close()
+
+
+@pytest.fixture
+def browser(_chromium: _Chromium) -> Iterator[Any]:
+    """The session's headless chromium, for one test: whatever contexts (cookies, pages) the
+    test opened are closed after it, so the next test starts from none."""
+    asyncio._set_running_loop(_chromium.loop)
+    try:
+        if not _chromium.browser.is_connected():  # a test crashed it: a new one for the next
+            _chromium.browser = _launch(_chromium.playwright)
+        yield _chromium.browser
+        for context in _chromium.browser.contexts:
+            context.close()
+    finally:
+        asyncio._set_running_loop(None)
 
 
 @pytest.fixture
