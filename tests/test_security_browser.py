@@ -218,7 +218,10 @@ def test_a_form_on_another_port_cannot_log_the_operator_in_or_out(
     attacker.pages["/logout.html"] = FORM.format(target=server.url, path="/logout", fields="")
 
     for name in ("/login.html", "/logout.html"):
-        with page.expect_response(lambda r: r.url.startswith(server.url)) as posted:
+        # The form's POST, not a favicon or other GET the page may make to the server.
+        with page.expect_response(
+            lambda r: r.url.startswith(server.url) and r.request.method == "POST"
+        ) as posted:
             page.goto(f"{attacker.url}{name}")
         assert posted.value.status == 403, name
         cookies = {c["name"]: c["value"] for c in page.context.cookies(server.url)}
