@@ -20,8 +20,10 @@ Figures:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import tracemalloc
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from statistics import median
 from typing import Any, cast
@@ -94,22 +96,28 @@ def _mark_due(url: str, count: int, now: datetime) -> None:
         )
 
 
-async def _ticks(url: str, settings: Settings, now: datetime, rounds: int) -> dict[str, float]:
+@contextlib.asynccontextmanager
+async def _engine(url: str, settings: Settings) -> AsyncIterator[tuple[Any, SlaEngine]]:
+    """An SLA engine on a pool of its own (closed after), with the deadline book loaded."""
     pool = make_pool(with_timezone(url, settings.timezone), settings)
     await pool.open(wait=True)
     try:
         async with pool.connection() as conn:
             book = await load_book(conn, settings)
-        engine = SlaEngine(pool, SystemClock(settings.zone), settings, lambda: book)
+        yield pool, SlaEngine(pool, SystemClock(settings.zone), settings, lambda: book)
+    finally:
+        await pool.close()
+
+
+async def _ticks(url: str, settings: Settings, now: datetime, rounds: int) -> dict[str, float]:
+    async with _engine(url, settings) as (_, engine):
         await engine.tick(now)  # warm up: connections, plans, the busy batch
         quiet = []
         for n in range(rounds):
             started = time.perf_counter()
             await engine.tick(now + timedelta(seconds=5 * (n + 1)))
             quiet.append((time.perf_counter() - started) * 1000)
-        return {"tick_ms": median(quiet), "tick_max_ms": max(quiet)}
-    finally:
-        await pool.close()
+    return {"tick_ms": median(quiet), "tick_max_ms": max(quiet)}
 
 
 async def _busy(url: str, settings: Settings, now: datetime) -> tuple[float, int, float]:
@@ -118,21 +126,14 @@ async def _busy(url: str, settings: Settings, now: datetime) -> tuple[float, int
     Tracing allocations slows Python several fold, so the catch-up rate is timed untraced
     (``_catch_up``).
     """
-    pool = make_pool(with_timezone(url, settings.timezone), settings)
-    await pool.open(wait=True)
-    try:
-        async with pool.connection() as conn:
-            book = await load_book(conn, settings)
-        engine = SlaEngine(pool, SystemClock(settings.zone), settings, lambda: book)
+    async with _engine(url, settings) as (_, engine):
         tracemalloc.start()
         started = time.perf_counter()
         result = await engine.tick(now)
         elapsed = (time.perf_counter() - started) * 1000
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        return elapsed, result.tickets, peak / 1024
-    finally:
-        await pool.close()
+    return elapsed, result.tickets, peak / 1024
 
 
 def _cpu_s(pids: list[int]) -> float | None:
@@ -158,12 +159,7 @@ async def _catch_up(
     due; before each timed tick, ``batch`` clocks not yet alerted fall due. CPU time, unlike
     the wall clock, hardly moves with the load of a shared machine.
     """
-    pool = make_pool(with_timezone(url, settings.timezone), settings)
-    await pool.open(wait=True)
-    try:
-        async with pool.connection() as conn:
-            book = await load_book(conn, settings)
-        engine = SlaEngine(pool, SystemClock(settings.zone), settings, lambda: book)
+    async with _engine(url, settings) as (pool, engine):
         _mark_due(url, WARM_UP_DUE, now)
         await engine.tick(now)
         async with pool.connection() as conn:
@@ -190,8 +186,6 @@ async def _catch_up(
                 )
             )
         return ticks
-    finally:
-        await pool.close()
 
 
 def _baseline(url: str, now: datetime) -> float:
