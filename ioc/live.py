@@ -116,6 +116,7 @@ class LiveHub:
         self._listening = asyncio.Event()
         self.dropped_total = 0
         self.last_seq = 0  # the newest numbered notice published (or known when listening began)
+        self._last_text: str | None = None  # that notice as heard (None: known only by number)
 
     @property
     def subscribers(self) -> int:
@@ -177,7 +178,7 @@ class LiveHub:
         if seq:
             if seq <= self.last_seq:
                 return  # already published (from the log, after a reconnect)
-            self.last_seq = seq
+            self.last_seq, self._last_text = seq, text
         for subscription in list(self._subscribers):
             try:
                 wanted = livelog.filtered(message, text, subscription.accept)
@@ -200,10 +201,16 @@ class LiveHub:
         commits from now on arrives as notices; those the replay covered are skipped)."""
         missed = await livelog.replay(conn, self.last_seq, lambda _: True)
         # A log that ends before the last number heard lost commits (a failover to a standby
-        # that had not received them): numbers will be handed out again, so start over.
-        if missed.resync or missed.upto < self.last_seq:
+        # that had not received them): numbers will be handed out again, so start over. So
+        # does one that holds another notice under that number: it was handed out again
+        # between LISTEN and this replay, and a check by number alone would skip it.
+        lost = missed.upto < self.last_seq or (
+            self._last_text is not None
+            and await livelog.text_at(conn, self.last_seq) != self._last_text
+        )
+        if missed.resync or lost:
             log.warning("live hub: what was missed while away is not in the log; resync")
-            self.last_seq = missed.upto
+            self.last_seq, self._last_text = missed.upto, None
             for subscription in self._subscribers:
                 subscription.floor = 0
             self._broadcast(RESYNC)

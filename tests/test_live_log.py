@@ -273,3 +273,20 @@ def test_the_hub_resyncs_when_the_log_ends_before_what_it_heard(
     messages = away_and_back(db_url, *hub_role, lost)
     assert messages == [{"seq": 1, "n": 1}, messages[1], {"seq": 1, "n": 4}]
     assert messages[1].get("resync") is True
+
+
+def test_the_hub_resyncs_when_the_number_it_heard_was_handed_out_again(
+    db_url: str, hub_role: tuple[str, str]
+) -> None:
+    # As after a failover to a standby that had not received the last commit, where a new
+    # commit takes the lost number before the hub reads the log again: the log reaches the
+    # number the hub heard, but holds another notice under it.
+    reused = [
+        "DELETE FROM live_log",
+        "DELETE FROM live_commits",
+        "SELECT setval('live_seq', 1, false)",
+        "SELECT ioc_announce('ioc_test', '{\"n\": 9}')",
+    ]
+    messages = away_and_back(db_url, *hub_role, reused)
+    assert messages == [{"seq": 1, "n": 1}, messages[1], {"seq": 2, "n": 4}]
+    assert messages[1].get("resync") is True

@@ -58,6 +58,21 @@ _SINCE = """SELECT c.first_seq + l.ord - 1 AS seq, ioc_live_text(c.first_seq + l
             ORDER BY seq"""
 
 
+# The text of the notice numbered %s, as it was sent (no row when it is not kept).
+_AT = """SELECT ioc_live_text(c.first_seq + l.ord - 1, l.payload)
+         FROM live_commits c JOIN live_log l ON l.xact = c.xact
+         WHERE c.last_seq >= %(seq)s AND c.first_seq <= %(seq)s
+           AND c.first_seq + l.ord - 1 = %(seq)s
+         ORDER BY c.last_seq LIMIT 1"""
+
+
+async def text_at(conn: Any, seq: int) -> str | None:
+    """The notice numbered ``seq`` as it was sent, or None when the log does not hold it."""
+    cur = await conn.execute(_AT, {"seq": seq})
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
 async def newest(conn: Any) -> int:
     """The number of the newest notice committed (0 when none is kept)."""
     cur = await conn.execute(_BOUNDS)
