@@ -183,7 +183,7 @@ def run_route_benchmark(
         "batch_vs_single": round(batch_rate / single_rate, 2),
         **{f"report_us_at_{n}": round(cost, 1) for n, cost, _ in sizes},
         **{f"report_us_last_tenth_at_{n}": round(tail, 1) for n, _, tail in sizes[1:]},
-        "larger_vs_smaller": round(sizes[-1][1] / sizes[0][1], 2),
+        **({"larger_vs_smaller": round(sizes[1][1] / sizes[0][1], 2)} if large else {}),
         "tickets_opened": opened,
         "tickets_routed_to_agency": routed,
         "reports_on_a_ticket": linked,
