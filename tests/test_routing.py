@@ -220,6 +220,44 @@ def test_a_repeated_report_opens_nothing(
     assert len(routed(mapped)) == 1
 
 
+def test_new_reports_are_written_once_and_a_batch_with_a_repeat_the_usual_way(
+    mapped: RunningServer, client: httpx.Client, source_key: str
+) -> None:
+    """A batch of new reports stores each one already pointing at its ticket: the report's row
+    is the version written before the ticket (a smaller command id in the same transaction),
+    not a rewrite after it. A batch holding a repeat (of a stored report, and of an earlier
+    line) is sorted out the usual way; either way every new report is on its ticket."""
+    first = post(
+        client,
+        source_key,
+        report("ONE") | {"lon": 107.52, "lat": 16.42},
+        report("TWO") | {"lon": 107.58, "lat": 16.42},
+        report("TWO-NEARBY") | {"lon": 107.5801, "lat": 16.42},
+    )
+    assert (first["accepted"], first["duplicates"]) == (3, 0)
+    with psycopg.connect(mapped.db_url) as conn:
+        order = conn.execute(
+            "SELECT f.external_id, f.cmin::text::int < t.cmin::text::int"
+            " FROM field_reports f JOIN tickets t ON t.id = f.ticket_id ORDER BY f.id"
+        ).fetchall()
+    assert order == [("ONE", True), ("TWO", True), ("TWO-NEARBY", True)]
+    second = post(
+        client,
+        source_key,
+        report("THREE") | {"lon": 107.53, "lat": 16.42},
+        report("ONE") | {"lon": 107.52, "lat": 16.42},
+        report("THREE") | {"lon": 107.53, "lat": 16.42},
+        report("THREE-NEARBY") | {"lon": 107.5301, "lat": 16.42},
+    )
+    assert (second["accepted"], second["duplicates"], second["duplicate_lines"]) == (2, 2, [2, 3])
+    rows = {r["external_id"]: r for r in routed(mapped)}
+    assert len(rows) == 5
+    assert rows["TWO-NEARBY"]["ticket"] == rows["TWO"]["ticket"]
+    assert rows["THREE-NEARBY"]["ticket"] == rows["THREE"]["ticket"]
+    assert rows["THREE"]["reports"] == 2 and rows["ONE"]["reports"] == 1
+    assert len({r["ticket"] for r in rows.values()}) == 3
+
+
 def test_admin_config_round_trip(
     mapped: RunningServer, client: httpx.Client, admin_key: str
 ) -> None:

@@ -17,6 +17,7 @@ import shapely
 
 from ioc.bench.geo import run_route_bench
 from ioc.bench.harness import (
+    Posted,
     cost_per_event,
     machine_line,
     percentile,
@@ -90,9 +91,40 @@ def _tickets(url: str) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
+def _post_batches(url: str, key: str, batch: list[dict[str, Any]], batch_size: int) -> Posted:
+    """POST the reports in batches over two connections; echoes what it does."""
+    encoder = msgspec.json.Encoder()
+    bodies = [
+        b"\n".join(encoder.encode(r) for r in batch[i : i + batch_size])
+        for i in range(0, len(batch), batch_size)
+    ]
+    click.echo(f"{len(batch):,} field reports in batches of {batch_size:,} → tickets …", err=True)
+    return asyncio.run(
+        post_all(
+            url,
+            key,
+            bodies,
+            path="/v1/events/batch",
+            content_type="application/x-ndjson",
+            parallel=2,
+        )
+    )
+
+
+def _larger_run(settings: Settings, wards: Path, reports: int, batch_size: int) -> Posted:
+    """The batches alone, for the cost per report at a second size, in a database of its own."""
+    with scratch_database(settings, "route_large") as url:
+        key, bounds = asyncio.run(_prepare(url, wards, settings.timezone))
+        batch = _reports(reports, bounds, "B", datetime.now(UTC) - timedelta(minutes=15))
+        with server_process(url) as server:
+            return _post_batches(server.url, key, batch, batch_size)
+
+
 def run_route_benchmark(
-    settings: Settings, points: int, reports: int, batch_size: int
+    settings: Settings, points: int, reports: int, batch_size: int, larger: int = 0
 ) -> dict[str, Any]:
+    """The figures; with ``larger``, the batches run again at that size to compare the cost
+    per report at the two sizes (the bar: flat from 50,000 to 500,000 reports)."""
     encoder = msgspec.json.Encoder()
     with tempfile.TemporaryDirectory() as work:
         wards, real = hue_wards_file(Path(work))
@@ -107,24 +139,8 @@ def run_route_benchmark(
             start = datetime.now(UTC) - timedelta(minutes=15)
             batch = _reports(reports, bounds, "B", start)
             single = _reports(min(2_000, reports), bounds, "S", start)
-            bodies = [
-                b"\n".join(encoder.encode(r) for r in batch[i : i + batch_size])
-                for i in range(0, len(batch), batch_size)
-            ]
             with server_process(url) as server:
-                click.echo(
-                    f"{reports:,} field reports in batches of {batch_size:,} → tickets …", err=True
-                )
-                batches = asyncio.run(
-                    post_all(
-                        server.url,
-                        key,
-                        bodies,
-                        path="/v1/events/batch",
-                        content_type="application/x-ndjson",
-                        parallel=2,
-                    )
-                )
+                batches = _post_batches(server.url, key, batch, batch_size)
                 click.echo(f"baseline: {len(single):,} single-report POSTs …", err=True)
                 singles = asyncio.run(
                     post_all(
@@ -137,6 +153,7 @@ def run_route_benchmark(
                     )
                 )
             opened, routed, linked = _tickets(url)
+        large = _larger_run(settings, wards, larger, batch_size) if larger else None
     batch_rate, single_rate = batches.per_s, singles.per_s
     # Cost per report with the tables nearly empty (first tenth) and nearly full (last tenth);
     # the very first request (warm-up: first plans, first connections) is left out.
@@ -144,6 +161,10 @@ def run_route_benchmark(
     early = cost_per_event(batches, skip, 0.1 + skip)
     late = cost_per_event(batches, 0.9, 1.0)
     single_p99_ms = percentile(singles.latencies_s, 0.99) * 1000
+    # Wall time per report over a whole run (two requests at a time), and over its last tenth.
+    sizes = [(reports, 1e6 / batch_rate, late)]
+    if large is not None:
+        sizes.append((larger, 1e6 / large.per_s, cost_per_event(large, 0.9, 1.0)))
     figures: dict[str, Any] = {
         "wards_file": wards.name,
         "real_boundaries": int(real),
@@ -160,12 +181,16 @@ def run_route_benchmark(
         "single_report_posts_per_s": round(single_rate),
         "single_report_p99_ms": round(single_p99_ms, 1),
         "batch_vs_single": round(batch_rate / single_rate, 2),
+        **{f"report_us_at_{n}": round(cost, 1) for n, cost, _ in sizes},
+        **{f"report_us_last_tenth_at_{n}": round(tail, 1) for n, _, tail in sizes[1:]},
+        **({"larger_vs_smaller": round(sizes[1][1] / sizes[0][1], 2)} if large else {}),
         "tickets_opened": opened,
         "tickets_routed_to_agency": routed,
         "reports_on_a_ticket": linked,
         "tickets_meet_bar": int(
             batch_rate >= 15_000
             and late <= 1.25 * early
+            and sizes[-1][1] <= 1.25 * sizes[0][1]
             and single_rate >= 1_500
             and single_p99_ms <= 50
             and linked == reports + len(single)
@@ -183,5 +208,13 @@ def run_route_benchmark(
         f"tickets opened {opened:,} (routed to an agency: {routed:,}); every report on a ticket: "
         f"{linked:,} of {reports + len(single):,} (nearby repeats join an open ticket)"
     )
+    if large is not None:
+        (small_n, small_us, small_tail), (large_n, large_us, large_tail) = sizes
+        click.echo(
+            f"cost per report in batches, wall time over the run: {small_us:,.1f} µs at "
+            f"{small_n:,} reports, {large_us:,.1f} µs at {large_n:,} ({large_us / small_us:.2f}×);"
+            f" request latency per report over the last tenth: {small_tail:,.0f} µs, "
+            f"{large_tail:,.0f} µs (bar: flat)"
+        )
     click.echo(machine_line("route", figures))
     return figures

@@ -26,6 +26,7 @@ from ioc.events.validation import Decoded, Rejection, check_batch, decode_one, r
 from ioc.media import records as media_records
 from ioc.store.reference import ReferenceData
 from ioc.store.writer import EventWriter, Written
+from ioc.tickets.filing import store_reports
 from ioc.tickets.opening import TicketDesk
 
 # Readings per live notice: a NOTIFY payload must stay under 8000 bytes.
@@ -265,10 +266,19 @@ class Intake:
         rated: list[Event] = []
         async with conn.transaction():
             for kind, group in groups.items():
-                written = await self._writer.write_batch(conn, kind, group, lines[kind])
+                if kind is FieldReport and self._desk is not None:  # stored with their tickets
+                    written = await store_reports(
+                        conn,
+                        self._writer,
+                        self._desk,
+                        group,  # type: ignore[arg-type]
+                        lines[kind],
+                        codes,
+                    )
+                else:
+                    written = await self._writer.write_batch(conn, kind, group, lines[kind])
                 duplicates.extend(written.duplicate_lines)
                 await self._link_media(conn, kind, group, lines[kind], written)
-                await self._open_tickets(conn, kind, group, lines[kind], written, codes)
                 await self._announce_readings(conn, kind, group, lines[kind], written)
                 await self._fold_dossiers(conn, kind, group, lines[kind], written)
                 if kind in (Feedback, DossierEvent):
@@ -281,24 +291,6 @@ class Intake:
             if rated:  # after the fold: a dossier's rating reads its agency and procedure
                 await ratings.record(conn, rated)
         return duplicates
-
-    async def _open_tickets(
-        self,
-        conn: Any,
-        kind: type[Any],
-        events: Sequence[Event],
-        lines: Sequence[int],
-        written: Written,
-        codes: Codes | None,
-    ) -> None:
-        """Stored field reports become tickets in the same transaction (all or nothing)."""
-        if self._desk is None or kind is not FieldReport:
-            return
-        repeats = set(written.duplicate_lines)
-        fresh = [e for e, line in zip(events, lines, strict=True) if line not in repeats]
-        opened = await self._desk.open_for(conn, fresh)  # type: ignore[arg-type]
-        if codes is not None:
-            codes.update(opened.codes)
 
     @staticmethod
     async def _link_media(

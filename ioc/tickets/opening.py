@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ioc.deadlines import DeadlineBook
 from ioc.events.kinds import FieldReport
@@ -23,6 +25,7 @@ from ioc.routing.router import Router
 CHANNEL = "ioc_tickets"
 _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQ = 111_320.0
+_json = msgspec.json.Encoder().encode
 _CELLS_PER_DEG = 1000  # must match the tickets.cell_x / cell_y columns (migration 0003)
 
 
@@ -79,11 +82,27 @@ class TicketDesk:
                 " USING (source, external_id)",
                 ([r.source for r in reports], [r.external_id for r in reports]),
             )
-            around = await self._query_nearby(conn, reports)
+            around = await self.query_nearby(conn, reports)
             rows = await stored.fetchall()
-            nearby = await self._open_nearby(around)
+            nearby = await self.open_nearby(around)
         ids = {(s, e): (int(i), at) for i, s, e, at, _ in rows}
         codes = {(s, e): report_code(int(i), str(c)) for i, s, e, _, c in rows if c is not None}
+        new_rows, links = self.plan(
+            reports, [ids[(r.source, r.external_id)] for r in reports], nearby
+        )
+        real = await self.insert(conn, new_rows, await self.reserve(conn, len(new_rows)))
+        await self.link(conn, links, real)
+        return Opened(len(new_rows), len(links) - len(new_rows), codes)
+
+    def plan(
+        self,
+        reports: Sequence[FieldReport],
+        stored: Sequence[tuple[int, datetime]],
+        nearby: dict[tuple[str, int, int], list[_Open]],
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[int, int, bool]]]:
+        """Route the reports (stored as these (id, received_at)) and pick each one's ticket:
+        an open one nearby, or a new one. The new tickets' rows, and (report id, ticket ref,
+        joined an existing one) per report; a new ticket's ref is -(its position + 1)."""
         decisions = self.router.route(
             [r.lon for r in reports],
             [r.lat for r in reports],
@@ -92,8 +111,9 @@ class TicketDesk:
         )
         new_rows: list[tuple[Any, ...]] = []
         links: list[tuple[int, int, bool]] = []  # (report id, ticket ref, joined an existing one)
-        for report, decision in zip(reports, decisions, strict=True):
-            report_id, received_at = ids[(report.source, report.external_id)]
+        for report, decision, (report_id, received_at) in zip(
+            reports, decisions, stored, strict=True
+        ):
             match = self._match(nearby, report)
             if match is not None:
                 links.append((report_id, match.ref, True))
@@ -125,9 +145,7 @@ class TicketDesk:
                 _Open(ref, report.category, report.lon, report.lat, report.occurred_at, "new"),
             )
             links.append((report_id, ref, False))
-        real = await self._insert(conn, new_rows)
-        await self._link(conn, links, real)
-        return Opened(len(new_rows), len(links) - len(new_rows), codes)
+        return new_rows, links
 
     @staticmethod
     def _cell(lon: float, lat: float) -> tuple[int, int]:
@@ -145,7 +163,7 @@ class TicketDesk:
     def _around(self, lon: float, lat: float) -> list[tuple[int, int]]:
         return [(x, y) for x, low, high in self._columns(lon, lat) for y in range(low, high + 1)]
 
-    async def _query_nearby(
+    async def query_nearby(
         self, conn: psycopg.AsyncConnection[Any], reports: Sequence[FieldReport]
     ) -> psycopg.AsyncCursor[Any] | None:
         """Ask for the open tickets near the reports (None when deduplication is off)."""
@@ -172,7 +190,7 @@ class TicketDesk:
             tuple(list(column) for column in zip(*keys, strict=True)) if keys else ([], [], [], []),
         )
 
-    async def _open_nearby(
+    async def open_nearby(
         self, cur: psycopg.AsyncCursor[Any] | None
     ) -> dict[tuple[str, int, int], list[_Open]]:
         """The open tickets found, keyed by (category, cell) for constant-time lookup."""
@@ -206,20 +224,26 @@ class TicketDesk:
         return best
 
     @staticmethod
-    async def _insert(
-        conn: psycopg.AsyncConnection[Any], rows: list[tuple[Any, ...]]
+    async def reserve(conn: psycopg.AsyncConnection[Any], count: int) -> list[int]:
+        """Ids for ``count`` new tickets, taken from the tickets' sequence."""
+        if not count:
+            return []
+        cur = await conn.execute(
+            "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, %s)",
+            (count,),
+        )
+        return [int(r[0]) for r in await cur.fetchall()]
+
+    @staticmethod
+    async def insert(
+        conn: psycopg.AsyncConnection[Any], rows: list[tuple[Any, ...]], ids: list[int]
     ) -> dict[int, int]:
-        """COPY new tickets (ids reserved from the sequence) and their opening events.
+        """COPY new tickets (with ids from ``reserve``), their clocks and opening events.
 
         Returns batch ref → ticket id.
         """
         if not rows:
             return {}
-        cur = await conn.execute(
-            "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, %s)",
-            (len(rows),),
-        )
-        ids = [int(r[0]) for r in await cur.fetchall()]
         async with conn.cursor() as cur:
             async with cur.copy(
                 "COPY tickets (id, report_id, category, state, agency, jurisdiction_code,"
@@ -247,7 +271,10 @@ class TicketDesk:
                     ]
                 )
                 for ticket, row in zip(ids, rows, strict=True):
-                    await copy.write_row((ticket, row[0], row[1], "new", *row[2:-2]))
+                    why = Jsonb(row[5], _json)  # the same document; msgspec encodes it faster
+                    await copy.write_row(
+                        (ticket, row[0], row[1], "new", *row[2:5], why, *row[6:-2])
+                    )
             async with cur.copy(  # the engine's clock (migration 0024): stage, next check
                 "COPY ticket_clocks (ticket_id, sla_stage, next_check_at) FROM STDIN (FORMAT BINARY)"
             ) as copy:
@@ -278,20 +305,25 @@ class TicketDesk:
         return {-(n + 1): ticket for n, ticket in enumerate(ids)}
 
     @staticmethod
-    async def _link(
-        conn: psycopg.AsyncConnection[Any], links: list[tuple[int, int, bool]], real: dict[int, int]
+    async def link(
+        conn: psycopg.AsyncConnection[Any],
+        links: list[tuple[int, int, bool]],
+        real: dict[int, int],
+        point_reports: bool = True,
     ) -> None:
-        """Point each report at its ticket; count and record the attached duplicates; notify."""
+        """Point each report at its ticket (unless they were stored pointing at it already);
+        count and record the attached duplicates; notify."""
         reports = [r for r, _, _ in links]
         tickets = [real[ref] if ref < 0 else ref for _, ref, _ in links]
         attached = [(r, t) for (r, _, joined), t in zip(links, tickets, strict=True) if joined]
         # Sent together, answered together: one round trip for the three writes.
         async with conn.pipeline():
-            await conn.execute(
-                "UPDATE field_reports f SET ticket_id = v.t"
-                " FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) WHERE f.id = v.r",
-                (reports, tickets),
-            )
+            if point_reports:
+                await conn.execute(
+                    "UPDATE field_reports f SET ticket_id = v.t"
+                    " FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) WHERE f.id = v.r",
+                    (reports, tickets),
+                )
             if attached:
                 await conn.execute(
                     """WITH joined AS (

@@ -1,0 +1,104 @@
+"""Storing field reports and opening their tickets, each report row written once.
+
+Opening tickets after the reports are stored (``TicketDesk.open_for``) writes every report row
+twice: the COPY, then ``UPDATE field_reports SET ticket_id`` once the tickets exist, a second
+full row version with a new entry in each of the table's indexes (``ticket_id`` is indexed, so
+the update is never HOT) and the foreign-key checks again. When a batch holds no repeat, the
+reports' ids are taken from their sequence first, the tickets are planned from them, and each
+report is stored once with its ticket id; the reference to the ticket, written before the
+ticket, is checked at commit (migration 0026 made it deferrable). A repeat, of a stored
+report or of an earlier line, makes that COPY fail: it is undone and the batch takes the
+usual path, which sorts the repeats out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ioc.events.kinds import FieldReport
+from ioc.lookup import report_code
+from ioc.store.writer import TABLES, EventWriter, Written
+from ioc.tickets.opening import Opened, TicketDesk
+
+Codes = dict[tuple[str, str], str]
+_REPORTS = TABLES[FieldReport]
+_COPY = sql.SQL("COPY field_reports ({}) FROM STDIN (FORMAT BINARY)").format(
+    sql.SQL(", ").join(map(sql.Identifier, (*_REPORTS.columns, "id", "ticket_id")))
+)
+
+
+async def store_reports(
+    conn: psycopg.AsyncConnection[Any],
+    writer: EventWriter,
+    desk: TicketDesk,
+    reports: Sequence[FieldReport],
+    lines: Sequence[int],
+    codes: Codes | None,
+) -> Written:
+    """Store field reports (numbered by their lines) and open or join their tickets, inside
+    the caller's transaction; the new reports' lookup codes go into ``codes`` when given."""
+    opened = await _file(conn, desk, reports, codes is not None)
+    if opened is None:
+        written = await writer.write_batch(conn, FieldReport, reports, lines)
+        repeats = set(written.duplicate_lines)
+        fresh = [r for r, line in zip(reports, lines, strict=True) if line not in repeats]
+        opened = await desk.open_for(conn, fresh)
+    else:
+        written = Written(len(reports), ())
+    if codes is not None:
+        codes.update(opened.codes)
+    return written
+
+
+async def _file(
+    conn: psycopg.AsyncConnection[Any],
+    desk: TicketDesk,
+    reports: Sequence[FieldReport],
+    want_codes: bool,
+) -> Opened | None:
+    """Store reports that are all new, each pointing at its ticket; None (nothing written)
+    if one of them is a repeat."""
+    if not reports:
+        return Opened(0, 0)
+    # One round trip: the reports' ids (and the transaction's time, their received_at) and
+    # the open tickets near them.
+    async with conn.pipeline():
+        taken = await conn.execute(
+            "SELECT nextval(pg_get_serial_sequence('field_reports', 'id')), now()"
+            " FROM generate_series(1, %s)",
+            (len(reports),),
+        )
+        around = await desk.query_nearby(conn, reports)
+        stored = [(int(i), at) for i, at in await taken.fetchall()]
+        nearby = await desk.open_nearby(around)
+    new_rows, links = desk.plan(reports, stored, nearby)
+    ids = await desk.reserve(conn, len(new_rows))
+    pointers = [ids[-ref - 1] if ref < 0 else ref for _, ref, _ in links]
+    try:
+        async with conn.transaction(), conn.cursor() as cur:
+            await cur.execute("SET CONSTRAINTS field_reports_ticket_id_fkey DEFERRED")
+            async with cur.copy(_COPY) as copy:
+                copy.set_types([*_REPORTS.types, "int8", "int8"])
+                for report, (report_id, _), ticket in zip(reports, stored, pointers, strict=True):
+                    await copy.write_row((*_REPORTS.row(report), report_id, ticket))
+    except psycopg.errors.UniqueViolation:
+        return None
+    real = await desk.insert(conn, new_rows, ids)
+    await desk.link(conn, links, real, point_reports=False)
+    codes: Codes = {}
+    if want_codes:
+        cur = await conn.execute(
+            "SELECT id, lookup_secret FROM field_reports WHERE id = ANY(%b::bigint[])",
+            ([i for i, _ in stored],),
+        )
+        secrets = {int(i): str(c) for i, c in await cur.fetchall() if c is not None}
+        codes = {
+            (str(r.source), r.external_id): report_code(i, secrets[i])
+            for r, (i, _) in zip(reports, stored, strict=True)
+            if i in secrets
+        }
+    return Opened(len(new_rows), len(links) - len(new_rows), codes)
