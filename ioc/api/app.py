@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import httpx
@@ -19,7 +20,8 @@ from ioc.api.alerts import build_alerts_router
 from ioc.api.background import install_alerting
 from ioc.api.body import freeze_startup_heap
 from ioc.api.deliveries import build_deliveries_router
-from ioc.api.ingest import build_ingest_router
+from ioc.api.fastpath import FastIngest
+from ioc.api.ingest import answer_one, build_ingest_router
 from ioc.api.inputs import storable_parameters
 from ioc.api.lookup import build_lookup_router, lookup_limiter
 from ioc.api.media import build_media_router
@@ -83,6 +85,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     install_alerting(platform)
     mqtt_setup.install(platform)  # when IOC_MQTT_URL is set
     errors.install(app)
+    # Single events skip the router's walk and the dependency machinery (same handler, same
+    # error handlers): see ioc.api.fastpath.
+    app.add_middleware(
+        FastIngest, handle=partial(answer_one, platform), handlers=app.exception_handlers
+    )
     app.include_router(build_ops_router(platform))
     app.include_router(build_ingest_router(platform))
     app.include_router(build_media_router(platform))

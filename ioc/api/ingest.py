@@ -93,41 +93,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
         },
     )
     async def post_one(request: Request) -> JSONResponse:
-        started = time.perf_counter()
-        who = await platform.authenticate(request)
-        answer: dict[str, Any]
-        event: Event
-        if is_multipart(request):
-            event, receipt, photos = await report_with_media(platform, request, who)
-            answer = {"status": "accepted" if receipt.stored else "duplicate"}
-            if receipt.stored:
-                answer["media"] = [m.id for m in photos]
-        else:
-            if media_type(request.headers.get("content-type")) not in JSON_TYPES:
-                raise UnsupportedMediaType(
-                    "send one event as application/json (a field report with photos: "
-                    "multipart/form-data)"
-                )
-            body = await read_body(request, limit)
-            try:
-                event = decode_one(body)
-                receipt = await platform.intake.submit(event, who)
-            finally:
-                if len(body) >= LARGE_BODY_BYTES:
-                    del body
-                    await asyncio.to_thread(release_memory)
-            answer = {"status": "accepted" if receipt.stored else "duplicate"}
-        # The citizen's code for the public lookup (GET /v1/public/lookup, page /lookup): read
-        # with the write; a repeat (or a report stored with tickets off) asks for it.
-        code = receipt.lookup_code
-        source = who.source or getattr(event, "source", None)
-        if code is None and isinstance(event, FieldReport) and source is not None:
-            async with platform.pool.connection() as conn:
-                code = await code_of_report(conn, source, event.external_id)
-        if code is not None:
-            answer["lookup_code"] = code
-        platform.metrics.ingest_seconds.labels("one").observe(time.perf_counter() - started)
-        return JSONResponse(answer, 201 if receipt.stored else 200)
+        return await answer_one(platform, request)
 
     @router.post(
         "/batch",
@@ -216,6 +182,47 @@ def build_ingest_router(platform: Platform) -> APIRouter:
             guard.stop()
 
     return router
+
+
+async def answer_one(platform: Platform, request: Request) -> JSONResponse:
+    """POST /v1/events: one event (JSON, or a field report with photos as multipart). The
+    route calls this, and so does the fast path in front of the router (``ioc.api.fastpath``):
+    every rule of the endpoint lives here."""
+    started = time.perf_counter()
+    who = await platform.authenticate(request)
+    answer: dict[str, Any]
+    event: Event
+    if is_multipart(request):
+        event, receipt, photos = await report_with_media(platform, request, who)
+        answer = {"status": "accepted" if receipt.stored else "duplicate"}
+        if receipt.stored:
+            answer["media"] = [m.id for m in photos]
+    else:
+        if media_type(request.headers.get("content-type")) not in JSON_TYPES:
+            raise UnsupportedMediaType(
+                "send one event as application/json (a field report with photos: "
+                "multipart/form-data)"
+            )
+        body = await read_body(request, platform.settings.max_body_bytes)
+        try:
+            event = decode_one(body)
+            receipt = await platform.intake.submit(event, who)
+        finally:
+            if len(body) >= LARGE_BODY_BYTES:
+                del body
+                await asyncio.to_thread(release_memory)
+        answer = {"status": "accepted" if receipt.stored else "duplicate"}
+    # The citizen's code for the public lookup (GET /v1/public/lookup, page /lookup): read
+    # with the write; a repeat (or a report stored with tickets off) asks for it.
+    code = receipt.lookup_code
+    source = who.source or getattr(event, "source", None)
+    if code is None and isinstance(event, FieldReport) and source is not None:
+        async with platform.pool.connection() as conn:
+            code = await code_of_report(conn, source, event.external_id)
+    if code is not None:
+        answer["lookup_code"] = code
+    platform.metrics.ingest_seconds.labels("one").observe(time.perf_counter() - started)
+    return JSONResponse(answer, 201 if receipt.stored else 200)
 
 
 def _result(result: BatchResult) -> dict[str, Any]:

@@ -210,8 +210,9 @@ class Authenticator:
         self, conn: HTTPConnection, credential: Credential, max_age: float | None
     ) -> Principal:
         cache = self.keys.cache if credential.kind == "key" else self.sessions.cache
-        if cache.get(credential.value, max_age) is not None:
-            return await self._verify(credential, max_age)
+        trusted = cache.get(credential.value, max_age)
+        if trusted is not None:  # verified (so well-formed) within the cache's lifetime
+            return trusted
         address = client_address(conn)
         if credential not in self.known:
             # A credential never seen to work is a guess until the database says otherwise;
