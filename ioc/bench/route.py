@@ -25,6 +25,8 @@ from ioc.bench.harness import (
     scratch_database,
     server_process,
 )
+from ioc.bench.ingest import CpuWatch
+from ioc.bench.lean_http import post_all_lean
 from ioc.routing.jurisdictions import read_boundary_file
 from ioc.routing.rules import apply_config, read_config
 from ioc.routing.synthetic import hue_wards_file
@@ -140,18 +142,22 @@ def run_route_benchmark(
             batch = _reports(reports, bounds, "B", start)
             single = _reports(min(2_000, reports), bounds, "S", start)
             with server_process(url) as server:
+                watch = CpuWatch(server.process.pid, url)
                 batches = _post_batches(server.url, key, batch, batch_size)
+                batch_cpu = watch.per_item(reports)
                 click.echo(f"baseline: {len(single):,} single-report POSTs …", err=True)
-                singles = asyncio.run(
-                    post_all(
-                        server.url,
-                        key,
-                        [encoder.encode(r) for r in single],
-                        path="/v1/events",
-                        content_type="application/json",
-                        parallel=32,
-                    )
+                # From a lean keep-alive client (aiohttp's own CPU per request, on the same
+                # cores as the server, would weigh on the figure).
+                watch = CpuWatch(server.process.pid, url)
+                singles, client_s = post_all_lean(
+                    server.url,
+                    key,
+                    [encoder.encode(r) for r in single],
+                    path="/v1/events",
+                    content_type="application/json",
+                    parallel=32,
                 )
+                single_cpu = watch.per_item(len(single))
             opened, routed, linked = _tickets(url)
         large = _larger_run(settings, wards, larger, batch_size) if larger else None
     batch_rate, single_rate = batches.per_s, singles.per_s
@@ -181,6 +187,11 @@ def run_route_benchmark(
         "single_report_posts_per_s": round(single_rate),
         "single_report_p99_ms": round(single_p99_ms, 1),
         "batch_vs_single": round(batch_rate / single_rate, 2),
+        "batch_server_cpu_us": round(batch_cpu[0], 1),
+        "batch_database_cpu_us": round(batch_cpu[1], 1),
+        "single_server_cpu_us": round(single_cpu[0], 1),
+        "single_database_cpu_us": round(single_cpu[1], 1),
+        "single_client_cpu_us": round(1e6 * client_s / len(single), 1),
         **{f"report_us_at_{n}": round(cost, 1) for n, cost, _ in sizes},
         **{f"report_us_last_tenth_at_{n}": round(tail, 1) for n, _, tail in sizes[1:]},
         **({"larger_vs_smaller": round(sizes[1][1] / sizes[0][1], 2)} if large else {}),
@@ -205,6 +216,9 @@ def run_route_benchmark(
         f"first tenth of the batches, {late:,.0f} µs over the last (bar: flat)\n"
         f"single field-report POSTs, 32 clients: {single_rate:,.0f}/s, p99 {single_p99_ms:.1f} ms "
         f"(bar: ≥ 1,500/s, p99 ≤ 50 ms); batches are {batch_rate / single_rate:.1f}× faster\n"
+        f"CPU per report: in batches server {batch_cpu[0]:,.0f} µs, database "
+        f"{batch_cpu[1]:,.0f} µs; single POSTs server {single_cpu[0]:,.0f} µs, database "
+        f"{single_cpu[1]:,.0f} µs, client {1e6 * client_s / len(single):,.0f} µs\n"
         f"tickets opened {opened:,} (routed to an agency: {routed:,}); every report on a ticket: "
         f"{linked:,} of {reports + len(single):,} (nearby repeats join an open ticket)"
     )
