@@ -201,6 +201,11 @@ class LiveHub:
         return len(self._subscribers)
 
     @property
+    def filters(self) -> int:
+        """How many distinct filters the subscribers have (each notice is filtered once each)."""
+        return len(self._groups)
+
+    @property
     def backend_pid(self) -> int | None:
         """The database backend of the LISTEN connection, while connected."""
         conn = self._conn
