@@ -1,13 +1,14 @@
 """Batched live feeds: array frames for clients that ask (``?batch=1``), one filtering per
 distinct filter shared by its subscribers, ticket batch notices sent as single tickets, and the
-slow-subscriber and replay-floor rules with subscribers that share a queue."""
+slow-subscriber and replay-floor rules with subscribers that share a queue; the sockets of one
+key re-checking it with one lookup."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
@@ -17,9 +18,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from ioc.alerts.queries import AlertFeed
 from ioc.alerts.records import CHANNEL as ALERTS
+from ioc.errors import Unauthenticated
 from ioc.events.intake import READINGS
 from ioc.live import LiveHub, Subscription
 from ioc.store import livelog
+from ioc.store.keys import KeyVerifier, create_key, revoke_key
 from ioc.tickets.opening import CHANNEL as TICKETS
 from ioc.tickets.queue import TicketFeed
 from tests.conftest import RunningServer, auth, make_key
@@ -269,3 +272,38 @@ def test_a_bad_batch_parameter_is_refused_with_a_reason(server: RunningServer, f
         socket.recv(timeout=5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     assert "batch" in closed.value.rcvd.reason
+
+
+# --- the sockets of one key re-checking it together -----------------------------------------
+
+
+def test_overlapping_checks_of_a_key_share_one_lookup(db_url: str) -> None:
+    async def scenario() -> tuple[list[Any], int, list[Any], int]:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            key, _ = await create_key(conn, "operator", None, None, "500 sockets")
+            token = key.token
+            opened = 0
+
+            @contextlib.asynccontextmanager
+            async def connection() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+                nonlocal opened
+                opened += 1
+                yield conn
+
+            verifier = KeyVerifier(cache_s=5.0)
+            # As the open sockets of one key re-check it on the same beat (max_age 0: the
+            # cache is not enough, each asks the database).
+            who = await asyncio.gather(
+                *(verifier.verify(connection, token, max_age=0) for _ in range(50))
+            )
+            first = opened
+            await revoke_key(conn, key.prefix)
+            refused = await asyncio.gather(
+                *(verifier.verify(connection, token, max_age=0) for _ in range(50)),
+                return_exceptions=True,
+            )
+            return who, first, refused, opened - first
+
+    who, first, refused, second = asyncio.run(scenario())
+    assert first == 1 and len({w.key_id for w in who}) == 1 and who[0].role.value == "operator"
+    assert second == 1 and all(isinstance(r, Unauthenticated) for r in refused)
