@@ -118,6 +118,7 @@ class _Group:
         self._texts: list[str] = []
         self._base = 0  # the number (in the group's count) of the first message kept
         self._waiters: list[asyncio.Future[None]] = []
+        self._waking = False
 
     @property
     def end(self) -> int:
@@ -139,9 +140,12 @@ class _Group:
         self._texts.append(text)
 
     def settle(self) -> list[Subscription]:
-        """Wake the subscribers; drop (and return) those too far behind, and forget what every
-        remaining one has taken."""
-        self.wake()
+        """Wake the subscribers (once for all the notices published in this turn of the event
+        loop: the notices read together go out in one frame); drop (and return) those too far
+        behind, and forget what every remaining one has taken."""
+        if not self._waking:
+            self._waking = True
+            asyncio.get_running_loop().call_soon(self.wake)
         end = self.end
         if end - self._base <= self._size:
             return []
@@ -162,6 +166,7 @@ class _Group:
         await waiter
 
     def wake(self) -> None:
+        self._waking = False
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
