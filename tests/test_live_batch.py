@@ -206,11 +206,11 @@ def test_a_replay_sends_a_batch_of_tickets_as_its_tickets(db_url: str) -> None:
 
 @pytest.fixture
 def feeds(server: RunningServer) -> Iterator[Any]:
-    """Open ticket-feed sockets with a key and a query; all closed at the end."""
+    """Open feed sockets (tickets unless told) with a key and a query; all closed at the end."""
     with contextlib.ExitStack() as sockets:
 
-        def open_feed(key: str, query: str = "") -> ClientConnection:
-            url = f"{server.ws_url}/v1/tickets/ws{query}"
+        def open_feed(key: str, query: str = "", path: str = "/v1/tickets/ws") -> ClientConnection:
+            url = f"{server.ws_url}{path}{query}"
             return sockets.enter_context(connect(url, additional_headers=auth(key), open_timeout=5))
 
         yield open_feed
@@ -264,6 +264,18 @@ def test_opted_in_clients_get_array_frames_others_one_object_a_frame(
     # And a plain client's replay one object a frame, as before.
     old = feeds(operator, "?after=0")
     assert [m["ticket"] for m in frames(old, 4)] == [11, 12, 13, 14]
+
+
+def test_the_walls_feed_sends_array_frames_when_asked(server: RunningServer, feeds: Any) -> None:
+    operator = make_key(server, "operator")
+    batched = feeds(operator, "?batch=1", "/v1/wall/ws")
+    plain = feeds(operator, "", "/v1/wall/ws")
+    ready(server, 2)
+    reading = {"sensor": "S-1", "value": 3}
+    announce(server.db_url, [(READINGS, {"readings": [reading]})])
+    expected_frame = {"type": "readings", "readings": [reading], "seq": 1}
+    assert json.loads(batched.recv(timeout=10)) == [expected_frame]
+    assert json.loads(plain.recv(timeout=10)) == expected_frame
 
 
 def test_a_bad_batch_parameter_is_refused_with_a_reason(server: RunningServer, feeds: Any) -> None:
