@@ -210,7 +210,9 @@ def _run_live(
 ) -> LiveRun:
     tag = f"L{series}"
     source_key, operator_key = keys
-    ws_url = server_url.replace("http://", "ws://") + f"/v1/tickets/ws?batch=1&api_key={operator_key}"
+    ws_url = (
+        server_url.replace("http://", "ws://") + f"/v1/tickets/ws?batch=1&api_key={operator_key}"
+    )
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     listener = context.Process(target=listen, args=(ws_url, clients, theirs), daemon=True)
