@@ -2,16 +2,18 @@
 
 Ticket changes are announced with NOTIFY inside the transaction that made them, so every
 server process sharing the database hears every change once it commits. Each process keeps a
-single dedicated connection for this (not one per client) and copies each message into the
-bounded queue of every subscriber whose filter accepts it. A subscriber that falls a whole queue
-behind is dropped rather than allowed to hold up the others or grow without bound.
+single dedicated connection for this (not one per client). Subscribers whose filters are equal
+(every operator, say, or the subscribers of one agency) share one bounded queue: each notice is
+filtered once per filter and its text kept once, and each subscriber reads the queue from its
+own cursor, taking everything queued each time its sender wakes. A subscriber that falls a
+whole queue behind is dropped rather than allowed to hold up the others or grow without bound.
 
 Notices carry ``seq``, their number in commit order (ioc/store/livelog.py): a subscriber that
 was first sent a replay of the log up to some number skips the live notices it already has.
 When the hub's own connection drops, it reconnects and replays the log from the last number it
 heard, so its subscribers miss nothing (a resync only when the log no longer reaches back).
-A batch notice (``alerts``) reaches each subscriber with the items its filter takes.
-"""
+A batch notice of alerts (``alerts``) reaches each subscriber with the items its filter takes;
+one of tickets (``tickets``) reaches it as the single ticket messages its filter takes."""
 
 from __future__ import annotations
 
@@ -37,41 +39,34 @@ log = logging.getLogger(__name__)
 
 Accept = Callable[[Mapping[str, Any]], bool]
 
+
+def everything(_: Mapping[str, Any]) -> bool:
+    """The filter of a subscriber that takes every message."""
+    return True
+
+
 # Sent to subscribers whose missed notices are gone (the hub was away longer than the log keeps).
 RESYNC = json.dumps({"resync": True, "reason": "the live feed reconnected; reload the queue"})
 
 
 class Subscription:
-    """One subscriber's bounded queue of JSON texts; iteration ends when it is dropped."""
+    """One subscriber: a cursor into the queue it shares with the subscribers of its filter;
+    iteration ends when it is dropped (or the hub stops)."""
 
-    def __init__(self, hub: LiveHub, accept: Accept, size: int) -> None:
+    def __init__(self, hub: LiveHub, group: _Group) -> None:
         self._hub = hub
-        self.accept = accept
-        self._queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(size)
+        self._group = group
+        self.accept: Accept = group.accept
+        self.cursor = group.end  # the next message of the group's queue to send
         self.dropped = False
+        self.ended = False
         # Notices numbered up to this were already sent (by a replay of the log): skipped.
         self.floor = 0
 
-    def offer(self, text: str, seq: int = 0) -> bool:
-        """Queue a message without waiting; False (and dropped) when the queue is full."""
-        if self.dropped:
-            return False
-        try:
-            self._queue.put_nowait((seq, text))
-        except asyncio.QueueFull:
-            self._drop()
-            return False
-        return True
-
-    def _drop(self) -> None:
-        self.dropped = True
-        self.end()
-
     def end(self) -> None:
         """End the subscriber's iteration (the backlog is discarded)."""
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
+        self.ended = True
+        self._group.wake()
 
     def close(self) -> None:
         self._hub.unsubscribe(self)
@@ -80,14 +75,102 @@ class Subscription:
         return self._messages()
 
     async def _messages(self) -> AsyncIterator[str]:
+        """The messages one at a time."""
+        group = self._group
         while True:
-            item = await self._queue.get()
-            if item is None:
+            while self.cursor >= group.end and not self.ended:
+                await group.changed()
+            if self.ended:
                 return
-            seq, text = item
+            seq, text = group.at(self.cursor)
+            self.cursor += 1
             if seq and seq <= self.floor:
                 continue
             yield text
+
+    async def batches(self) -> AsyncIterator[list[str]]:
+        """Each time it wakes, every message queued for the subscriber (in order)."""
+        group = self._group
+        while True:
+            while self.cursor >= group.end and not self.ended:
+                await group.changed()
+            if self.ended:
+                return
+            texts = group.since(self.cursor, self.floor)
+            self.cursor = group.end
+            if texts:
+                yield texts
+
+
+class _Group:
+    """The subscribers of one filter: each notice is filtered (and its text kept) once for all
+    of them, in a queue they share, each reading it from its own cursor.
+
+    The queue keeps what its slowest subscriber has not yet taken; a subscriber more than
+    ``size`` messages behind is dropped (checked when the queue grows past that).
+    """
+
+    def __init__(self, accept: Accept, size: int) -> None:
+        self.accept = accept
+        self.members: set[Subscription] = set()
+        self._size = size
+        self._seqs: list[int] = []
+        self._texts: list[str] = []
+        self._base = 0  # the number (in the group's count) of the first message kept
+        self._waiters: list[asyncio.Future[None]] = []
+        self._waking = False
+
+    @property
+    def end(self) -> int:
+        return self._base + len(self._texts)
+
+    def at(self, index: int) -> tuple[int, str]:
+        return self._seqs[index - self._base], self._texts[index - self._base]
+
+    def since(self, index: int, floor: int) -> list[str]:
+        """The texts from ``index`` on, less the notices numbered up to ``floor``."""
+        start = index - self._base
+        if not floor:
+            return self._texts[start:]
+        pairs = zip(self._seqs[start:], self._texts[start:], strict=True)
+        return [text for seq, text in pairs if not seq or seq > floor]
+
+    def append(self, seq: int, text: str) -> None:
+        self._seqs.append(seq)
+        self._texts.append(text)
+
+    def settle(self) -> list[Subscription]:
+        """Wake the subscribers (once for all the notices published in this turn of the event
+        loop: the notices read together go out in one frame); drop (and return) those too far
+        behind, and forget what every remaining one has taken."""
+        if not self._waking:
+            self._waking = True
+            asyncio.get_running_loop().call_soon(self.wake)
+        end = self.end
+        if end - self._base <= self._size:
+            return []
+        behind = [s for s in self.members if end - s.cursor > self._size]
+        for subscription in behind:
+            self.members.discard(subscription)
+            subscription.dropped = True
+            subscription.ended = True
+        low = min((s.cursor for s in self.members), default=end)
+        del self._seqs[: low - self._base], self._texts[: low - self._base]
+        self._base = low
+        return behind
+
+    async def changed(self) -> None:
+        """Wait for the next message (or the end of a subscriber)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def wake(self) -> None:
+        self._waking = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class LiveHub:
@@ -111,6 +194,7 @@ class LiveHub:
         self._retry_max_s = retry_max_s
         self._check_every_s = check_every_s
         self._subscribers: set[Subscription] = set()
+        self._groups: dict[Accept, _Group] = {}
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -121,6 +205,11 @@ class LiveHub:
     @property
     def subscribers(self) -> int:
         return len(self._subscribers)
+
+    @property
+    def filters(self) -> int:
+        """How many distinct filters the subscribers have (each notice is filtered once each)."""
+        return len(self._groups)
 
     @property
     def backend_pid(self) -> int | None:
@@ -145,6 +234,7 @@ class LiveHub:
         for subscription in list(self._subscribers):
             subscription.end()
         self._subscribers.clear()
+        self._groups.clear()
 
     async def wait_listening(self, other_than: int | None = None) -> int:
         """Wait until LISTENing, and caught up from the log, on a connection whose backend is not
@@ -157,15 +247,26 @@ class LiveHub:
             await asyncio.sleep(0.01)
 
     def subscribe(self, accept: Accept) -> Subscription:
-        subscription = Subscription(self, accept, self._queue_size)
+        """A new subscriber; those whose filters are equal share one queue (and one filtering
+        of each notice), so a filter should be a value, equal for callers who see the same."""
+        group = self._groups.get(accept)
+        if group is None:
+            group = self._groups[accept] = _Group(accept, self._queue_size)
+        subscription = Subscription(self, group)
+        group.members.add(subscription)
         self._subscribers.add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
+        group = self._groups.get(subscription.accept)
+        if group is not None:
+            group.members.discard(subscription)
+            if not group.members:
+                del self._groups[subscription.accept]
 
     def publish(self, text: str) -> None:
-        """Fan one message out to the subscribers whose filter takes it."""
+        """Fan one notice out to the subscribers whose filter takes (some of) it."""
         try:
             message = json.loads(text)
         except ValueError:
@@ -179,27 +280,38 @@ class LiveHub:
             if seq <= self.last_seq:
                 return  # already published (from the log, after a reconnect)
             self.last_seq, self._last_text = seq, text
-        for subscription in list(self._subscribers):
-            try:
-                wanted = livelog.filtered(message, text, subscription.accept)
-            except Exception:
-                log.exception("live hub: a subscriber's filter failed; message not sent to it")
-                continue
-            if wanted is not None and not subscription.offer(wanted[0], seq):
-                self._subscribers.discard(subscription)
-                self.dropped_total += 1
-                log.warning("live hub: dropped a subscriber %d messages behind", self._queue_size)
+        self._fan_out(seq, livelog.expand(message, text))
+
+    def _fan_out(self, seq: int, notices: Sequence[tuple[dict[str, Any], str]]) -> None:
+        """Queue the messages of one notice for each filter that takes them."""
+        for group in list(self._groups.values()):
+            for message, text in notices:
+                try:
+                    wanted = livelog.filtered(message, text, group.accept)
+                except Exception:
+                    log.exception("live hub: a filter failed; message not sent to its subscribers")
+                    continue
+                if wanted is not None:
+                    group.append(seq, wanted[0])
+            self._settle(group)
+
+    def _settle(self, group: _Group) -> None:
+        for subscription in group.settle():
+            self._subscribers.discard(subscription)
+            self.dropped_total += 1
+            log.warning("live hub: dropped a subscriber %d messages behind", self._queue_size)
+        if not group.members and self._groups.get(group.accept) is group:
+            del self._groups[group.accept]
 
     def _broadcast(self, text: str) -> None:
-        for subscription in list(self._subscribers):
-            if not subscription.offer(text):
-                self._subscribers.discard(subscription)
-                self.dropped_total += 1
+        for group in list(self._groups.values()):
+            group.append(0, text)
+            self._settle(group)
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Publish what was logged while the hub was away (LISTENing again already, so what
         commits from now on arrives as notices; those the replay covered are skipped)."""
-        missed = await livelog.replay(conn, self.last_seq, lambda _: True)
+        missed = await livelog.replay(conn, self.last_seq, everything)
         # A log that ends before the last number heard lost commits (a failover to a standby
         # that had not received them): numbers will be handed out again, so start over. So
         # does one that holds another notice under that number: it was handed out again
@@ -215,9 +327,11 @@ class LiveHub:
                 subscription.floor = 0
             self._broadcast(RESYNC)
             return
-        for _, text, _ in missed.messages:
-            self.publish(text)
-        self.last_seq = max(self.last_seq, missed.upto)
+        for seq, text, message in missed.messages:
+            self._fan_out(seq, [(message, text)])
+        if missed.upto > self.last_seq:  # the newest notice as the log holds it, for next time
+            self.last_seq = missed.upto
+            self._last_text = await livelog.text_at(conn, missed.upto)
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(

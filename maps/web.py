@@ -21,9 +21,11 @@ from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconn
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from ioc.api.feeds import send_all, wants_batches
 from ioc.api.security import SocketGuard
 from ioc.auth import Principal, Role
 from ioc.errors import Forbidden, IocError, NotFound, Unauthenticated
+from ioc.live import everything
 from ioc.platform import Platform
 from ioc.routing.jurisdictions import LEGAL_ZONE
 from ioc.store import livelog
@@ -156,6 +158,7 @@ def build_pages_router(platform: Platform) -> APIRouter:
             who = await platform.authenticate(socket)
             who.require(WALL_ROLES)
             after = livelog.parse_after(socket.query_params.get("after"))
+            batched = wants_batches(socket.query_params.get("batch"))
         except IocError as exc:
             await socket.accept()
             await socket.close(code=1008, reason=exc.message[:120])
@@ -166,12 +169,12 @@ def build_pages_router(platform: Platform) -> APIRouter:
             await socket.accept()
             await socket.close(code=1013, reason="the live feed is reconnecting; try again")
             return
-        subscription = platform.hub.subscribe(lambda _: True)
+        subscription = platform.hub.subscribe(everything)
         try:
             await socket.accept()
             missed = await missed_since(platform.pool, subscription, after)
             feed = WallFeed(subscription, platform.pool, missed, wall_reads)
-            await _stream(socket, feed, SocketGuard.of(socket, platform.auth))
+            await _stream(socket, feed, SocketGuard.of(socket, platform.auth), batched)
         finally:
             subscription.close()
 
@@ -220,14 +223,14 @@ def _today(platform: Platform) -> date:
     return platform.clock.now().astimezone(LEGAL_ZONE).date()
 
 
-async def _stream(socket: WebSocket, feed: WallFeed, guard: SocketGuard) -> None:
+async def _stream(socket: WebSocket, feed: WallFeed, guard: SocketGuard, batched: bool) -> None:
     overflow = False
 
     async def send() -> None:
         nonlocal overflow
         try:
-            async for text in feed.batches():
-                await socket.send_text(text)
+            async for texts in feed.batches():
+                await send_all(socket, texts, batched)
         except FeedOverflow:
             overflow = True
 

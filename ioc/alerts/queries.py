@@ -9,7 +9,8 @@ names agencies holds back only the deliveries addressed to them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final
 
@@ -317,17 +318,24 @@ async def expire_silence(conn: Conn, who: Principal, silence_id: int, now: datet
     return _silence(updated, now)
 
 
-def feed_filter(who: Principal) -> Callable[[Mapping[str, Any]], bool]:
-    """Which live alert messages this caller receives."""
-    who.require(READERS)
-    mine = _scope(who)
+@dataclass(frozen=True)
+class AlertFeed:
+    """Which live alert messages a caller receives: all (``agency`` None), or those of one
+    agency (raised for it or escalated to it). A value, equal for callers who see the same."""
 
-    def accept(message: Mapping[str, Any]) -> bool:
+    agency: str | None
+
+    def __call__(self, message: Mapping[str, Any]) -> bool:
         if "alert" not in message:
             return False
+        mine = self.agency
         return mine is None or mine in (message.get("agency"), message.get("escalated_to"))
 
-    return accept
+
+def feed_filter(who: Principal) -> AlertFeed:
+    """Which live alert messages this caller receives."""
+    who.require(READERS)
+    return AlertFeed(_scope(who))
 
 
 async def dossier(conn: Conn, who: Principal, dossier_id: str) -> dict[str, Any]:

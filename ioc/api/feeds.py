@@ -2,22 +2,30 @@
 
 A client that reconnects sends ``?after=<seq>``, the last ``seq`` it received (from any server
 process): it is sent what it missed from the live log first, then the live notices after it.
+
+A client that sends ``?batch=1`` gets frames that are each a JSON array of one or more
+messages in order (everything queued for it when its sender wakes, replays too); other clients
+get one message per frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Final
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from ioc.api.security import SocketGuard
 from ioc.auth import Principal
-from ioc.errors import IocError
+from ioc.errors import InvalidInput, IocError
 from ioc.live import RESYNC, Accept, Subscription
 from ioc.platform import Platform
 from ioc.store import livelog
+
+# An array frame holds messages up to about this many characters (then another frame follows).
+FRAME_CHARS: Final = 200_000
 
 
 async def serve_feed(
@@ -28,6 +36,7 @@ async def serve_feed(
         who = await platform.authenticate(socket)
         accept = make_filter(who)
         after = livelog.parse_after(socket.query_params.get("after"))
+        batched = wants_batches(socket.query_params.get("batch"))
     except IocError as exc:
         # Accept first so the client reads why (a refused handshake carries no reason).
         await socket.accept()
@@ -38,33 +47,61 @@ async def serve_feed(
     try:
         await socket.accept()
         if after is not None:
-            await catch_up(socket, platform, subscription, after)
-        await stream(socket, subscription, SocketGuard.of(socket, platform.auth))
+            await catch_up(socket, platform, subscription, after, batched)
+        await stream(socket, subscription, SocketGuard.of(socket, platform.auth), batched)
     finally:
         subscription.close()
 
 
+def wants_batches(text: str | None) -> bool:
+    """The ``batch`` parameter of a live feed: 1 for array frames, 0 (or none) for one message
+    per frame."""
+    if text is None or text == "0":
+        return False
+    if text == "1":
+        return True
+    reason = "must be 1 (frames are arrays of messages) or 0 (one message per frame)"
+    raise InvalidInput(f"batch: {reason}", [{"field": "batch", "reason": reason}])
+
+
+async def send_all(socket: WebSocket, texts: Sequence[str], batched: bool) -> None:
+    """Send messages: one frame each, or (batched) as arrays of up to FRAME_CHARS characters."""
+    if not batched:
+        for text in texts:
+            await socket.send_text(text)
+        return
+    start, size = 0, 0
+    for end, text in enumerate(texts):
+        if size and size + len(text) > FRAME_CHARS:
+            await socket.send_text("[" + ",".join(texts[start:end]) + "]")
+            start, size = end, 0
+        size += len(text) + 1
+    if start < len(texts):
+        await socket.send_text("[" + ",".join(texts[start:]) + "]")
+
+
 async def catch_up(
-    socket: WebSocket, platform: Platform, subscription: Subscription, after: int
+    socket: WebSocket, platform: Platform, subscription: Subscription, after: int, batched: bool
 ) -> None:
     """Send what the client missed after ``after`` (or a resync when it is no longer kept)."""
     async with platform.pool.connection() as conn:
         missed = await livelog.replay(conn, after, subscription.accept)
     if missed.resync:
-        await socket.send_text(RESYNC)
+        await send_all(socket, [RESYNC], batched)
         return
     subscription.floor = missed.upto
-    for _, text, _ in missed.messages:
-        await socket.send_text(text)
+    await send_all(socket, [text for _, text, _ in missed.messages], batched)
 
 
-async def stream(socket: WebSocket, subscription: Subscription, guard: SocketGuard) -> None:
+async def stream(
+    socket: WebSocket, subscription: Subscription, guard: SocketGuard, batched: bool
+) -> None:
     """Send a subscription's messages until the client leaves, the feed ends, or the client's
     key or login ends (the guard closes the socket then)."""
 
     async def send() -> None:
-        async for text in subscription:
-            await socket.send_text(text)
+        async for texts in subscription.batches():
+            await send_all(socket, texts, batched)
 
     async def drain() -> None:
         # Clients only listen; reading is how a closed connection is noticed.

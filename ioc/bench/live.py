@@ -73,11 +73,12 @@ async def _listen(ws_url: str, clients: int, pipe: Connection) -> None:
         try:
             async for text in socket:
                 at = time.monotonic()
-                message = decoder.decode(text)
-                if isinstance(message, dict) and "ticket" in message:
-                    ids[n].append(int(message["ticket"]))
-                    stamps[n].append(at)
-                    progress.set()
+                frame = decoder.decode(text)  # an array of messages (the feed is batched)
+                for message in frame if isinstance(frame, list) else [frame]:
+                    if isinstance(message, dict) and "ticket" in message:
+                        ids[n].append(int(message["ticket"]))
+                        stamps[n].append(at)
+                        progress.set()
         except Exception as exc:  # the server dropped this client: say so in the result
             closed[n] = f"{type(exc).__name__}: {exc}"
         if socket.close_code not in (None, 1000):
@@ -209,7 +210,9 @@ def _run_live(
 ) -> LiveRun:
     tag = f"L{series}"
     source_key, operator_key = keys
-    ws_url = server_url.replace("http://", "ws://") + f"/v1/tickets/ws?api_key={operator_key}"
+    ws_url = (
+        server_url.replace("http://", "ws://") + f"/v1/tickets/ws?batch=1&api_key={operator_key}"
+    )
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     listener = context.Process(target=listen, args=(ws_url, clients, theirs), daemon=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,16 +109,35 @@ class TrustCache:
 
 
 class KeyVerifier:
-    """Checks tokens; a verified key is trusted for ``cache_s`` seconds (revocation lag)."""
+    """Checks tokens; a verified key is trusted for ``cache_s`` seconds (revocation lag).
+
+    Checks of one token that overlap share one lookup: the open sockets of a key re-check it
+    on the same beat, and a few hundred of them must not take a connection each."""
 
     def __init__(self, cache_s: float) -> None:
         self.cache = TrustCache(cache_s)
+        self._looking: dict[str, asyncio.Task[Principal]] = {}
 
     async def verify(self, pool_conn: Any, token: str, max_age: float | None = None) -> Principal:
         prefix, secret = split_token(token)
         cached = self.cache.get(token, max_age)
         if cached is not None:
             return cached
+        lookup = self._looking.get(token)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up(pool_conn, token, prefix, secret))
+            self._looking[token] = lookup
+            lookup.add_done_callback(lambda done: self._done(token, done))
+        # One caller cancelled (its socket closed) does not cancel the others' lookup.
+        return await asyncio.shield(lookup)
+
+    def _done(self, token: str, lookup: asyncio.Task[Principal]) -> None:
+        if self._looking.get(token) is lookup:
+            del self._looking[token]
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved even when every caller left
+
+    async def _look_up(self, pool_conn: Any, token: str, prefix: str, secret: str) -> Principal:
         async with pool_conn() as conn:
             cur = await conn.execute(
                 """SELECT id, secret_hash, role, source, agency, label FROM api_keys

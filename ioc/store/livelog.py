@@ -86,7 +86,8 @@ async def replay(
     """The notices after ``after`` that ``accept`` takes, or a resync if some are gone.
 
     A notice that carries a batch (``alerts``: a list of single-alert notices) is taken when
-    ``accept`` takes one of its items, and is replayed with only the items taken.
+    ``accept`` takes one of its items, and is replayed with only the items taken; a batch of
+    tickets is replayed as the ticket messages taken (``expand``), all under its number.
     """
     cur = await conn.execute(_BOUNDS)
     row = await cur.fetchone()
@@ -112,12 +113,32 @@ async def replay(
         message = json.loads(text)
         if not isinstance(message, dict):
             continue
-        taken = filtered(message, text, accept)
-        if taken is not None:
-            messages.append((int(seq), taken[0], taken[1]))
-            if len(messages) > limit:
-                return Replay([], upto, resync=True)
+        for one, one_text in expand(message, text):
+            taken = filtered(one, one_text, accept)
+            if taken is not None:
+                messages.append((int(seq), taken[0], taken[1]))
+        if len(messages) > limit:
+            return Replay([], upto, resync=True)
     return Replay(messages, upto, resync=False)
+
+
+def expand(message: dict[str, Any], text: str) -> list[tuple[dict[str, Any], str]]:
+    """The messages of one notice, each (message, text): a batch of tickets (``tickets``: a
+    list of ticket messages) is its tickets, each with the batch's ``seq``; any other notice
+    is itself."""
+    items = message.get("tickets")
+    if not isinstance(items, list):
+        return [(message, text)]
+    seq = message.get("seq")
+    out: list[tuple[dict[str, Any], str]] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        one = {"seq": seq, **{k: v for k, v in item.items() if k != "seq"}}
+        if seq is None:
+            del one["seq"]
+        out.append((one, json.dumps(one, ensure_ascii=False, separators=(",", ":"))))
+    return out
 
 
 def filtered(

@@ -7,7 +7,8 @@ operators and admins see and act on all, leaders see all and act on none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, LiteralString
 
@@ -92,20 +93,27 @@ def scope_of(who: Principal) -> str | None:
     return None
 
 
-def feed_filter(who: Principal) -> Callable[[Mapping[str, Any]], bool]:
-    """Which live ticket messages this caller receives."""
-    who.require(READERS)
-    mine = scope_of(who)
+@dataclass(frozen=True)
+class TicketFeed:
+    """Which live ticket messages a caller receives: all (``agency`` None) or one agency's.
+    A value, equal for callers who see the same, so the live hub filters once for all of them."""
 
-    def accept(message: Mapping[str, Any]) -> bool:
+    agency: str | None
+
+    def __call__(self, message: Mapping[str, Any]) -> bool:
         if "ticket" not in message:
             return False  # alerts and readings share the hub; this feed carries tickets
+        mine = self.agency
         # A departure notice (a ticket transferred away) is only for the agency it left.
         if "from_agency" in message:
             return mine is not None and message["from_agency"] == mine
         return mine is None or message.get("agency") == mine
 
-    return accept
+
+def feed_filter(who: Principal) -> TicketFeed:
+    """Which live ticket messages this caller receives."""
+    who.require(READERS)
+    return TicketFeed(scope_of(who))
 
 
 _COLUMNS = sql.SQL(

@@ -104,9 +104,8 @@ class WallFeed:
 
     async def _collect(self) -> None:
         try:
-            async for text in self._subscription:
-                message = json.loads(text)
-                self._pending.append(message)
+            async for texts in self._subscription.batches():
+                self._pending.extend(json.loads(text) for text in texts)
                 if len(self._pending) > MAX_PENDING:
                     raise FeedOverflow
                 self._wake.set()
@@ -114,16 +113,18 @@ class WallFeed:
             self._ended = True
             self._wake.set()
 
-    async def batches(self) -> AsyncIterator[str]:
-        """The JSON texts to send, until the subscription ends (or overflows)."""
+    async def batches(self) -> AsyncIterator[list[str]]:
+        """The JSON texts to send, a batch at a time, until the subscription ends (or
+        overflows)."""
         collector = asyncio.create_task(self._collect())
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
                 batch, self._pending = self._pending, []
-                for text in await self._shape(batch):
-                    yield text
+                texts = await self._shape(batch)
+                if texts:
+                    yield texts
                 if self._ended and not self._pending:
                     break
         finally:
