@@ -7,7 +7,7 @@ between gets the unacknowledged messages again when it comes back; the events' o
 reading's sensor and time, a report's source and external id) store each exactly once.
 
 Messages are written in batches through the intake the HTTP API uses: whatever has arrived
-while the previous batch was committed makes the next one, up to ``batch_size``.
+makes the next batch, up to ``batch_size``, written while the previous one commits.
 """
 
 from __future__ import annotations
@@ -43,11 +43,15 @@ NDJSON = "application/x-ndjson"
 _BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
 _ROUTED_TOPICS = 100_000  # topics whose route is remembered
 # Batches written at once: the next one is checked and written while the database commits the
-# previous one (one after the other, the subscriber would wait for each commit).
+# previous one (one at a time, the subscriber would wait for each commit). The broker must let
+# as many batches' messages be in flight, and more (its max_inflight_messages).
 _COMMITTING = 2
 
 # Where an event is in a batch: (its message, its element in an array or -1 for an object).
 Place = tuple[int, int]
+Refusals = dict[Place, tuple[str | None, str]]  # (field, reason) of each refused event
+Elements = dict[Place, bytes]  # an array's element, for its dead letter
+Lines = list[tuple[Place, bytes]]  # events as NDJSON lines
 # (token) -> the principal the API key stands for; raises IocError for a bad key.
 Authorize = Callable[[str], Awaitable[Principal]]
 
@@ -229,9 +233,8 @@ class MqttIngest:
         self._loop.remove_writer(fd)
 
     def _readable(self, client: FastClient) -> None:
-        """Handle the packets that have arrived: those in the socket's buffer too (the
-        selector reports only what the kernel still holds), a bounded number before letting
-        the store work."""
+        """Handle the packets that have arrived, those in the socket's buffer too (the selector
+        sees only the kernel's), a bounded number at a time: the store works in between."""
         if client.read_buffered(2_000):
             assert self._loop is not None
             self._loop.call_soon(self._readable, client)
@@ -283,10 +286,10 @@ class MqttIngest:
         """Store a batch, then (once the previous batch is acknowledged: PUBACKs go in the
         order the messages came) publish its dead letters and acknowledge it."""
         # Each event has a place: (its message in the batch, its element in an array or -1).
-        refused: dict[Place, tuple[str | None, str]] = {}
+        refused: Refusals = {}
         duplicates: set[Place] = set()
-        elements: dict[Place, bytes] = {}  # an array element, for its dead letter
-        groups: dict[str | None, list[tuple[Place, bytes]]] = {}
+        elements: Elements = {}
+        groups: dict[str | None, Lines] = {}
         events = 0
         for index, message in enumerate(batch):
             found = self._route(message.topic)
@@ -340,11 +343,7 @@ class MqttIngest:
         return self._routed[topic]
 
     async def _store(
-        self,
-        key: str | None,
-        lines: list[tuple[Place, bytes]],
-        refused: dict[Place, tuple[str | None, str]],
-        duplicates: set[Place],
+        self, key: str | None, lines: Lines, refused: Refusals, duplicates: set[Place]
     ) -> None:
         """Write one key's lines; note the refused and duplicate ones. Retries while the
         database is away; a batch that fails otherwise is written a message at a time."""
@@ -352,7 +351,7 @@ class MqttIngest:
         while True:
             try:
                 who = await self._principal(key)
-                result = await self._intake.batch(b"\n".join(x for _, x in lines), NDJSON, who)
+                result = await self._intake.batch(b"\n".join([x for _, x in lines]), NDJSON, who)
                 break
             except StoreUnavailable as exc:
                 await self._pause(attempt, exc)
@@ -393,11 +392,7 @@ class MqttIngest:
         await asyncio.sleep(delay)
 
     async def _dead_letters(
-        self,
-        client: paho.Client,
-        batch: list[Message],
-        refused: dict[Place, tuple[str | None, str]],
-        elements: dict[Place, bytes],
+        self, client: paho.Client, batch: list[Message], refused: Refusals, elements: Elements
     ) -> None:
         """Publish each refused event with its reason (an array's element with its index), and
         wait until the broker has them."""

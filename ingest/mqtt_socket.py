@@ -24,9 +24,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import paho.mqtt.client as paho
-from paho.mqtt import _packet
-from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.exception import MalformedPacket
 
 _READ = 65_536
 _PUBLISH_QOS_0_1 = (0x30, 0x32)  # a PUBLISH's first byte without its DUP and RETAIN bits
@@ -47,10 +44,11 @@ class BufferedSocket:
 
     # --- what paho calls -----------------------------------------------------------------
 
-    def whole_publish(self) -> tuple[int, bytes] | None:
-        """The next packet in the buffer (its first byte, and what follows its length) when it
-        is a whole PUBLISH of QoS 0 or 1, taken out of the buffer; else None, and paho reads
-        whatever comes next (its own way, and through ``recv``)."""
+    def next_publish(self) -> tuple[int, bytes, int, bytes] | None:
+        """The next packet in the buffer when it is a whole MQTT 3.1.1 PUBLISH of QoS 0 or 1,
+        taken out of the buffer: its first byte (flags), topic, packet id (0 at QoS 0) and
+        payload. Else None: paho reads whatever comes next its own way (through ``recv``), and
+        judges a malformed packet."""
         data, at = self._data, self._at
         if len(data) - at < 2 or data[at] & 0xF6 not in _PUBLISH_QOS_0_1:
             return None
@@ -64,10 +62,17 @@ class BufferedSocket:
             end += 1
             if not byte & 128:
                 break
-        if end + size > len(data):
+        stop = end + size
+        if size < 2 or stop > len(data):
             return None
-        self._at = end + size
-        return data[at], data[end : end + size]
+        first = data[at]
+        topic_end = end + 2 + (data[end] << 8 | data[end + 1])
+        payload_at = topic_end + 2 if first & 0x02 else topic_end  # QoS 1: a packet id
+        if topic_end == end + 2 or payload_at > stop:
+            return None
+        mid = data[topic_end] << 8 | data[topic_end + 1] if first & 0x02 else 0
+        self._at = stop
+        return first, data[end + 2 : topic_end], mid, data[payload_at:stop]
 
     def recv(self, size: int) -> bytes:
         if self._at < len(self._data):
@@ -144,24 +149,25 @@ class Received(paho.MQTTMessage):
 
     __slots__ = ()
 
-    def __init__(self, publish: Any) -> None:
-        self.mid = publish.mid
-        self._topic = publish.topic
-        self.qos = publish.qos
-        self.payload = publish.payload
-        self.dup = publish.dup
-        self.retain = publish.retain
-        self.properties = publish.properties
+    def __init__(self, first: int, topic: bytes, mid: int, payload: bytes) -> None:
+        self.mid = mid
+        self._topic = topic
+        self.qos = (first >> 1) & 3
+        self.payload = payload
+        self.dup = bool(first & 0x08)
+        self.retain = bool(first & 0x01)
+        self.properties = None
 
 
 class FastClient(paho.Client):
-    """A paho client whose socket is a ``BufferedSocket``, and that takes a whole QoS 0 or 1
-    PUBLISH out of the buffer in one step: paho's own decoder, then ``on_message`` at once
-    (paho reads a packet in three or more calls, updating a dict of its state for each, builds
-    an ``MQTTMessage`` with a lock in it, and first looks the topic up in its tree of per-topic
-    callbacks: a closure and a generator a message, in a cycle only the cyclic garbage
-    collector frees). Anything else (another packet, a packet not all here yet, a per-topic
-    callback registered) goes paho's way."""
+    """A paho client whose socket is a ``BufferedSocket``, and that takes each whole QoS 0 or 1
+    PUBLISH of MQTT 3.1.1 out of the buffer in one step and hands it to ``on_message`` at once.
+    paho reads a packet in three or more calls, updating a dict of its state for each, decodes
+    it into a named tuple, builds an ``MQTTMessage`` with a lock in it, and first looks the
+    topic up in its tree of per-topic callbacks (a closure and a generator a message, in a
+    cycle only the cyclic garbage collector frees): most of the subscriber's time. Anything
+    else (another packet, one not all here yet, MQTT 5, a per-topic callback registered) goes
+    paho's way."""
 
     _filtered = False
 
@@ -174,43 +180,28 @@ class FastClient(paho.Client):
         the selector cannot see them: call again), False when it is empty or the connection
         was lost (paho then closes the socket)."""
         self._last_bytes_received = time.monotonic()  # what paho's keep-alive check reads
+        on_message = self.on_message
+        fast = on_message is not None and not self._filtered and self._protocol != paho.MQTTv5
         for _ in range(limit):
             sock = self._sock
             if not isinstance(sock, BufferedSocket):
                 return False
-            rc = self._packet_read()
-            if rc > 0:
-                self._loop_rc_handle(rc)
-                return False
-            if rc == paho.MQTT_ERR_AGAIN or not sock.buffered():
+            publish = sock.next_publish() if fast and not self._in_packet["command"] else None
+            if publish is not None:
+                message = Received(*publish)
+                on_message(self, self._userdata, message)  # type: ignore[misc]
+                if message.qos == 1 and not self._manual_ack:
+                    self._send_puback(message.mid)
+            else:
+                rc = self._packet_read()
+                if rc > 0:
+                    self._loop_rc_handle(rc)
+                    return False
+                if rc == paho.MQTT_ERR_AGAIN:
+                    return False
+            if not sock.buffered():
                 return False
         return True
-
-    def _packet_read(self) -> MQTTErrorCode:
-        sock = self._sock
-        if (
-            isinstance(sock, BufferedSocket)
-            and self._in_packet["command"] == 0  # paho is not in the middle of a packet
-            and not self._filtered
-            and self.on_message is not None
-        ):
-            publish = sock.whole_publish()
-            if publish is not None:
-                return self._take_publish(*publish)
-        return super()._packet_read()
-
-    def _take_publish(self, header: int, body: bytes) -> MQTTErrorCode:
-        try:
-            message = Received(_packet.decode_publish(header, body, self._protocol))
-        except MalformedPacket as exc:
-            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
-            return paho.MQTT_ERR_PROTOCOL
-        on_message = self.on_message
-        assert on_message is not None
-        on_message(self, self._userdata, message)
-        if message.qos == 1 and not self._manual_ack:
-            return self._send_puback(message.mid)
-        return paho.MQTT_ERR_SUCCESS
 
     def ack_all(self, mids: Sequence[int]) -> None:
         """Acknowledge QoS 1 messages (``manual_ack``): their PUBACKs, packed as paho packs
