@@ -6,7 +6,11 @@ rest) and writes each packet with its own ``send``: at thousands of small QoS 1 
 second (and as many PUBACKs back) those system calls are most of the cost. ``FastClient``
 gives paho a socket that reads up to 64 KiB at a time and hands paho the bytes it asks for
 from that buffer, and that, while *corked*, gathers paho's packets and sends them together
-when uncorked (so a batch's acknowledgements leave in one write).
+when uncorked (so a batch's acknowledgements leave in one write). Even from a buffer, paho's
+way costs about 35 µs of CPU a message (its read state kept in a dict, a decoder returning a
+named tuple, a message object holding a lock): ``FastClient`` takes each whole PUBLISH of the
+kind the subscriber receives straight from the buffer, and queues a batch's PUBACKs as one
+piece (about 7 µs a message together), leaving every other packet to paho.
 
 The caller must know that bytes may wait in the buffer where the selector cannot see them:
 ``buffered()`` says so, and read again until it is false. Written bytes that the kernel did
@@ -19,7 +23,6 @@ import contextlib
 import socket
 import ssl
 import struct
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
@@ -179,7 +182,7 @@ class FastClient(paho.Client):
         """``loop_read`` for up to ``limit`` packets: True when more wait in the buffer (where
         the selector cannot see them: call again), False when it is empty or the connection
         was lost (paho then closes the socket)."""
-        self._last_bytes_received = time.monotonic()  # what paho's keep-alive check reads
+        self._last_bytes_received = paho.time_func()  # what paho's keep-alive check reads
         on_message = self.on_message
         fast = on_message is not None and not self._filtered and self._protocol != paho.MQTTv5
         for _ in range(limit):
