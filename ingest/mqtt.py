@@ -233,9 +233,9 @@ class MqttIngest:
         self._loop.remove_writer(fd)
 
     def _readable(self, client: FastClient) -> None:
-        """Handle the packets that have arrived, those in the socket's buffer too (the selector
-        sees only the kernel's), a bounded number at a time: the store works in between."""
-        if client.read_buffered(2_000):
+        """Handle what has arrived, the buffer's too (the selector sees only the kernel's), 500
+        packets a turn: each round trip of a commit waits for a turn's end (2,000: a third slower)."""
+        if client.read_buffered(500):
             assert self._loop is not None
             self._loop.call_soon(self._readable, client)
 
