@@ -164,7 +164,7 @@ def event_line(route: Route, captured: dict[str, str], payload: bytes) -> bytes:
         raise Refused(None, "the JSON is nested too deeply") from None
     if not isinstance(document, dict):
         raise Refused(None, f"the payload must be a JSON object, not {type(document).__name__}")
-    event = _mapped(route, document) if route.fields else dict(document)
+    event = _mapped(route, document) if route.fields else document  # decoded anew: ours
     for name, value in route.set.items():
         event.setdefault(name, value)
     if route.kind is not None:

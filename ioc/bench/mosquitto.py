@@ -3,7 +3,7 @@
 It runs Debian's ``mosquitto`` with a configuration written to a scratch directory:
 persistence on (a persistent session outlives the broker), no cap on the messages queued for
 a subscriber that is away, and enough messages in flight to a subscriber that acknowledges
-only after its batch is committed.
+only after its batches are committed.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def config_text(
         f"listener {port} 127.0.0.1\n" + (login or "allow_anonymous true\n") + "persistence true\n"
         f"persistence_location {home}/\n"
         "autosave_interval 1\n"
-        # Our subscriber acknowledges a batch after its commit: let a batch's worth be in flight.
-        "max_inflight_messages 10000\n"
+        # Our subscriber acknowledges a batch after its commit, and commits two at once: let
+        # more than two batches' worth be in flight.
+        "max_inflight_messages 20000\n"
         "max_queued_messages 0\n"
         "max_queued_bytes 0\n"
         "log_type error\n"
