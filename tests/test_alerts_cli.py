@@ -122,7 +122,14 @@ def test_the_worker_runs_the_traffic_watch_and_delivers(
         sent = receiver.wait_for("/tnmt", timeout=60)
     finally:
         worker.send_signal(signal.SIGINT)
-        _, errors = worker.communicate(timeout=30)
+        try:
+            _, errors = worker.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()  # and read its pipe to the end, so nothing is left open
+            _, errors = worker.communicate()
+            raise AssertionError(
+                f"the worker did not stop within 60 s of Ctrl-C:\n{errors}"
+            ) from None
     message = json.loads(sent.body)
     assert message["type"] == "digest", errors
     assert [(a["rule"], a["subject_id"]) for a in message["alerts"]] == [("silent", "HUE-TS-001")]
