@@ -7,8 +7,7 @@ between gets the unacknowledged messages again when it comes back; the events' o
 reading's sensor and time, a report's source and external id) store each exactly once.
 
 Messages are written in batches through the intake the HTTP API uses: whatever has arrived
-makes the next batch, up to ``batch_size``, written while the previous one commits.
-"""
+makes the next batch, up to ``batch_size``, written while the previous one commits."""
 
 from __future__ import annotations
 
@@ -31,6 +30,7 @@ from psycopg_pool import PoolTimeout
 from ingest.mqtt_routes import Refused, Route, dead_letter, event_lines, find_route
 from ingest.mqtt_socket import FastClient
 from ioc.auth import INGEST_ROLES, Principal
+from ioc.clock import stop_if_cancelled
 from ioc.errors import ConfigError, IocError, StoreUnavailable
 from ioc.events.intake import Intake
 
@@ -175,12 +175,9 @@ class MqttIngest:
                     await asyncio.to_thread(client.connect, self.broker.host, self.broker.port, 30)
                     delay = 1.0
                 except OSError as exc:
+                    where = f"{self.broker.host}:{self.broker.port}"
                     log.warning(
-                        "MQTT: cannot reach %s:%d (%s); trying again in %.0f s",
-                        self.broker.host,
-                        self.broker.port,
-                        exc,
-                        delay,
+                        "MQTT: cannot reach %s (%s); trying again in %.0f s", where, exc, delay
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)
@@ -388,6 +385,7 @@ class MqttIngest:
     @staticmethod
     async def _pause(attempt: int, exc: Exception) -> None:
         delay = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+        stop_if_cancelled()  # a cancel the store's error stood in for ends the retries
         log.warning("MQTT: the store is unavailable (%s); retrying in %s s", exc, delay)
         await asyncio.sleep(delay)
 

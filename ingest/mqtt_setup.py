@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ingest.mqtt import MqttIngest
 from ingest.mqtt_routes import load_routes
 from ioc.auth import Principal
+from ioc.clock import stop_if_cancelled
 from ioc.errors import ConfigError, IocError
 from ioc.platform import Platform
 from ioc.settings import Settings
@@ -114,6 +115,7 @@ def install(platform: Platform) -> None:
                 log.error("MQTT ingest is not running: %s; trying again in 30 s", exc.message)
             except Exception:
                 log.exception("MQTT ingest failed; starting it again in 30 s")
+            stop_if_cancelled()
             await asyncio.sleep(30)
 
     platform.add_worker("mqtt-ingest", work)

@@ -14,6 +14,20 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
+def stop_if_cancelled() -> None:
+    """Raise ``CancelledError`` when the running task has been asked to stop.
+
+    A retry loop catches a library's errors and goes round again. When a cancellation lands
+    inside a library that answers it with an error of its own (a transaction's rollback that
+    fails on a connection whose query was just cancelled), the loop would take it for a failed
+    round and never stop: a worker deaf to Ctrl-C. The task still counts the request
+    (``Task.cancelling``), so each loop's pause asks first.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class SystemClock:
     """The wall clock, in a given zone."""
 
@@ -24,6 +38,7 @@ class SystemClock:
         return datetime.now(self._zone)
 
     async def sleep(self, seconds: float) -> None:
+        stop_if_cancelled()
         await asyncio.sleep(seconds)
 
 
@@ -42,5 +57,6 @@ class ManualClock:
         self._now += timedelta(seconds=seconds)
 
     async def sleep(self, seconds: float) -> None:
+        stop_if_cancelled()
         self.advance(seconds)
         await asyncio.sleep(0)

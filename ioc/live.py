@@ -28,6 +28,7 @@ import psycopg
 from psycopg import sql
 
 from ioc.alerts.records import CHANNEL as ALERTS
+from ioc.clock import stop_if_cancelled
 from ioc.events.intake import READINGS
 from ioc.store import livelog
 from ioc.tickets.opening import CHANNEL as TICKETS
@@ -371,5 +372,6 @@ class LiveHub:
             except psycopg.Error as exc:
                 log.warning("live hub: connection lost (%s); reconnecting in %.2fs", exc, delay)
                 await self._close()
+                stop_if_cancelled()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max_s)
