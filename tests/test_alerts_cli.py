@@ -121,15 +121,18 @@ def test_the_worker_runs_the_traffic_watch_and_delivers(
         # The silent sensor's alert is raised and goes out in so-tnmt's next digest.
         sent = receiver.wait_for("/tnmt", timeout=60)
     finally:
-        worker.send_signal(signal.SIGINT)
+        # SIGTERM, as a service manager stops it (a shell's background job ignores SIGINT,
+        # and so would the worker started from it).
+        worker.send_signal(signal.SIGTERM)
         try:
             _, errors = worker.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             worker.kill()  # and read its pipe to the end, so nothing is left open
             _, errors = worker.communicate()
             raise AssertionError(
-                f"the worker did not stop within 60 s of Ctrl-C:\n{errors}"
+                f"the worker did not stop within 60 s of SIGTERM:\n{errors}"
             ) from None
+    assert worker.returncode == 0, errors  # stopped cleanly, not killed by the signal
     message = json.loads(sent.body)
     assert message["type"] == "digest", errors
     assert [(a["rule"], a["subject_id"]) for a in message["alerts"]] == [("silent", "HUE-TS-001")]

@@ -8,6 +8,7 @@ Several workers may share one database.
 from __future__ import annotations
 
 import asyncio
+import signal
 from datetime import datetime
 
 import click
@@ -33,8 +34,12 @@ async def _alerting(at: datetime | None, forever: bool) -> None:
         await pool.open(wait=True, timeout=30)
         try:
             if forever:
+                # A service manager stops a worker with SIGTERM: end as cleanly as on Ctrl-C.
+                main = asyncio.current_task()
+                assert main is not None
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
                 click.echo(
-                    "SLA engine, traffic watch and webhook delivery running; Ctrl-C stops them",
+                    "SLA engine, traffic watch and webhook delivery running; Ctrl-C or SIGTERM stops them",
                     err=True,
                 )
                 await run_all(pool, settings, clock)
@@ -87,5 +92,5 @@ def run() -> None:
         asyncio.run(_alerting(None, forever=True))
     except IocError as exc:
         raise click.ClickException(exc.message) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
