@@ -250,14 +250,14 @@ def _run_live(
         ids, stamps = array("q"), array("d")
         ids.frombytes(id_bytes)
         stamps.frombytes(stamp_bytes)
-        heard: dict[int, float] = {}
-        for ticket, at in zip(ids, stamps, strict=True):
-            heard.setdefault(ticket, at)  # the first message about the ticket: its opening
+        # The first message about each ticket (its opening): read backwards, the first wins.
+        heard = dict(zip(reversed(ids), reversed(stamps), strict=True))
         for ticket, external in tickets.items():
-            if ticket in heard:
-                latencies.append(max(0.0, heard[ticket] - acked[external]) * 1000)
-            else:
+            at = heard.get(ticket)
+            if at is None:
                 missed += 1
+            else:
+                latencies.append(max(0.0, at - acked[external]) * 1000)
     return LiveRun(
         clients, len(tickets), sorted(latencies), missed, sum(1 for c in closed if c), lag
     )
