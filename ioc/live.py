@@ -30,6 +30,7 @@ from psycopg import sql
 from ioc.alerts.records import CHANNEL as ALERTS
 from ioc.clock import stop_if_cancelled
 from ioc.events.intake import READINGS
+from ioc.frames import array_frames
 from ioc.store import livelog
 from ioc.tickets.opening import CHANNEL as TICKETS
 
@@ -75,32 +76,37 @@ class Subscription:
     def __aiter__(self) -> AsyncIterator[str]:
         return self._messages()
 
+    async def _wait(self) -> bool:
+        """Wait until something is queued for the subscriber; False once it has ended."""
+        group = self._group
+        while self.cursor >= group.end and not self.ended:
+            await group.changed()
+        return not self.ended
+
     async def _messages(self) -> AsyncIterator[str]:
         """The messages one at a time."""
-        group = self._group
-        while True:
-            while self.cursor >= group.end and not self.ended:
-                await group.changed()
-            if self.ended:
-                return
-            seq, text = group.at(self.cursor)
+        while await self._wait():
+            seq, text = self._group.at(self.cursor)
             self.cursor += 1
-            if seq and seq <= self.floor:
-                continue
-            yield text
+            if not seq or seq > self.floor:
+                yield text
 
     async def batches(self) -> AsyncIterator[list[str]]:
         """Each time it wakes, every message queued for the subscriber (in order)."""
-        group = self._group
-        while True:
-            while self.cursor >= group.end and not self.ended:
-                await group.changed()
-            if self.ended:
-                return
-            texts = group.since(self.cursor, self.floor)
-            self.cursor = group.end
+        while await self._wait():
+            texts = self._group.since(self.cursor, self.floor)
+            self.cursor = self._group.end
             if texts:
                 yield texts
+
+    async def frames(self) -> AsyncIterator[list[str]]:
+        """As ``batches``, joined into array frames (``ioc.frames``); subscribers of a filter
+        that wake together share the frames, built once."""
+        while await self._wait():
+            frames = self._group.frames_since(self.cursor, self.floor)
+            self.cursor = self._group.end
+            if frames:
+                yield frames
 
 
 class _Group:
@@ -120,6 +126,8 @@ class _Group:
         self._base = 0  # the number (in the group's count) of the first message kept
         self._waiters: list[asyncio.Future[None]] = []
         self._waking = False
+        self._frames_key = (-1, -1, -1)
+        self._frames: list[str] = []
 
     @property
     def end(self) -> int:
@@ -135,6 +143,14 @@ class _Group:
             return self._texts[start:]
         pairs = zip(self._seqs[start:], self._texts[start:], strict=True)
         return [text for seq, text in pairs if not seq or seq > floor]
+
+    def frames_since(self, index: int, floor: int) -> list[str]:
+        """``since`` as array frames; the last answer is kept for the subscribers that ask the
+        same next (they wake together, at the same cursor)."""
+        key = (index, self.end, floor)
+        if key != self._frames_key:
+            self._frames_key, self._frames = key, array_frames(self.since(index, floor))
+        return self._frames
 
     def append(self, seq: int, text: str) -> None:
         self._seqs.append(seq)

@@ -66,6 +66,7 @@ async def _listen(ws_url: str, clients: int, pipe: Connection) -> None:
     ids = [array("q") for _ in range(clients)]
     stamps = [array("d") for _ in range(clients)]
     progress = asyncio.Event()  # set whenever a message arrives
+    frames = [0]  # frames received by all the clients
 
     def recorder(n: int) -> Callable[[bytes], None]:
         def record(text: bytes) -> None:
@@ -75,6 +76,7 @@ async def _listen(ws_url: str, clients: int, pipe: Connection) -> None:
                 if isinstance(message, dict) and "ticket" in message:
                     ids[n].append(int(message["ticket"]))
                     stamps[n].append(at)
+            frames[0] += 1
             progress.set()
 
         return record
@@ -104,7 +106,9 @@ async def _listen(ws_url: str, clients: int, pipe: Connection) -> None:
 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(enough(), wait_s)
-        pipe.send(([i.tobytes() for i in ids], [s.tobytes() for s in stamps], closed()))
+        ids_bytes, stamps_bytes = [i.tobytes() for i in ids], [s.tobytes() for s in stamps]
+        pipe.send((ids_bytes, stamps_bytes, closed(), frames[0]))
+        frames[0] = 0
         for i, s in zip(ids, stamps, strict=True):
             del i[:], s[:]
     for socket in sockets:
@@ -198,6 +202,7 @@ class LiveRun:
     missed: int  # (client, report) pairs never received
     dropped: int  # clients the server cut off
     lag_s: float  # how far the poster fell behind its schedule
+    frames_per_s: float  # websocket frames each client received per second of posting
 
     @property
     def p50(self) -> float:
@@ -238,7 +243,7 @@ def _run_live(
         acked, lag = _post_on_uvloop(server_url, source_key, reports, rate)
         tickets = _tickets_of(db_url, tag)
         ours.send((len(tickets), 30.0))
-        ids_raw, stamps_raw, closed = ours.recv()
+        ids_raw, stamps_raw, closed, frames = ours.recv()
         ours.send("stop")
     finally:
         listener.join(30)
@@ -259,7 +264,13 @@ def _run_live(
             else:
                 latencies.append(max(0.0, at - acked[external]) * 1000)
     return LiveRun(
-        clients, len(tickets), sorted(latencies), missed, sum(1 for c in closed if c), lag
+        clients,
+        len(tickets),
+        sorted(latencies),
+        missed,
+        sum(1 for c in closed if c),
+        lag,
+        frames / clients / (count / rate),
     )
 
 
@@ -312,6 +323,7 @@ def run_live_benchmark(
         "missed": main.missed,
         "dropped_clients": main.dropped,
         "poster_lag_s": round(main.lag_s, 3),
+        "frames_per_client_s": round(main.frames_per_s, 1),
         "baseline_clients": 1,
         "baseline_p50_ms": round(baseline.p50, 2),
         "baseline_p99_ms": round(baseline.p99, 2),
@@ -344,7 +356,7 @@ def run_live_benchmark(
         f"\nlive: {clients} websocket clients, {main.reports:,} field reports at {rate:,}/s: "
         f"ingest 2xx → receipt p50 {main.p50:.1f} ms, p99 {main.p99:.1f} ms "
         f"({main.p99 / LATENCY_BAR_MS:.2f} of the 100 ms bar); missed {main.missed}, "
-        f"clients dropped {main.dropped}\n"
+        f"clients dropped {main.dropped}; {main.frames_per_s:.0f} frames/s per client\n"
         f"baseline, 1 client: p50 {baseline.p50:.1f} ms, p99 {baseline.p99:.1f} ms\n"
         f"review over {times.tickets:,} tickets and {times.dossier_events:,} dossier events "
         f"({times.dossiers:,} dossiers), a year's period, median of 3 runs (bar: 500 ms each):\n"
