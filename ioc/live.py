@@ -286,7 +286,8 @@ class LiveHub:
             if last <= after:
                 return  # already published (from the log, after a reconnect)
             self.last_seq, self._last_text = last, text
-        self._fan_out(livelog.expand(message, text, after))
+        if self._groups:  # (no subscriber: a batch is not taken apart for nobody)
+            self._fan_out(livelog.expand(message, text, after))
 
     def _fan_out(self, notices: Sequence[tuple[int, dict[str, Any], str]]) -> None:
         """Queue the messages of a notice, each (seq, message, text), for each filter that
