@@ -13,7 +13,8 @@ was first sent a replay of the log up to some number skips the live notices it a
 When the hub's own connection drops, it reconnects and replays the log from the last number it
 heard, so its subscribers miss nothing (a resync only when the log no longer reaches back).
 A batch notice of alerts (``alerts``) reaches each subscriber with the items its filter takes;
-one of tickets (``tickets``) reaches it as the single ticket messages its filter takes."""
+one of tickets (``tickets``) reaches it as the single ticket messages its filter takes, each
+with its own number (the notice's ``seq`` is its first; it takes ``items`` numbers)."""
 
 from __future__ import annotations
 
@@ -226,8 +227,10 @@ class LiveHub:
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self.dropped_total = 0
-        self.last_seq = 0  # the newest numbered notice published (or known when listening began)
-        self._last_text: str | None = None  # that notice as heard (None: known only by number)
+        # The newest number published (or known when listening began): of a notice of several
+        # items, its last item's.
+        self.last_seq = 0
+        self._last_text: str | None = None  # the notice holding it, as heard (None: not known)
 
     @property
     def subscribers(self) -> int:
@@ -303,16 +306,20 @@ class LiveHub:
             return
         seq = message.get("seq")
         seq = seq if isinstance(seq, int) else 0
+        after = self.last_seq
         if seq:
-            if seq <= self.last_seq:
+            last = seq + livelog.items(message) - 1
+            if last <= after:
                 return  # already published (from the log, after a reconnect)
-            self.last_seq, self._last_text = seq, text
-        self._fan_out(seq, livelog.expand(message, text))
+            self.last_seq, self._last_text = last, text
+        if self._groups:  # (no subscriber: a batch is not taken apart for nobody)
+            self._fan_out(livelog.expand(message, text, after))
 
-    def _fan_out(self, seq: int, notices: Sequence[tuple[dict[str, Any], str]]) -> None:
-        """Queue the messages of one notice for each filter that takes them."""
+    def _fan_out(self, notices: Sequence[tuple[int, dict[str, Any], str]]) -> None:
+        """Queue the messages of a notice, each (seq, message, text), for each filter that
+        takes them."""
         for group in list(self._groups.values()):
-            for message, text in notices:
+            for seq, message, text in notices:
                 try:
                     wanted = livelog.filtered(message, text, group.accept)
                 except Exception:
@@ -354,8 +361,7 @@ class LiveHub:
                 subscription.floor = 0
             self._broadcast(RESYNC)
             return
-        for seq, text, message in missed.messages:
-            self._fan_out(seq, [(message, text)])
+        self._fan_out([(seq, message, text) for seq, text, message in missed.messages])
         if missed.upto > self.last_seq:  # the newest notice as the log holds it, for next time
             self.last_seq = missed.upto
             self._last_text = await livelog.text_at(conn, missed.upto)
