@@ -164,7 +164,10 @@ class Platform:
             ),
             self.clock,
         )
-        self._hub = LiveHub(with_timezone(url, self.settings.timezone))
+        self._hub = LiveHub(
+            with_timezone(url, self.settings.timezone),
+            pace_s=self.settings.live_frame_interval_ms / 1000,
+        )
         await self._hub.start()
         maintenance = Maintenance(self._pool, partitions, self.settings, self.clock)
         self.maintenance = maintenance

@@ -225,6 +225,12 @@ class Settings(LookupSettings, MediaS3Settings, MqttSettings, SsoSettings, BaseS
         ge=0,
         description="Congestion: a speed counts only from a reading (or baseline bucket) with at least this many vehicles per 5 minutes.",
     )
+    live_frame_interval_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="Live feeds: the subscribers of one filter are sent at most one frame this often (milliseconds); 0 sends what is read at once. A notice after a quiet spell always goes at once.",
+    )
     webhook_timeout_s: float = Field(
         default=10.0, gt=0, description="Webhook delivery: wait this long for the endpoint."
     )

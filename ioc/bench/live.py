@@ -67,6 +67,7 @@ async def _listen(ws_url: str, clients: int, pipe: Connection) -> None:
     stamps = [array("d") for _ in range(clients)]
     progress = asyncio.Event()  # set whenever a message arrives
     frames = [0]  # frames received by all the clients
+    span = [0.0, 0.0]  # when the first and the last of them arrived
 
     def recorder(n: int) -> Callable[[bytes], None]:
         def record(text: bytes) -> None:
@@ -77,6 +78,7 @@ async def _listen(ws_url: str, clients: int, pipe: Connection) -> None:
                     ids[n].append(int(message["ticket"]))
                     stamps[n].append(at)
             frames[0] += 1
+            span[0], span[1] = span[0] or at, at
             progress.set()
 
         return record
@@ -107,8 +109,9 @@ async def _listen(ws_url: str, clients: int, pipe: Connection) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(enough(), wait_s)
         ids_bytes, stamps_bytes = [i.tobytes() for i in ids], [s.tobytes() for s in stamps]
-        pipe.send((ids_bytes, stamps_bytes, closed(), frames[0]))
-        frames[0] = 0
+        per_s = frames[0] / clients / max(span[1] - span[0], 1e-3)  # frames a client a second
+        pipe.send((ids_bytes, stamps_bytes, closed(), per_s))
+        frames[0], span[0] = 0, 0.0
         for i, s in zip(ids, stamps, strict=True):
             del i[:], s[:]
     for socket in sockets:
@@ -202,7 +205,7 @@ class LiveRun:
     missed: int  # (client, report) pairs never received
     dropped: int  # clients the server cut off
     lag_s: float  # how far the poster fell behind its schedule
-    frames_per_s: float  # websocket frames each client received per second of posting
+    frames_per_s: float  # websocket frames each client received a second, while they came
 
     @property
     def p50(self) -> float:
@@ -243,7 +246,7 @@ def _run_live(
         acked, lag = _post_on_uvloop(server_url, source_key, reports, rate)
         tickets = _tickets_of(db_url, tag)
         ours.send((len(tickets), 30.0))
-        ids_raw, stamps_raw, closed, frames = ours.recv()
+        ids_raw, stamps_raw, closed, frames_per_s = ours.recv()
         ours.send("stop")
     finally:
         listener.join(30)
@@ -270,7 +273,7 @@ def _run_live(
         missed,
         sum(1 for c in closed if c),
         lag,
-        frames / clients / (count / rate),
+        frames_per_s,
     )
 
 
