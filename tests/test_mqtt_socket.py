@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.mqtt_socket import BufferedSocket, FastClient
 from ioc.bench.mosquitto import Broker, mosquitto
+from ioc.bench.mqtt_publisher import remaining_length
 
 Seen = tuple[str, bytes, int, int, bool]  # topic, payload, packet id, QoS, retain
 
@@ -39,19 +40,15 @@ def _client(seen: list[Seen]) -> FastClient:
     return client
 
 
-def _length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (128 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _publish(topic: str, payload: bytes, mid: int, qos: int, retain: bool = False) -> bytes:
     name = topic.encode()
     body = struct.pack("!H", len(name)) + name + (struct.pack("!H", mid) if qos else b"")
-    return bytes([0x30 | qos << 1 | retain]) + _length(len(body) + len(payload)) + body + payload
+    return (
+        bytes([0x30 | qos << 1 | retain])
+        + remaining_length(len(body) + len(payload))
+        + body
+        + payload
+    )
 
 
 SENT: list[Seen] = [

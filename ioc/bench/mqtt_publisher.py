@@ -21,7 +21,7 @@ WINDOW = 2_000  # messages in flight (not yet acknowledged by the broker)
 CHUNK = 50  # messages written at once
 
 
-def _length(n: int) -> bytes:
+def remaining_length(n: int) -> bytes:
     """MQTT's variable-length 'remaining length'."""
     out = bytearray()
     while True:
@@ -37,7 +37,7 @@ def _string(value: bytes) -> bytes:
 
 def _publish_packet(topic: bytes, payload: bytes, mid: int) -> bytes:
     body = _string(topic) + struct.pack("!H", mid) + payload
-    return b"\x32" + _length(len(body)) + body
+    return b"\x32" + remaining_length(len(body)) + body
 
 
 class _Acks:
@@ -76,7 +76,7 @@ def publish_paced(
     sock = socket.create_connection((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     body = _string(b"MQTT") + bytes([4, 0x02]) + struct.pack("!H", 60) + _string(client_id.encode())
-    sock.sendall(b"\x10" + _length(len(body)) + body)
+    sock.sendall(b"\x10" + remaining_length(len(body)) + body)
     connack = sock.recv(4)
     if len(connack) < 4 or connack[0] != 0x20 or connack[3] != 0:
         raise RuntimeError(f"the broker refused the publisher: {connack!r}")
