@@ -15,7 +15,6 @@ from typing import Any
 
 import msgspec
 import psycopg
-from psycopg.types.json import Jsonb
 
 from ioc.deadlines import DeadlineBook
 from ioc.events.kinds import FieldReport
@@ -27,6 +26,54 @@ _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQ = 111_320.0
 _json = msgspec.json.Encoder().encode
 _CELLS_PER_DEG = 1000  # must match the tickets.cell_x / cell_y columns (migration 0003)
+
+
+# New tickets, their engine clocks (migration 0024) and their opening events: one statement,
+# the rows as arrays. Its data-modifying parts run as one; the references of the clocks and
+# events to the tickets are checked at its end, when the tickets are there.
+_INSERT = """
+WITH opened AS (
+  INSERT INTO tickets (id, report_id, category, state, agency, jurisdiction_code,
+                       jurisdiction_level, routing, lon, lat, opened_at, deadline_at, updated_at,
+                       sla_unit, sla_allowed_s, due_soon_at)
+  SELECT i, r, c, 'new', a, jc, jl, w::jsonb, x, y, o, d, u, su, sa, ds
+  FROM unnest(%b::int8[], %b::int8[], %b::text[], %b::text[], %b::text[], %b::text[],
+              %b::text[], %b::float8[], %b::float8[], %b::timestamptz[], %b::timestamptz[],
+              %b::timestamptz[], %b::text[], %b::float8[], %b::timestamptz[])
+       AS v (i, r, c, a, jc, jl, w, x, y, o, d, u, su, sa, ds)),
+clocks AS (
+  INSERT INTO ticket_clocks (ticket_id, sla_stage, next_check_at)
+  SELECT * FROM unnest(%b::int8[], %b::text[], %b::timestamptz[]))
+INSERT INTO ticket_events (ticket_id, at, actor, action, to_state, to_agency, note)
+SELECT i, u, 'router', 'open', 'new', a, n
+FROM unnest(%b::int8[], %b::timestamptz[], %b::text[], %b::text[]) AS e (i, u, a, n)
+"""
+
+
+def _insert_params(rows: Sequence[tuple[Any, ...]], ids: Sequence[int]) -> list[list[Any]]:
+    """``_INSERT``'s arrays for the planned rows of ``TicketDesk.plan`` and their ids."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    routing = columns[5]
+    notes = []
+    for why in routing:
+        rule = f" (rule {why['rule']})" if why["rule"] is not None else ""
+        place = why["jurisdiction_name"] or "no jurisdiction"
+        notes.append(f"routed: {place}{rule}, {why['how']}")
+    timed = [n for n, at in enumerate(columns[-1]) if at is not None]
+    tickets = list(ids)
+    return [
+        tickets,
+        *columns[:5],
+        [_json(why).decode() for why in routing],
+        *columns[6:-2],
+        [tickets[n] for n in timed],
+        [columns[-2][n] for n in timed],
+        [columns[-1][n] for n in timed],
+        tickets,
+        columns[10],
+        columns[2],
+        notes,
+    ]
 
 
 @dataclass
@@ -226,82 +273,37 @@ class TicketDesk:
     @staticmethod
     async def reserve(conn: psycopg.AsyncConnection[Any], count: int) -> list[int]:
         """Ids for ``count`` new tickets, taken from the tickets' sequence."""
+        return await TicketDesk.reserved(await TicketDesk.query_ids(conn, count))
+
+    @staticmethod
+    async def query_ids(
+        conn: psycopg.AsyncConnection[Any], count: int
+    ) -> psycopg.AsyncCursor[Any] | None:
+        """Ask for ``count`` new tickets' ids (in a pipeline, with other statements)."""
         if not count:
-            return []
-        cur = await conn.execute(
+            return None
+        return await conn.execute(
             "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, %s)",
             (count,),
         )
-        return [int(r[0]) for r in await cur.fetchall()]
+
+    @staticmethod
+    async def reserved(cur: psycopg.AsyncCursor[Any] | None) -> list[int]:
+        """The ids asked for by ``query_ids``."""
+        return [int(r[0]) for r in await cur.fetchall()] if cur is not None else []
 
     @staticmethod
     async def insert(
         conn: psycopg.AsyncConnection[Any], rows: list[tuple[Any, ...]], ids: list[int]
     ) -> dict[int, int]:
-        """COPY new tickets (with ids from ``reserve``), their clocks and opening events.
+        """Write new tickets (with ids from ``reserve``), their clocks and opening events, in
+        one statement (it can share a pipeline's round trip with the statements around it).
 
         Returns batch ref → ticket id.
         """
         if not rows:
             return {}
-        async with conn.cursor() as cur:
-            async with cur.copy(
-                "COPY tickets (id, report_id, category, state, agency, jurisdiction_code,"
-                " jurisdiction_level, routing, lon, lat, opened_at, deadline_at, updated_at,"
-                " sla_unit, sla_allowed_s, due_soon_at) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(
-                    [
-                        "int8",
-                        "int8",
-                        "text",
-                        "text",
-                        "text",
-                        "text",
-                        "text",
-                        "jsonb",
-                        "float8",
-                        "float8",
-                        "timestamptz",
-                        "timestamptz",
-                        "timestamptz",
-                        "text",
-                        "float8",
-                        "timestamptz",
-                    ]
-                )
-                for ticket, row in zip(ids, rows, strict=True):
-                    why = Jsonb(row[5], _json)  # the same document; msgspec encodes it faster
-                    await copy.write_row(
-                        (ticket, row[0], row[1], "new", *row[2:5], why, *row[6:-2])
-                    )
-            async with cur.copy(  # the engine's clock (migration 0024): stage, next check
-                "COPY ticket_clocks (ticket_id, sla_stage, next_check_at) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["int8", "text", "timestamptz"])
-                for ticket, row in zip(ids, rows, strict=True):
-                    if row[-1] is not None:
-                        await copy.write_row((ticket, row[-2], row[-1]))
-            async with cur.copy(
-                "COPY ticket_events (ticket_id, at, actor, action, to_state, to_agency, note)"
-                " FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["int8", "timestamptz", "text", "text", "text", "text", "text"])
-                for ticket, row in zip(ids, rows, strict=True):
-                    why = row[5]
-                    rule = f" (rule {why['rule']})" if why["rule"] is not None else ""
-                    place = why["jurisdiction_name"] or "no jurisdiction"
-                    await copy.write_row(
-                        (
-                            ticket,
-                            row[10],
-                            "router",
-                            "open",
-                            "new",
-                            row[2],
-                            f"routed: {place}{rule}, {why['how']}",
-                        )
-                    )
+        await conn.execute(_INSERT, _insert_params(rows, ids))
         return {-(n + 1): ticket for n, ticket in enumerate(ids)}
 
     @staticmethod
@@ -313,35 +315,45 @@ class TicketDesk:
     ) -> None:
         """Point each report at its ticket (unless they were stored pointing at it already);
         count and record the attached duplicates; notify."""
+        # Sent together, answered together: one round trip for the three writes.
+        async with conn.pipeline():
+            await TicketDesk.send_links(conn, links, real, point_reports)
+
+    @staticmethod
+    async def send_links(
+        conn: psycopg.AsyncConnection[Any],
+        links: list[tuple[int, int, bool]],
+        real: dict[int, int],
+        point_reports: bool = True,
+    ) -> None:
+        """``link``'s statements, sent in the caller's pipeline."""
         reports = [r for r, _, _ in links]
         tickets = [real[ref] if ref < 0 else ref for _, ref, _ in links]
         attached = [(r, t) for (r, _, joined), t in zip(links, tickets, strict=True) if joined]
-        # Sent together, answered together: one round trip for the three writes.
-        async with conn.pipeline():
-            if point_reports:
-                await conn.execute(
-                    "UPDATE field_reports f SET ticket_id = v.t"
-                    " FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) WHERE f.id = v.r",
-                    (reports, tickets),
-                )
-            if attached:
-                await conn.execute(
-                    """WITH joined AS (
-                         SELECT v.t AS ticket_id, count(*) AS n,
-                                array_agg(v.r ORDER BY v.r) AS reports
-                         FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) GROUP BY v.t),
-                       bumped AS (
-                         UPDATE tickets t SET report_count = t.report_count + j.n,
-                                              updated_at = now()
-                         FROM joined j WHERE t.id = j.ticket_id RETURNING t.id, t.state, t.agency)
-                       INSERT INTO ticket_events (ticket_id, at, actor, action, from_state,
-                                                  to_state, to_agency, note)
-                       SELECT b.id, now(), 'router', 'attach_report', b.state, b.state, b.agency,
-                              'duplicate reports attached: ' || array_to_string(j.reports, ', ')
-                       FROM bumped b JOIN joined j ON j.ticket_id = b.id""",
-                    ([r for r, _ in attached], [t for _, t in attached]),
-                )
-            await notify(conn, sorted(set(tickets)))
+        if point_reports:
+            await conn.execute(
+                "UPDATE field_reports f SET ticket_id = v.t"
+                " FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) WHERE f.id = v.r",
+                (reports, tickets),
+            )
+        if attached:
+            await conn.execute(
+                """WITH joined AS (
+                     SELECT v.t AS ticket_id, count(*) AS n,
+                            array_agg(v.r ORDER BY v.r) AS reports
+                     FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) GROUP BY v.t),
+                   bumped AS (
+                     UPDATE tickets t SET report_count = t.report_count + j.n,
+                                          updated_at = now()
+                     FROM joined j WHERE t.id = j.ticket_id RETURNING t.id, t.state, t.agency)
+                   INSERT INTO ticket_events (ticket_id, at, actor, action, from_state,
+                                              to_state, to_agency, note)
+                   SELECT b.id, now(), 'router', 'attach_report', b.state, b.state, b.agency,
+                          'duplicate reports attached: ' || array_to_string(j.reports, ', ')
+                   FROM bumped b JOIN joined j ON j.ticket_id = b.id""",
+                ([r for r, _ in attached], [t for _, t in attached]),
+            )
+        await notify(conn, sorted(set(tickets)))
 
 
 async def notify(conn: psycopg.AsyncConnection[Any], ticket_ids: Sequence[int]) -> None:
