@@ -50,6 +50,10 @@ FROM unnest(%b::int8[], %b::timestamptz[], %b::text[], %b::text[]) AS e (i, u, a
 """
 
 
+# The float8 columns among the planned rows: lon, lat, sla_allowed_s.
+_FLOATS = (6, 7, 12)
+
+
 def _insert_params(rows: Sequence[tuple[Any, ...]], ids: Sequence[int]) -> list[list[Any]]:
     """``_INSERT``'s arrays for the planned rows of ``TicketDesk.plan`` and their ids."""
     columns = [list(column) for column in zip(*rows, strict=True)]
@@ -61,6 +65,9 @@ def _insert_params(rows: Sequence[tuple[Any, ...]], ids: Sequence[int]) -> list[
         notes.append(f"routed: {place}{rule}, {why['how']}")
     timed = [n for n, at in enumerate(columns[-1]) if at is not None]
     tickets = list(ids)
+    # An array holds one type: whole numbers among the floats go as floats, as COPY sent them.
+    for n in _FLOATS:
+        columns[n] = [None if v is None else float(v) for v in columns[n]]
     return [
         tickets,
         *columns[:5],
