@@ -13,7 +13,8 @@ was first sent a replay of the log up to some number skips the live notices it a
 When the hub's own connection drops, it reconnects and replays the log from the last number it
 heard, so its subscribers miss nothing (a resync only when the log no longer reaches back).
 A batch notice of alerts (``alerts``) reaches each subscriber with the items its filter takes;
-one of tickets (``tickets``) reaches it as the single ticket messages its filter takes."""
+one of tickets (``tickets``) reaches it as the single ticket messages its filter takes, each
+with its own number (the notice's ``seq`` is its first; it takes ``items`` numbers)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from psycopg import sql
 from ioc.alerts.records import CHANNEL as ALERTS
 from ioc.clock import stop_if_cancelled
 from ioc.events.intake import READINGS
+from ioc.frames import array_frames
 from ioc.store import livelog
 from ioc.tickets.opening import CHANNEL as TICKETS
 
@@ -75,32 +77,36 @@ class Subscription:
     def __aiter__(self) -> AsyncIterator[str]:
         return self._messages()
 
+    async def _wait(self) -> bool:
+        """Wait until the group's last wake made something new the subscriber's to take;
+        False once it has ended."""
+        group = self._group
+        while self.cursor >= group.woken_end and not self.ended:
+            await group.changed()
+        return not self.ended
+
     async def _messages(self) -> AsyncIterator[str]:
         """The messages one at a time."""
-        group = self._group
-        while True:
-            while self.cursor >= group.end and not self.ended:
-                await group.changed()
-            if self.ended:
-                return
-            seq, text = group.at(self.cursor)
-            self.cursor += 1
-            if seq and seq <= self.floor:
-                continue
-            yield text
+        async for texts in self.batches():
+            for text in texts:
+                yield text
 
     async def batches(self) -> AsyncIterator[list[str]]:
-        """Each time it wakes, every message queued for the subscriber (in order)."""
-        group = self._group
-        while True:
-            while self.cursor >= group.end and not self.ended:
-                await group.changed()
-            if self.ended:
-                return
-            texts = group.since(self.cursor, self.floor)
-            self.cursor = group.end
+        """Each time the group wakes, every message queued for the subscriber until then."""
+        while await self._wait():
+            texts = self._group.since(self.cursor, self.floor)
+            self.cursor = self._group.woken_end
             if texts:
                 yield texts
+
+    async def frames(self) -> AsyncIterator[list[str]]:
+        """As ``batches``, joined into array frames (``ioc.frames``): the subscribers of a
+        filter take the same messages at each wake, so the frames are built once for them."""
+        while await self._wait():
+            frames = self._group.frames_since(self.cursor, self.floor)
+            self.cursor = self._group.woken_end
+            if frames:
+                yield frames
 
 
 class _Group:
@@ -111,8 +117,9 @@ class _Group:
     ``size`` messages behind is dropped (checked when the queue grows past that).
     """
 
-    def __init__(self, accept: Accept, size: int) -> None:
+    def __init__(self, accept: Accept, size: int, pace_s: float) -> None:
         self.accept = accept
+        self._pace_s = pace_s
         self.members: set[Subscription] = set()
         self._size = size
         self._seqs: list[int] = []
@@ -120,21 +127,31 @@ class _Group:
         self._base = 0  # the number (in the group's count) of the first message kept
         self._waiters: list[asyncio.Future[None]] = []
         self._waking = False
+        self._woken_at = 0.0  # the loop's time of the last wake
+        self.woken_end = 0  # the end of the queue at the last wake: what subscribers may take
+        self._frames_key = (-1, -1, -1)
+        self._frames: list[str] = []
 
     @property
     def end(self) -> int:
         return self._base + len(self._texts)
 
-    def at(self, index: int) -> tuple[int, str]:
-        return self._seqs[index - self._base], self._texts[index - self._base]
-
     def since(self, index: int, floor: int) -> list[str]:
-        """The texts from ``index`` on, less the notices numbered up to ``floor``."""
-        start = index - self._base
+        """The texts from ``index`` to the last wake's end, less the notices numbered up to
+        ``floor``."""
+        start, stop = index - self._base, self.woken_end - self._base
         if not floor:
-            return self._texts[start:]
-        pairs = zip(self._seqs[start:], self._texts[start:], strict=True)
+            return self._texts[start:stop]
+        pairs = zip(self._seqs[start:stop], self._texts[start:stop], strict=True)
         return [text for seq, text in pairs if not seq or seq > floor]
+
+    def frames_since(self, index: int, floor: int) -> list[str]:
+        """``since`` as array frames; the last answer is kept for the subscribers that ask the
+        same next (they wake together, at the same cursor)."""
+        key = (index, self.woken_end, floor)
+        if key != self._frames_key:
+            self._frames_key, self._frames = key, array_frames(self.since(index, floor))
+        return self._frames
 
     def append(self, seq: int, text: str) -> None:
         self._seqs.append(seq)
@@ -142,11 +159,17 @@ class _Group:
 
     def settle(self) -> list[Subscription]:
         """Wake the subscribers (once for all the notices published in this turn of the event
-        loop: the notices read together go out in one frame); drop (and return) those too far
-        behind, and forget what every remaining one has taken."""
+        loop, and at most once every ``pace_s``: the notices of a busy stream go out together,
+        in fewer frames); drop (and return) those too far behind, and forget what every
+        remaining one has taken."""
         if not self._waking:
             self._waking = True
-            asyncio.get_running_loop().call_soon(self.wake)
+            loop = asyncio.get_running_loop()
+            at = self._woken_at + self._pace_s
+            if at > loop.time():
+                loop.call_at(at, self.wake)
+            else:
+                loop.call_soon(self.wake)
         end = self.end
         if end - self._base <= self._size:
             return []
@@ -167,6 +190,8 @@ class _Group:
         await waiter
 
     def wake(self) -> None:
+        self._woken_at = asyncio.get_running_loop().time()
+        self.woken_end = self.end
         self._waking = False
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
@@ -186,12 +211,14 @@ class LiveHub:
         conninfo: str,
         channels: Sequence[str] = CHANNELS,
         queue_size: int = 1000,
+        pace_s: float = 0.0,
         retry_max_s: float = 5.0,
         check_every_s: float = 30.0,
     ) -> None:
         self._conninfo = conninfo
         self._channels = tuple(channels)
         self._queue_size = queue_size
+        self._pace_s = pace_s
         self._retry_max_s = retry_max_s
         self._check_every_s = check_every_s
         self._subscribers: set[Subscription] = set()
@@ -200,8 +227,10 @@ class LiveHub:
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self.dropped_total = 0
-        self.last_seq = 0  # the newest numbered notice published (or known when listening began)
-        self._last_text: str | None = None  # that notice as heard (None: known only by number)
+        # The newest number published (or known when listening began): of a notice of several
+        # items, its last item's.
+        self.last_seq = 0
+        self._last_text: str | None = None  # the notice holding it, as heard (None: not known)
 
     @property
     def subscribers(self) -> int:
@@ -252,7 +281,7 @@ class LiveHub:
         of each notice), so a filter should be a value, equal for callers who see the same."""
         group = self._groups.get(accept)
         if group is None:
-            group = self._groups[accept] = _Group(accept, self._queue_size)
+            group = self._groups[accept] = _Group(accept, self._queue_size, self._pace_s)
         subscription = Subscription(self, group)
         group.members.add(subscription)
         self._subscribers.add(subscription)
@@ -277,16 +306,20 @@ class LiveHub:
             return
         seq = message.get("seq")
         seq = seq if isinstance(seq, int) else 0
+        after = self.last_seq
         if seq:
-            if seq <= self.last_seq:
+            last = seq + livelog.items(message) - 1
+            if last <= after:
                 return  # already published (from the log, after a reconnect)
-            self.last_seq, self._last_text = seq, text
-        self._fan_out(seq, livelog.expand(message, text))
+            self.last_seq, self._last_text = last, text
+        if self._groups:  # (no subscriber: a batch is not taken apart for nobody)
+            self._fan_out(livelog.expand(message, text, after))
 
-    def _fan_out(self, seq: int, notices: Sequence[tuple[dict[str, Any], str]]) -> None:
-        """Queue the messages of one notice for each filter that takes them."""
+    def _fan_out(self, notices: Sequence[tuple[int, dict[str, Any], str]]) -> None:
+        """Queue the messages of a notice, each (seq, message, text), for each filter that
+        takes them."""
         for group in list(self._groups.values()):
-            for message, text in notices:
+            for seq, message, text in notices:
                 try:
                     wanted = livelog.filtered(message, text, group.accept)
                 except Exception:
@@ -328,8 +361,7 @@ class LiveHub:
                 subscription.floor = 0
             self._broadcast(RESYNC)
             return
-        for seq, text, message in missed.messages:
-            self._fan_out(seq, [(message, text)])
+        self._fan_out([(seq, message, text) for seq, text, message in missed.messages])
         if missed.upto > self.last_seq:  # the newest notice as the log holds it, for next time
             self.last_seq = missed.upto
             self._last_text = await livelog.text_at(conn, missed.upto)

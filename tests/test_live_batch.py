@@ -65,19 +65,26 @@ TICKET_BATCH = {
 
 
 def announce(db_url: str, notices: list[tuple[str, dict[str, Any]]]) -> None:
-    """Each notice in a transaction of its own (so each has a number of its own)."""
+    """Each notice in a transaction of its own; a batch of tickets as the opening of tickets
+    announces it, numbered ticket by ticket (migration 0028)."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         for channel, payload in notices:
-            conn.execute("SELECT ioc_announce(%s, %s)", (channel, json.dumps(payload)))
+            count = len(payload.get("tickets", [None]))
+            conn.execute(
+                "SELECT ioc_announce_items(%s, %s, %s)", (channel, json.dumps(payload), count)
+            )
 
 
 def expected(accept: Any, notices: list[tuple[str, dict[str, Any]]], first: int) -> list[Any]:
     """What a subscriber with ``accept`` receives of ``notices`` numbered from ``first``: each
-    notice filtered on its own, a batch of tickets as its tickets."""
+    notice filtered on its own, a batch of tickets as its tickets, each numbered."""
     out: list[Any] = []
-    for seq, (_, payload) in enumerate(notices, start=first):
+    seq = first - 1
+    for _, payload in notices:
+        seq += 1
         if "tickets" in payload:
-            singles = [{"seq": seq, **item} for item in payload["tickets"]]
+            singles = [{"seq": seq + n, **item} for n, item in enumerate(payload["tickets"])]
+            seq += len(singles) - 1
             out.extend(m for m in singles if accept(m))
             continue
         message = {"seq": seq, **payload}
@@ -132,10 +139,10 @@ def test_subscribers_with_equal_filters_share_a_queue_and_each_hears_what_its_fi
     assert shared == 6  # nine subscribers, six distinct filters
     for accept, messages in zip(filters, heard, strict=True):
         assert messages == expected(accept, NOTICES, 1)
-    # Spelled out for two of them: the operator hears the batch's tickets one by one, under
-    # the batch's number; an agency hears its own (and its departure notice).
-    assert [(m["seq"], m["ticket"]) for m in heard[0]] == [(1, 1), (2, 2), (4, 3), (4, 4), (4, 5)]
-    assert [(m["seq"], m["ticket"]) for m in heard[2]] == [(1, 1), (3, 1), (4, 3), (4, 5)]
+    # Spelled out for two of them: the operator hears the batch's tickets one by one, each
+    # under its own number; an agency hears its own (and its departure notice).
+    assert [(m["seq"], m["ticket"]) for m in heard[0]] == [(1, 1), (2, 2), (4, 3), (5, 4), (6, 5)]
+    assert [(m["seq"], m["ticket"]) for m in heard[2]] == [(1, 1), (3, 1), (4, 3), (6, 5)]
     assert [[a["alert"] for a in m["alerts"]] for m in heard[6]] == [[7, 8]]
 
 
@@ -194,11 +201,11 @@ def test_a_replay_sends_a_batch_of_tickets_as_its_tickets(db_url: str) -> None:
     everyone = asyncio.run(read(TicketFeed(None)))
     assert [(seq, message["ticket"]) for seq, _, message in everyone.messages] == [
         (1, 11),
-        (1, 12),
+        (2, 12),
     ]
     assert all(json.loads(text) == message for _, text, message in everyone.messages)
     theirs = asyncio.run(read(TicketFeed("so-xd")))
-    assert [m for _, _, m in theirs.messages] == [{"seq": 1, **TICKET_BATCH["tickets"][1]}]
+    assert [m for _, _, m in theirs.messages] == [{"seq": 2, **TICKET_BATCH["tickets"][1]}]
 
 
 # --- over websockets ----------------------------------------------------------------------
@@ -250,17 +257,18 @@ def test_opted_in_clients_get_array_frames_others_one_object_a_frame(
     arrays, objects = frames(batched, 3), frames(plain, 3)
     assert all(isinstance(f, list) and f for f in arrays)
     assert all(isinstance(f, dict) for f in objects)
-    singles = [{"seq": 1, **t} for t in TICKET_BATCH["tickets"]]
-    assert flat(arrays) == objects == [*singles, {"seq": 2, "ticket": 13, "agency": "ioc"}]
+    singles = [{"seq": n, **t} for n, t in enumerate(TICKET_BATCH["tickets"], start=1)]
+    assert flat(arrays) == objects == [*singles, {"seq": 3, "ticket": 13, "agency": "ioc"}]
     assert flat(frames(theirs, 1)) == [singles[1]]
 
-    # A replay comes in array frames too, then the live notices after it (none twice).
+    # A replay comes in array frames too, then the live notices after it (none twice); one
+    # from inside the batch sends the rest of it.
     again = feeds(operator, "?after=1&batch=1")
-    replayed = frames(again, 1)
+    replayed = frames(again, 2)
     assert all(isinstance(f, list) for f in replayed)
-    assert flat(replayed) == [{"seq": 2, "ticket": 13, "agency": "ioc"}]
+    assert flat(replayed) == [singles[1], {"seq": 3, "ticket": 13, "agency": "ioc"}]
     announce(server.db_url, [(TICKETS, {"ticket": 14, "agency": "ioc"})])
-    assert flat(frames(again, 1)) == [{"seq": 3, "ticket": 14, "agency": "ioc"}]
+    assert flat(frames(again, 1)) == [{"seq": 4, "ticket": 14, "agency": "ioc"}]
     # And a plain client's replay one object a frame, as before.
     old = feeds(operator, "?after=0")
     assert [m["ticket"] for m in frames(old, 4)] == [11, 12, 13, 14]

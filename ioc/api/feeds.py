@@ -13,19 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Final
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from ioc.api.security import SocketGuard
 from ioc.auth import Principal
 from ioc.errors import InvalidInput, IocError
+from ioc.frames import array_frames
 from ioc.live import RESYNC, Accept, Subscription
 from ioc.platform import Platform
 from ioc.store import livelog
-
-# An array frame holds messages up to about this many characters (then another frame follows).
-FRAME_CHARS: Final = 200_000
 
 
 async def serve_feed(
@@ -65,19 +62,9 @@ def wants_batches(text: str | None) -> bool:
 
 
 async def send_all(socket: WebSocket, texts: Sequence[str], batched: bool) -> None:
-    """Send messages: one frame each, or (batched) as arrays of up to FRAME_CHARS characters."""
-    if not batched:
-        for text in texts:
-            await socket.send_text(text)
-        return
-    start, size = 0, 0
-    for end, text in enumerate(texts):
-        if size and size + len(text) > FRAME_CHARS:
-            await socket.send_text("[" + ",".join(texts[start:end]) + "]")
-            start, size = end, 0
-        size += len(text) + 1
-    if start < len(texts):
-        await socket.send_text("[" + ",".join(texts[start:]) + "]")
+    """Send messages: one frame each, or (batched) as array frames (``ioc.frames``)."""
+    for text in array_frames(texts) if batched else texts:
+        await socket.send_text(text)
 
 
 async def catch_up(
@@ -100,8 +87,13 @@ async def stream(
     key or login ends (the guard closes the socket then)."""
 
     async def send() -> None:
-        async for texts in subscription.batches():
-            await send_all(socket, texts, batched)
+        if not batched:
+            async for text in subscription:
+                await socket.send_text(text)
+            return
+        async for frames in subscription.frames():  # built once for its filter's subscribers
+            for frame in frames:
+                await socket.send_text(frame)
 
     async def drain() -> None:
         # Clients only listen; reading is how a closed connection is noticed.

@@ -65,6 +65,44 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
 
+class LeanPool:
+    """Keep-alive connections to one server for POSTs to one path; ``post`` borrows a free one
+    (waiting when all are busy) and returns (status, decoded JSON answer)."""
+
+    def __init__(self, url: str, key: str, path: str, content_type: str, size: int) -> None:
+        parts = urlsplit(url)
+        self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._head = (
+            f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: "
+        ).encode()
+        self._size = size
+        self._free: asyncio.Queue[_Connection] = asyncio.Queue()
+        self._all: list[_Connection] = []
+
+    async def __aenter__(self) -> LeanPool:
+        loop = asyncio.get_running_loop()
+        for _ in range(self._size):
+            _, connection = await loop.create_connection(_Connection, *self._address)
+            self._all.append(connection)
+            self._free.put_nowait(connection)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        for connection in self._all:
+            connection.close()
+
+    async def post(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        connection = await self._free.get()
+        try:
+            status, raw = await connection.exchange(
+                b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
+            )
+        finally:
+            self._free.put_nowait(connection)
+        return status, _decode(raw)
+
+
 async def _post_all(
     url: str,
     key: str,

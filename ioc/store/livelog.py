@@ -6,6 +6,12 @@ Every notice the live hub hears carries ``seq``, a number given at commit in com
 reconnects, to any server process; the server replays the logged notices after it, then
 streams live ones, skipping what the replay already sent. The log is pruned by the upkeep
 leader; a cursor older than what is kept gets a resync instead (reload from the API).
+
+A notice may carry several items, each numbered (migration 0028): a batch of tickets
+announced with ``ioc_announce_items`` arrives as ``{"seq": S, "items": N, "tickets": [...]}``,
+its tickets numbered S, S + 1, …, S + N - 1. Clients never see the batch: it reaches them as
+single ticket messages, each with its own number (``expand``), so a client that resumes after
+any of them is sent exactly the ones after it.
 """
 
 from __future__ import annotations
@@ -50,31 +56,36 @@ def parse_after(text: str | None) -> int | None:
 # The newest number and the first number still kept (the ranges of live_commits, migration 0021).
 _BOUNDS = """SELECT (SELECT coalesce(max(last_seq), 0) FROM live_commits),
                     (SELECT first_seq FROM live_commits ORDER BY last_seq LIMIT 1)"""
-# The notices numbered in (after, upto], in commit order, as they were sent.
-_SINCE = """SELECT c.first_seq + l.ord - 1 AS seq, ioc_live_text(c.first_seq + l.ord - 1, l.payload)
+# The notices with an item numbered in (after, upto], in commit order, as they were sent: each
+# the number of its first item and its text.
+_SINCE = """SELECT c.first_seq + l.ord - 1 AS seq,
+                   ioc_live_text(c.first_seq + l.ord - 1, l.payload, l.items)
             FROM live_commits c JOIN live_log l ON l.xact = c.xact
             WHERE c.last_seq > %(after)s AND c.last_seq <= %(upto)s
-              AND c.first_seq + l.ord - 1 > %(after)s
+              AND c.first_seq + l.ord + l.items - 2 > %(after)s
             ORDER BY seq"""
 
 
-# The text of the notice numbered %s, as it was sent (no row when it is not kept).
-_AT = """SELECT ioc_live_text(c.first_seq + l.ord - 1, l.payload)
+# The text of the notice holding the item numbered %s, as it was sent (no row when it is not
+# kept).
+_AT = """SELECT ioc_live_text(c.first_seq + l.ord - 1, l.payload, l.items)
          FROM live_commits c JOIN live_log l ON l.xact = c.xact
          WHERE c.last_seq >= %(seq)s AND c.first_seq <= %(seq)s
-           AND c.first_seq + l.ord - 1 = %(seq)s
+           AND l.ord <= %(seq)s - c.first_seq + 1
+           AND l.ord + l.items - 1 >= %(seq)s - c.first_seq + 1
          ORDER BY c.last_seq LIMIT 1"""
 
 
 async def text_at(conn: Any, seq: int) -> str | None:
-    """The notice numbered ``seq`` as it was sent, or None when the log does not hold it."""
+    """The notice holding the item numbered ``seq`` (a notice of one item: the notice numbered
+    ``seq``) as it was sent, or None when the log does not hold it."""
     cur = await conn.execute(_AT, {"seq": seq})
     row = await cur.fetchone()
     return None if row is None else str(row[0])
 
 
 async def newest(conn: Any) -> int:
-    """The number of the newest notice committed (0 when none is kept)."""
+    """The newest number committed (0 when none is kept)."""
     cur = await conn.execute(_BOUNDS)
     row = await cur.fetchone()
     return int(row[0])
@@ -87,7 +98,8 @@ async def replay(
 
     A notice that carries a batch (``alerts``: a list of single-alert notices) is taken when
     ``accept`` takes one of its items, and is replayed with only the items taken; a batch of
-    tickets is replayed as the ticket messages taken (``expand``), all under its number.
+    tickets is replayed as the ticket messages taken (``expand``), each under its own number,
+    those numbered up to ``after`` left out (a cursor may fall inside a batch).
     """
     cur = await conn.execute(_BOUNDS)
     row = await cur.fetchone()
@@ -109,36 +121,55 @@ async def replay(
         return Replay([], upto, resync=True)
     cur = await conn.execute(_SINCE, {"after": after, "upto": upto})
     messages: list[tuple[int, str, dict[str, Any]]] = []
-    async for seq, text in cur:
+    async for _, text in cur:
         message = json.loads(text)
         if not isinstance(message, dict):
             continue
-        for one, one_text in expand(message, text):
+        for seq, one, one_text in expand(message, text, after):
             taken = filtered(one, one_text, accept)
             if taken is not None:
-                messages.append((int(seq), taken[0], taken[1]))
+                messages.append((seq, taken[0], taken[1]))
         if len(messages) > limit:
             return Replay([], upto, resync=True)
     return Replay(messages, upto, resync=False)
 
 
-def expand(message: dict[str, Any], text: str) -> list[tuple[dict[str, Any], str]]:
-    """The messages of one notice, each (message, text): a batch of tickets (``tickets``: a
-    list of ticket messages) is its tickets, each with the batch's ``seq``; any other notice
-    is itself."""
-    items = message.get("tickets")
-    if not isinstance(items, list):
-        return [(message, text)]
+def items(message: Mapping[str, Any]) -> int:
+    """How many numbers a notice takes: its ``items`` (a batch numbered item by item), else 1."""
+    count = message.get("items")
+    return count if isinstance(count, int) and count > 1 else 1
+
+
+def expand(
+    message: dict[str, Any], text: str, after: int = 0
+) -> list[tuple[int, dict[str, Any], str]]:
+    """The messages of one notice after number ``after``, each (seq, message, text); seq is 0
+    for a notice without a number.
+
+    A batch of tickets (``tickets``: a list of ticket messages) is its tickets, numbered from
+    the notice's ``seq`` one by one when the notice says it has that many ``items``, else (as
+    logged before migration 0028) each under the notice's ``seq``. Any other notice is itself.
+    """
     seq = message.get("seq")
-    out: list[tuple[dict[str, Any], str]] = []
-    for item in items:
-        if not isinstance(item, dict):
+    seq = seq if isinstance(seq, int) else 0
+    batch = message.get("tickets")
+    if not isinstance(batch, list):
+        return [(seq, message, text)] if not seq or seq > after else []
+    step = 1 if items(message) == len(batch) else 0
+    out: list[tuple[int, dict[str, Any], str]] = []
+    for index, item in enumerate(batch):
+        number = seq + step * index if seq else 0
+        if not isinstance(item, dict) or (number and number <= after):
             continue
-        one = {"seq": seq, **{k: v for k, v in item.items() if k != "seq"}}
-        if seq is None:
+        one = {"seq": number, **{k: v for k, v in item.items() if k != "seq"}}
+        if not number:
             del one["seq"]
-        out.append((one, json.dumps(one, ensure_ascii=False, separators=(",", ":"))))
+        out.append((number, one, _dumps(one)))
     return out
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
 def filtered(
@@ -158,7 +189,7 @@ def filtered(
     if len(kept) == len(items):
         return text, message
     part = {**message, "alerts": kept}
-    return json.dumps(part, ensure_ascii=False, separators=(",", ":")), part
+    return _dumps(part), part
 
 
 async def prune(conn: Any, keep: timedelta = KEEP) -> int:

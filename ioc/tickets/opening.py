@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import psycopg
@@ -363,12 +363,33 @@ class TicketDesk:
         await notify(conn, sorted(set(tickets)))
 
 
-async def notify(conn: psycopg.AsyncConnection[Any], ticket_ids: Sequence[int]) -> None:
+# The message of one ticket's change (over a ticket row ``t``), compact JSON; the live feeds
+# send it as {"seq", "ticket", "agency", "state", "category", "reports"}.
+NOTICE = """row_to_json((SELECT n FROM (SELECT t.id AS ticket, t.agency, t.state, t.category,
+                                              t.report_count AS reports) AS n))::text"""
+# Tickets changed together are announced in batches, ``{"tickets": [message, …]}``, one per this
+# many bytes of messages (NOTIFY carries at most 8,000 bytes; a message is about a hundred),
+# each batch numbered item by item (migration 0028): the hubs send each ticket on its own,
+# under its own number. A batch of one is sent as its message.
+BATCH_BYTES: Final = 6000
+_NOTIFY = f"""WITH m AS MATERIALIZED (SELECT t.id, {NOTICE} AS m FROM tickets t
+                                      WHERE t.id = ANY(%(ids)s::bigint[])),
+runs AS (SELECT id, m, sum(octet_length(m) + 1) OVER (ORDER BY id) AS run FROM m)
+SELECT CASE WHEN count(*) = 1 THEN ioc_announce(%(channel)s, min(m))
+            ELSE ioc_announce_items(%(channel)s,
+                                    '{{"tickets":[' || string_agg(m, ',' ORDER BY id) || ']}}',
+                                    count(*)::int) END
+FROM runs GROUP BY run / %(bytes)s"""
+_NOTIFY_ONE = f"SELECT ioc_announce(%s, {NOTICE}) FROM tickets t WHERE t.id = %s"
+
+
+async def notify(
+    conn: psycopg.AsyncConnection[Any], ticket_ids: Sequence[int], batch_bytes: int = BATCH_BYTES
+) -> None:
     """Tell listeners (live feeds, other processes) which tickets changed; sent on commit."""
-    if ticket_ids:
+    if len(ticket_ids) == 1:
+        await conn.execute(_NOTIFY_ONE, (CHANNEL, ticket_ids[0]))
+    elif ticket_ids:
         await conn.execute(
-            "SELECT ioc_announce(%s, json_build_object('ticket', t.id, 'agency', t.agency,"
-            " 'state', t.state, 'category', t.category, 'reports', t.report_count)::text)"
-            " FROM tickets t WHERE t.id = ANY(%b::bigint[])",
-            (CHANNEL, list(ticket_ids)),
+            _NOTIFY, {"channel": CHANNEL, "ids": list(ticket_ids), "bytes": batch_bytes}
         )
