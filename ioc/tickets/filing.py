@@ -23,6 +23,7 @@ from ioc.events.kinds import FieldReport
 from ioc.lookup import report_code
 from ioc.store.writer import TABLES, EventWriter, Written
 from ioc.tickets.opening import Opened, TicketDesk
+from ioc.tickets.writing import ONE_STATEMENT_ROWS
 
 Codes = dict[tuple[str, str], str]
 _SAVEPOINT = "ioc_filing"
@@ -94,10 +95,16 @@ async def _file(
         await conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
         await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         return None
-    # One round trip for the rest: the tickets, their links and notices, the lookup codes.
-    async with conn.pipeline():
+    # One round trip for the rest: the tickets, their links and notices, the lookup codes (many
+    # tickets are written by COPY first, outside the pipeline).
+    many = len(new_rows) > ONE_STATEMENT_ROWS
+    if many:
         await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         real = await desk.insert(conn, new_rows, ids)
+    async with conn.pipeline():
+        if not many:
+            await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            real = await desk.insert(conn, new_rows, ids)
         await desk.send_links(conn, links, real, point_reports=False)
         secrets = (
             await conn.execute(

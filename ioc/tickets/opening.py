@@ -13,74 +13,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-import msgspec
 import psycopg
 
 from ioc.deadlines import DeadlineBook
 from ioc.events.kinds import FieldReport
 from ioc.lookup import report_code
 from ioc.routing.router import Router
+from ioc.tickets.writing import write_tickets
 
 CHANNEL = "ioc_tickets"
 _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQ = 111_320.0
-_json = msgspec.json.Encoder().encode
 _CELLS_PER_DEG = 1000  # must match the tickets.cell_x / cell_y columns (migration 0003)
-
-
-# New tickets, their engine clocks (migration 0024) and their opening events: one statement,
-# the rows as arrays. Its data-modifying parts run as one; the references of the clocks and
-# events to the tickets are checked at its end, when the tickets are there.
-_INSERT = """
-WITH opened AS (
-  INSERT INTO tickets (id, report_id, category, state, agency, jurisdiction_code,
-                       jurisdiction_level, routing, lon, lat, opened_at, deadline_at, updated_at,
-                       sla_unit, sla_allowed_s, due_soon_at)
-  SELECT i, r, c, 'new', a, jc, jl, w::jsonb, x, y, o, d, u, su, sa, ds
-  FROM unnest(%b::int8[], %b::int8[], %b::text[], %b::text[], %b::text[], %b::text[],
-              %b::text[], %b::float8[], %b::float8[], %b::timestamptz[], %b::timestamptz[],
-              %b::timestamptz[], %b::text[], %b::float8[], %b::timestamptz[])
-       AS v (i, r, c, a, jc, jl, w, x, y, o, d, u, su, sa, ds)),
-clocks AS (
-  INSERT INTO ticket_clocks (ticket_id, sla_stage, next_check_at)
-  SELECT * FROM unnest(%b::int8[], %b::text[], %b::timestamptz[]))
-INSERT INTO ticket_events (ticket_id, at, actor, action, to_state, to_agency, note)
-SELECT i, u, 'router', 'open', 'new', a, n
-FROM unnest(%b::int8[], %b::timestamptz[], %b::text[], %b::text[]) AS e (i, u, a, n)
-"""
-
-
-# The float8 columns among the planned rows: lon, lat, sla_allowed_s.
-_FLOATS = (6, 7, 12)
-
-
-def _insert_params(rows: Sequence[tuple[Any, ...]], ids: Sequence[int]) -> list[list[Any]]:
-    """``_INSERT``'s arrays for the planned rows of ``TicketDesk.plan`` and their ids."""
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    routing = columns[5]
-    notes = []
-    for why in routing:
-        rule = f" (rule {why['rule']})" if why["rule"] is not None else ""
-        place = why["jurisdiction_name"] or "no jurisdiction"
-        notes.append(f"routed: {place}{rule}, {why['how']}")
-    timed = [n for n, at in enumerate(columns[-1]) if at is not None]
-    tickets = list(ids)
-    # An array holds one type: whole numbers among the floats go as floats, as COPY sent them.
-    for n in _FLOATS:
-        columns[n] = [None if v is None else float(v) for v in columns[n]]
-    return [
-        tickets,
-        *columns[:5],
-        [_json(why).decode() for why in routing],
-        *columns[6:-2],
-        [tickets[n] for n in timed],
-        [columns[-2][n] for n in timed],
-        [columns[-1][n] for n in timed],
-        tickets,
-        columns[10],
-        columns[2],
-        notes,
-    ]
 
 
 @dataclass
@@ -303,14 +247,12 @@ class TicketDesk:
     async def insert(
         conn: psycopg.AsyncConnection[Any], rows: list[tuple[Any, ...]], ids: list[int]
     ) -> dict[int, int]:
-        """Write new tickets (with ids from ``reserve``), their clocks and opening events, in
-        one statement (it can share a pipeline's round trip with the statements around it).
+        """Write new tickets (with ids from ``reserve``), their clocks and opening events
+        (``ioc.tickets.writing``: a few in one statement, many by COPY).
 
         Returns batch ref → ticket id.
         """
-        if not rows:
-            return {}
-        await conn.execute(_INSERT, _insert_params(rows, ids))
+        await write_tickets(conn, rows, ids)
         return {-(n + 1): ticket for n, ticket in enumerate(ids)}
 
     @staticmethod
