@@ -70,6 +70,8 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self._counted: dict[tuple[str, str, str], Any] = {}
+        self._timed: dict[str, Any] = {}
         self._stats: Callable[[], dict[str, int]] = dict
         self._leading: Callable[[], bool] = lambda: False
 
@@ -87,7 +89,20 @@ class Metrics:
         self.upkeep_leader.set(1 if self._leading() else 0)
 
     def observe_events(self, kind: str, source: str, outcome: str, count: int) -> None:
-        self.events.labels(kind, source, outcome).inc(count)
+        # The counter's child for these labels, looked up once (``labels`` is slow, and runs
+        # for every event posted; it hands back the same child every time).
+        key = (kind, source, outcome)
+        child = self._counted.get(key)
+        if child is None:
+            child = self._counted[key] = self.events.labels(kind, source, outcome)
+        child.inc(count)
+
+    def observe_ingest(self, endpoint: str, seconds: float) -> None:
+        """The time taken to answer an ingest request (``one``, ``batch``)."""
+        child = self._timed.get(endpoint)
+        if child is None:
+            child = self._timed[endpoint] = self.ingest_seconds.labels(endpoint)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         self.refresh()

@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ioc.api.uploads import is_multipart
+from ioc.api.uploads import MULTIPART
+from ioc.events.validation import media_type
 
 # The endpoint's path and method (the route keeps declaring them for the document; a test
 # checks the two agree).
@@ -42,8 +43,17 @@ def takes_short_way(scope: Scope) -> bool:
         and scope["method"] == METHOD
         and not scope.get("query_string")
         and not scope.get("root_path")
-        and not is_multipart(Request(scope))
+        and media_type(_content_type(scope)) != MULTIPART
     )
+
+
+def _content_type(scope: Scope) -> str | None:
+    """The request's Content-Type, read as ``Request.headers`` reads it (the first one), without
+    building the request (this runs for every request)."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
 
 
 class FastIngest:

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import psycopg
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from psycopg_pool import PoolTimeout
 
 from ioc.api.body import (
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Answers reporting more lines than this are encoded in a worker thread.
 _INLINE_LINES = 1000
+_JSON = "application/json"
 
 _EVENT_SCHEMA, _ = json_schemas()
 _BATCH_RESULT = {
@@ -92,7 +93,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
             **{code: _ERROR for code in (400, 401, 403, 413, 415, 422, 503)},
         },
     )
-    async def post_one(request: Request) -> JSONResponse:
+    async def post_one(request: Request) -> Response:
         return await answer_one(platform, request)
 
     @router.post(
@@ -135,7 +136,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
             if len(body) >= LARGE_BODY_BYTES:
                 del body
                 await asyncio.to_thread(release_memory)
-        platform.metrics.ingest_seconds.labels("batch").observe(time.perf_counter() - started)
+        platform.metrics.observe_ingest("batch", time.perf_counter() - started)
         if result.accepted == 0 and not result.duplicate_lines:
             reason = (
                 "no event in the batch was accepted" if result.rejected else "the batch is empty"
@@ -184,7 +185,7 @@ def build_ingest_router(platform: Platform) -> APIRouter:
     return router
 
 
-async def answer_one(platform: Platform, request: Request) -> JSONResponse:
+async def answer_one(platform: Platform, request: Request) -> Response:
     """POST /v1/events: one event (JSON, or a field report with photos as multipart). The
     route calls this, and so does the fast path in front of the router (``ioc.api.fastpath``):
     every rule of the endpoint lives here."""
@@ -221,8 +222,9 @@ async def answer_one(platform: Platform, request: Request) -> JSONResponse:
             code = await code_of_report(conn, source, event.external_id)
     if code is not None:
         answer["lookup_code"] = code
-    platform.metrics.ingest_seconds.labels("one").observe(time.perf_counter() - started)
-    return JSONResponse(answer, 201 if receipt.stored else 200)
+    platform.metrics.observe_ingest("one", time.perf_counter() - started)
+    # The bytes JSONResponse would send (compact, UTF-8), encoded faster.
+    return Response(msgspec.json.encode(answer), 201 if receipt.stored else 200, media_type=_JSON)
 
 
 def _result(result: BatchResult) -> dict[str, Any]:

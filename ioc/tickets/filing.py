@@ -23,12 +23,15 @@ from ioc.events.kinds import FieldReport
 from ioc.lookup import report_code
 from ioc.store.writer import TABLES, EventWriter, Written
 from ioc.tickets.opening import Opened, TicketDesk
+from ioc.tickets.writing import ONE_STATEMENT_ROWS
 
 Codes = dict[tuple[str, str], str]
+_SAVEPOINT = "ioc_filing"
 _REPORTS = TABLES[FieldReport]
 _COPY = sql.SQL("COPY field_reports ({}) FROM STDIN (FORMAT BINARY)").format(
     sql.SQL(", ").join(map(sql.Identifier, (*_REPORTS.columns, "id", "ticket_id")))
 )
+_TYPES = [*_REPORTS.types, "int8", "int8"]
 
 
 async def store_reports(
@@ -76,29 +79,48 @@ async def _file(
         stored = [(int(i), at) for i, at in await taken.fetchall()]
         nearby = await desk.open_nearby(around)
     new_rows, links = desk.plan(reports, stored, nearby)
-    ids = await desk.reserve(conn, len(new_rows))
+    # One round trip: the new tickets' ids, and the savepoint the COPY is undone to.
+    async with conn.pipeline():
+        reserving = await desk.query_ids(conn, len(new_rows))
+        await conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        await conn.execute("SET CONSTRAINTS field_reports_ticket_id_fkey DEFERRED")
+        ids = await desk.reserved(reserving)
     pointers = [ids[-ref - 1] if ref < 0 else ref for _, ref, _ in links]
     try:
-        async with conn.transaction(), conn.cursor() as cur:
-            await cur.execute("SET CONSTRAINTS field_reports_ticket_id_fkey DEFERRED")
-            async with cur.copy(_COPY) as copy:
-                copy.set_types([*_REPORTS.types, "int8", "int8"])
-                for report, (report_id, _), ticket in zip(reports, stored, pointers, strict=True):
-                    await copy.write_row((*_REPORTS.row(report), report_id, ticket))
+        async with conn.cursor() as cur, cur.copy(_COPY) as copy:
+            copy.set_types(_TYPES)
+            for report, (report_id, _), ticket in zip(reports, stored, pointers, strict=True):
+                await copy.write_row((*_REPORTS.row(report), report_id, ticket))
     except psycopg.errors.UniqueViolation:
+        await conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         return None
-    real = await desk.insert(conn, new_rows, ids)
-    await desk.link(conn, links, real, point_reports=False)
+    # One round trip for the rest: the tickets, their links and notices, the lookup codes (many
+    # tickets are written by COPY first, outside the pipeline).
+    many = len(new_rows) > ONE_STATEMENT_ROWS
+    if many:
+        await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        real = await desk.insert(conn, new_rows, ids)
+    async with conn.pipeline():
+        if not many:
+            await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            real = await desk.insert(conn, new_rows, ids)
+        await desk.send_links(conn, links, real, point_reports=False)
+        secrets = (
+            await conn.execute(
+                "SELECT id, lookup_secret FROM field_reports WHERE id = ANY(%b::bigint[])",
+                ([i for i, _ in stored],),
+            )
+            if want_codes
+            else None
+        )
+        rows = await secrets.fetchall() if secrets is not None else []
     codes: Codes = {}
     if want_codes:
-        cur = await conn.execute(
-            "SELECT id, lookup_secret FROM field_reports WHERE id = ANY(%b::bigint[])",
-            ([i for i, _ in stored],),
-        )
-        secrets = {int(i): str(c) for i, c in await cur.fetchall() if c is not None}
+        found = {int(i): str(c) for i, c in rows if c is not None}
         codes = {
-            (str(r.source), r.external_id): report_code(i, secrets[i])
+            (str(r.source), r.external_id): report_code(i, found[i])
             for r, (i, _) in zip(reports, stored, strict=True)
-            if i in secrets
+            if i in found
         }
     return Opened(len(new_rows), len(links) - len(new_rows), codes)

@@ -13,19 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-import msgspec
 import psycopg
-from psycopg.types.json import Jsonb
 
 from ioc.deadlines import DeadlineBook
 from ioc.events.kinds import FieldReport
 from ioc.lookup import report_code
 from ioc.routing.router import Router
+from ioc.tickets.writing import write_tickets
 
 CHANNEL = "ioc_tickets"
 _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQ = 111_320.0
-_json = msgspec.json.Encoder().encode
 _CELLS_PER_DEG = 1000  # must match the tickets.cell_x / cell_y columns (migration 0003)
 
 
@@ -226,82 +224,35 @@ class TicketDesk:
     @staticmethod
     async def reserve(conn: psycopg.AsyncConnection[Any], count: int) -> list[int]:
         """Ids for ``count`` new tickets, taken from the tickets' sequence."""
+        return await TicketDesk.reserved(await TicketDesk.query_ids(conn, count))
+
+    @staticmethod
+    async def query_ids(
+        conn: psycopg.AsyncConnection[Any], count: int
+    ) -> psycopg.AsyncCursor[Any] | None:
+        """Ask for ``count`` new tickets' ids (in a pipeline, with other statements)."""
         if not count:
-            return []
-        cur = await conn.execute(
+            return None
+        return await conn.execute(
             "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, %s)",
             (count,),
         )
-        return [int(r[0]) for r in await cur.fetchall()]
+
+    @staticmethod
+    async def reserved(cur: psycopg.AsyncCursor[Any] | None) -> list[int]:
+        """The ids asked for by ``query_ids``."""
+        return [int(r[0]) for r in await cur.fetchall()] if cur is not None else []
 
     @staticmethod
     async def insert(
         conn: psycopg.AsyncConnection[Any], rows: list[tuple[Any, ...]], ids: list[int]
     ) -> dict[int, int]:
-        """COPY new tickets (with ids from ``reserve``), their clocks and opening events.
+        """Write new tickets (with ids from ``reserve``), their clocks and opening events
+        (``ioc.tickets.writing``: a few in one statement, many by COPY).
 
         Returns batch ref → ticket id.
         """
-        if not rows:
-            return {}
-        async with conn.cursor() as cur:
-            async with cur.copy(
-                "COPY tickets (id, report_id, category, state, agency, jurisdiction_code,"
-                " jurisdiction_level, routing, lon, lat, opened_at, deadline_at, updated_at,"
-                " sla_unit, sla_allowed_s, due_soon_at) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(
-                    [
-                        "int8",
-                        "int8",
-                        "text",
-                        "text",
-                        "text",
-                        "text",
-                        "text",
-                        "jsonb",
-                        "float8",
-                        "float8",
-                        "timestamptz",
-                        "timestamptz",
-                        "timestamptz",
-                        "text",
-                        "float8",
-                        "timestamptz",
-                    ]
-                )
-                for ticket, row in zip(ids, rows, strict=True):
-                    why = Jsonb(row[5], _json)  # the same document; msgspec encodes it faster
-                    await copy.write_row(
-                        (ticket, row[0], row[1], "new", *row[2:5], why, *row[6:-2])
-                    )
-            async with cur.copy(  # the engine's clock (migration 0024): stage, next check
-                "COPY ticket_clocks (ticket_id, sla_stage, next_check_at) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["int8", "text", "timestamptz"])
-                for ticket, row in zip(ids, rows, strict=True):
-                    if row[-1] is not None:
-                        await copy.write_row((ticket, row[-2], row[-1]))
-            async with cur.copy(
-                "COPY ticket_events (ticket_id, at, actor, action, to_state, to_agency, note)"
-                " FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["int8", "timestamptz", "text", "text", "text", "text", "text"])
-                for ticket, row in zip(ids, rows, strict=True):
-                    why = row[5]
-                    rule = f" (rule {why['rule']})" if why["rule"] is not None else ""
-                    place = why["jurisdiction_name"] or "no jurisdiction"
-                    await copy.write_row(
-                        (
-                            ticket,
-                            row[10],
-                            "router",
-                            "open",
-                            "new",
-                            row[2],
-                            f"routed: {place}{rule}, {why['how']}",
-                        )
-                    )
+        await write_tickets(conn, rows, ids)
         return {-(n + 1): ticket for n, ticket in enumerate(ids)}
 
     @staticmethod
@@ -313,35 +264,45 @@ class TicketDesk:
     ) -> None:
         """Point each report at its ticket (unless they were stored pointing at it already);
         count and record the attached duplicates; notify."""
+        # Sent together, answered together: one round trip for the three writes.
+        async with conn.pipeline():
+            await TicketDesk.send_links(conn, links, real, point_reports)
+
+    @staticmethod
+    async def send_links(
+        conn: psycopg.AsyncConnection[Any],
+        links: list[tuple[int, int, bool]],
+        real: dict[int, int],
+        point_reports: bool = True,
+    ) -> None:
+        """``link``'s statements, sent in the caller's pipeline."""
         reports = [r for r, _, _ in links]
         tickets = [real[ref] if ref < 0 else ref for _, ref, _ in links]
         attached = [(r, t) for (r, _, joined), t in zip(links, tickets, strict=True) if joined]
-        # Sent together, answered together: one round trip for the three writes.
-        async with conn.pipeline():
-            if point_reports:
-                await conn.execute(
-                    "UPDATE field_reports f SET ticket_id = v.t"
-                    " FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) WHERE f.id = v.r",
-                    (reports, tickets),
-                )
-            if attached:
-                await conn.execute(
-                    """WITH joined AS (
-                         SELECT v.t AS ticket_id, count(*) AS n,
-                                array_agg(v.r ORDER BY v.r) AS reports
-                         FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) GROUP BY v.t),
-                       bumped AS (
-                         UPDATE tickets t SET report_count = t.report_count + j.n,
-                                              updated_at = now()
-                         FROM joined j WHERE t.id = j.ticket_id RETURNING t.id, t.state, t.agency)
-                       INSERT INTO ticket_events (ticket_id, at, actor, action, from_state,
-                                                  to_state, to_agency, note)
-                       SELECT b.id, now(), 'router', 'attach_report', b.state, b.state, b.agency,
-                              'duplicate reports attached: ' || array_to_string(j.reports, ', ')
-                       FROM bumped b JOIN joined j ON j.ticket_id = b.id""",
-                    ([r for r, _ in attached], [t for _, t in attached]),
-                )
-            await notify(conn, sorted(set(tickets)))
+        if point_reports:
+            await conn.execute(
+                "UPDATE field_reports f SET ticket_id = v.t"
+                " FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) WHERE f.id = v.r",
+                (reports, tickets),
+            )
+        if attached:
+            await conn.execute(
+                """WITH joined AS (
+                     SELECT v.t AS ticket_id, count(*) AS n,
+                            array_agg(v.r ORDER BY v.r) AS reports
+                     FROM unnest(%b::bigint[], %b::bigint[]) AS v(r, t) GROUP BY v.t),
+                   bumped AS (
+                     UPDATE tickets t SET report_count = t.report_count + j.n,
+                                          updated_at = now()
+                     FROM joined j WHERE t.id = j.ticket_id RETURNING t.id, t.state, t.agency)
+                   INSERT INTO ticket_events (ticket_id, at, actor, action, from_state,
+                                              to_state, to_agency, note)
+                   SELECT b.id, now(), 'router', 'attach_report', b.state, b.state, b.agency,
+                          'duplicate reports attached: ' || array_to_string(j.reports, ', ')
+                   FROM bumped b JOIN joined j ON j.ticket_id = b.id""",
+                ([r for r, _ in attached], [t for _, t in attached]),
+            )
+        await notify(conn, sorted(set(tickets)))
 
 
 # The message of one ticket's change (over a ticket row ``t``), compact JSON; the live feeds
