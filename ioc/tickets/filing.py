@@ -21,6 +21,7 @@ from psycopg import sql
 
 from ioc.events.kinds import FieldReport
 from ioc.lookup import report_code
+from ioc.store.pipelines import pipeline
 from ioc.store.writer import TABLES, EventWriter, Written
 from ioc.tickets.opening import Opened, TicketDesk
 from ioc.tickets.writing import ONE_STATEMENT_ROWS
@@ -69,7 +70,7 @@ async def _file(
         return Opened(0, 0)
     # One round trip: the reports' ids (and the transaction's time, their received_at) and
     # the open tickets near them.
-    async with conn.pipeline():
+    async with pipeline(conn):
         taken = await conn.execute(
             "SELECT nextval(pg_get_serial_sequence('field_reports', 'id')), now()"
             " FROM generate_series(1, %s)",
@@ -80,7 +81,7 @@ async def _file(
         nearby = await desk.open_nearby(around)
     new_rows, links = desk.plan(reports, stored, nearby)
     # One round trip: the new tickets' ids, and the savepoint the COPY is undone to.
-    async with conn.pipeline():
+    async with pipeline(conn):
         reserving = await desk.query_ids(conn, len(new_rows))
         await conn.execute(f"SAVEPOINT {_SAVEPOINT}")
         await conn.execute("SET CONSTRAINTS field_reports_ticket_id_fkey DEFERRED")
@@ -101,7 +102,7 @@ async def _file(
     if many:
         await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         real = await desk.insert(conn, new_rows, ids)
-    async with conn.pipeline():
+    async with pipeline(conn):
         if not many:
             await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
             real = await desk.insert(conn, new_rows, ids)

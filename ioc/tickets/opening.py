@@ -19,6 +19,7 @@ from ioc.deadlines import DeadlineBook
 from ioc.events.kinds import FieldReport
 from ioc.lookup import report_code
 from ioc.routing.router import Router
+from ioc.store.pipelines import pipeline
 from ioc.tickets.writing import write_tickets
 
 CHANNEL = "ioc_tickets"
@@ -72,7 +73,7 @@ class TicketDesk:
         if not reports:
             return Opened(0, 0)
         # One round trip for both reads: the stored reports' ids and the open tickets near them.
-        async with conn.pipeline():
+        async with pipeline(conn):
             stored = await conn.execute(
                 "SELECT f.id, f.source, f.external_id, f.received_at, f.lookup_secret"
                 " FROM field_reports f"
@@ -265,7 +266,7 @@ class TicketDesk:
         """Point each report at its ticket (unless they were stored pointing at it already);
         count and record the attached duplicates; notify."""
         # Sent together, answered together: one round trip for the three writes.
-        async with conn.pipeline():
+        async with pipeline(conn):
             await TicketDesk.send_links(conn, links, real, point_reports)
 
     @staticmethod
