@@ -64,8 +64,9 @@ def wants_batches(text: str | None) -> bool:
 
 async def send_all(socket: WebSocket, texts: Sequence[str], batched: bool) -> None:
     """Send messages: one frame each, or (batched) as array frames (``ioc.frames``)."""
+    send_text = frame_sender(socket)
     for text in array_frames(texts) if batched else texts:
-        await socket.send_text(text)
+        await send_text(text)
 
 
 async def catch_up(
