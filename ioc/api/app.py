@@ -33,6 +33,7 @@ from ioc.api.reference import build_reference_router
 from ioc.api.tickets import build_tickets_router
 from ioc.api.triage import build_triage_router
 from ioc.api.users import build_users_router
+from ioc.api.wire import WireCapture
 from ioc.clock import Clock
 from ioc.events.kinds import json_schemas
 from ioc.platform import Platform
@@ -90,6 +91,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.add_middleware(
         FastIngest, handle=partial(answer_one, platform), handlers=app.exception_handlers
     )
+    # Outermost of the app's own middleware: live frames are written past the framework's
+    # send wrappers (ioc.api.wire).
+    app.add_middleware(WireCapture)
     app.include_router(build_ops_router(platform))
     app.include_router(build_ingest_router(platform))
     app.include_router(build_media_router(platform))

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from fastapi import WebSocket, WebSocketDisconnect
 
 from ioc.api.security import SocketGuard
+from ioc.api.wire import frame_sender
 from ioc.auth import Principal
 from ioc.errors import InvalidInput, IocError
 from ioc.frames import array_frames
@@ -63,8 +64,9 @@ def wants_batches(text: str | None) -> bool:
 
 async def send_all(socket: WebSocket, texts: Sequence[str], batched: bool) -> None:
     """Send messages: one frame each, or (batched) as array frames (``ioc.frames``)."""
+    send_text = frame_sender(socket)
     for text in array_frames(texts) if batched else texts:
-        await socket.send_text(text)
+        await send_text(text)
 
 
 async def catch_up(
@@ -86,14 +88,16 @@ async def stream(
     """Send a subscription's messages until the client leaves, the feed ends, or the client's
     key or login ends (the guard closes the socket then)."""
 
+    send_text = frame_sender(socket)  # each frame's bytes built once, for every subscriber
+
     async def send() -> None:
         if not batched:
             async for text in subscription:
-                await socket.send_text(text)
+                await send_text(text)
             return
         async for frames in subscription.frames():  # built once for its filter's subscribers
             for frame in frames:
-                await socket.send_text(frame)
+                await send_text(frame)
 
     async def drain() -> None:
         # Clients only listen; reading is how a closed connection is noticed.
