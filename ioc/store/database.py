@@ -153,7 +153,9 @@ class GatedPool(AsyncConnectionPool[Connection]):
             raise
 
     async def putconn(self, conn: Connection) -> None:
-        if conn.broken:
+        # Broken, or closed by whoever used it after a failure (ioc.store.pipelines): either
+        # way the database may be away, and the watch checks it now.
+        if conn.closed:
             self.gate.suspect()
         await super().putconn(conn)
 
