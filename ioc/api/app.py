@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -59,6 +60,16 @@ _ERROR_SCHEMA = {
 }
 
 
+# The platform's metrics are Prometheus's (ioc.metrics). FastAPI's own OpenTelemetry hooks
+# (in the versions that have them) would otherwise look up the telemetry providers, through
+# the environment, at every request.
+_NO_NATIVE_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or load_settings()
     install_log_redaction()  # before the server writes its first access line
@@ -81,6 +92,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         "operations center. Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
         dependencies=[Depends(storable_parameters)],
+        **_NO_NATIVE_TELEMETRY,
     )
     app.state.platform = platform
     install_alerting(platform)
