@@ -31,7 +31,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from alerting.delivery import deliver_due
-from ioc.alerts.records import ANNOUNCE_STEPS, CHANNEL, next_digest, resolve_alerts
+from ioc.alerts.records import BATCH_STEPS, CHANNEL, NOTICE, next_digest, resolve_alerts
 from ioc.clock import Clock
 from ioc.deadlines import DeadlineBook
 from ioc.settings import Settings
@@ -94,7 +94,7 @@ class _Step:
 
 # Alerts are built from the claimed rows in the database, one statement per batch: only the
 # ids and levels cross the wire, and the content is what the row says in this transaction.
-_RAISE_COMMON = """INSERT INTO alerts (subject_kind, subject_id, rule, level, severity, agency, escalated_to,
+_RAISE_COMMON = """INSERT INTO alerts AS a (subject_kind, subject_id, rule, level, severity, agency, escalated_to,
                     category, title, details, lon, lat, raised_at, digest, notify_at)
 SELECT %(kind)s, s.id, 'deadline', s.level,
        CASE s.level WHEN 'due_soon' THEN %(s_due_soon)s WHEN 'overdue' THEN %(s_overdue)s
@@ -112,10 +112,11 @@ FROM ({source}) AS s
 LEFT JOIN agencies p ON p.code = s.agency
 ORDER BY s.n
 ON CONFLICT (subject_kind, subject_id, rule, level) WHERE resolved_at IS NULL DO NOTHING
-RETURNING *"""
-# The new alerts are announced from the inserted rows themselves, in batch notices (sent when
-# the batch commits).
-_RAISE = f"""WITH a AS ({_RAISE_COMMON}), {ANNOUNCE_STEPS}
+RETURNING a.id, {NOTICE} AS t"""
+# The new alerts are announced from the inserted rows themselves, each notice built as its row
+# is returned (not the whole row kept for a later step), in batch notices (sent when the batch
+# commits).
+_RAISE = f"""WITH notices AS ({_RAISE_COMMON.replace("{NOTICE}", NOTICE)}), {BATCH_STEPS}
 SELECT n.id FROM notices n, (SELECT count(*) FROM sent) AS k"""
 
 _RAISE_SOURCE = {
