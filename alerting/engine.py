@@ -31,7 +31,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from alerting.delivery import deliver_due
-from ioc.alerts.records import BATCH_STEPS, CHANNEL, NOTICE, next_digest, resolve_alerts
+from ioc.alerts.records import BATCH_STEPS, CHANNEL, next_digest, resolve_alerts
 from ioc.clock import Clock
 from ioc.deadlines import DeadlineBook
 from ioc.settings import Settings
@@ -113,10 +113,23 @@ LEFT JOIN agencies p ON p.code = s.agency
 ORDER BY s.n
 ON CONFLICT (subject_kind, subject_id, rule, level) WHERE resolved_at IS NULL DO NOTHING
 RETURNING a.id, {NOTICE} AS t"""
+# The notice of an alert just raised here, the same JSON text as ``NOTICE`` gives for its row
+# (tests/test_sla_notices.py holds them equal), built for less: an alert just raised is active,
+# unresolved and unacknowledged, its kind, rule and moment are the statement's own (the moment
+# turned into JSON once, not per row), and its level and severity are plain words.
+NOTICE_RAISED = """('{"alert":' || a.id || ',"status":"active","subject_kind":"' || %(kind)s
+    || '","subject_id":' || to_json(a.subject_id) || ',"rule":"deadline","level":"' || a.level
+    || '","severity":"' || a.severity || '","agency":' || coalesce(to_json(a.agency)::text, 'null')
+    || ',"escalated_to":' || coalesce(to_json(a.escalated_to)::text, 'null')
+    || ',"category":' || coalesce(to_json(a.category)::text, 'null')
+    || ',"title":' || to_json(a.title) || ',"lon":' || coalesce(to_json(a.lon)::text, 'null')
+    || ',"lat":' || coalesce(to_json(a.lat)::text, 'null')
+    || ',"raised_at":' || (SELECT to_json(%(now)s::timestamptz)::text)
+    || ',"resolved_at":null,"resolution":null,"acked_at":null}')"""
 # The new alerts are announced from the inserted rows themselves, each notice built as its row
 # is returned (not the whole row kept for a later step), in batch notices (sent when the batch
 # commits).
-_RAISE = f"""WITH notices AS ({_RAISE_COMMON.replace("{NOTICE}", NOTICE)}), {BATCH_STEPS}
+_RAISE = f"""WITH notices AS ({_RAISE_COMMON.replace("{NOTICE}", NOTICE_RAISED)}), {BATCH_STEPS}
 SELECT n.id FROM notices n, (SELECT count(*) FROM sent) AS k"""
 
 _RAISE_SOURCE = {
