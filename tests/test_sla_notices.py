@@ -14,8 +14,8 @@ import pytest
 
 from ioc.alerts.records import CHANNEL, NOTICE
 from tests.conftest import RunningServer
-from tests.test_sla import configured  # noqa: F401 (a fixture)
 from tests.test_sla import _many_due, engine_for, tick
+from tests.test_sla import configured as configured  # a fixture
 
 
 def _last_seq(conn: psycopg.Connection[Any]) -> int:
@@ -31,9 +31,7 @@ def _raised_batches(conn: psycopg.Connection[Any], after: int) -> list[str]:
         (after, CHANNEL),
     ).fetchall()
     return [
-        str(r[0])
-        for r in rows
-        if all(a["status"] == "active" for a in json.loads(r[0])["alerts"])
+        str(r[0]) for r in rows if all(a["status"] == "active" for a in json.loads(r[0])["alerts"])
     ]
 
 
@@ -44,7 +42,9 @@ def _row_notice(conn: psycopg.Connection[Any], alert: int) -> str:
 
 
 def test_raised_alert_notices_are_the_row_notices(
-    client: httpx.Client, server: RunningServer, configured: dict[str, str]
+    client: httpx.Client,
+    server: RunningServer,
+    configured: dict[str, str],
 ) -> None:
     due = _many_due(client, configured["source"], 3)  # twelve hours after opening: overdue
     engine = engine_for(server, sla_escalate_after_s=3600)
@@ -79,9 +79,7 @@ def test_announce_each_numbers_as_one_call_each(db_url: str) -> None:
         listener.execute("LISTEN ioc_test")
         with psycopg.connect(db_url) as conn:
             conn.execute("SELECT ioc_announce('ioc_test', '{\"n\": 1}')")
-            conn.execute(
-                "SELECT ioc_announce_each('ioc_test', %s)", (['{"n": 2}', ' \n{"n": 3}'],)
-            )
+            conn.execute("SELECT ioc_announce_each('ioc_test', %s)", (['{"n": 2}', ' \n{"n": 3}'],))
             conn.execute("SELECT ioc_announce_each('ioc_test', %s::text[])", ([],))
             conn.execute("SELECT ioc_announce_items('ioc_test', '{\"n\": [4, 5]}', 2)")
             conn.execute("SELECT ioc_announce_each('ioc_test', %s)", (['{"n": 6}'],))
