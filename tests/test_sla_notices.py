@@ -1,6 +1,7 @@
-"""The SLA engine's cheaper live notices (migration 0031): the notice of an alert it raises is the
-very text the generic alert notice gives for that row; ioc_announce_each logs a list of notices
-numbered as one ioc_announce call each would; ioc_live_text's output is unchanged."""
+"""The SLA engine's cheaper catch-up (migration 0031): the notice of an alert it raises is the
+very text the generic alert notice gives for that row; an alert still active is not raised
+again; ioc_announce_each logs a list of notices numbered as one ioc_announce call each would;
+ioc_live_text's output is unchanged."""
 
 from __future__ import annotations
 
@@ -63,6 +64,29 @@ def test_raised_alert_notices_are_the_row_notices(
                 expected = ",".join(_row_notice(conn, a["alert"]) for a in items)
                 assert text == '{"alerts":[' + expected + "]}"
     assert sorted(set(levels)) == ["due_soon", "escalated", "overdue"] and len(levels) == 9
+
+
+def test_a_clock_due_again_raises_no_second_active_alert(
+    client: httpx.Client,
+    server: RunningServer,
+    configured: dict[str, str],
+) -> None:
+    """An alert still active is not raised again (NOT EXISTS, the unique index behind it): the
+    clock moves on as if it had been."""
+    due = _many_due(client, configured["source"], 2)
+    engine = engine_for(server)
+    soon = due - timedelta(hours=4)
+    assert tick(server, engine, soon).raised == 2
+    with psycopg.connect(server.db_url, autocommit=True) as conn:
+        conn.execute("UPDATE ticket_clocks SET sla_stage = 'due_soon', next_check_at = %s", (soon,))
+    again = tick(server, engine, soon)
+    assert (again.tickets, again.raised) == (2, 0)
+    with psycopg.connect(server.db_url) as conn:
+        rows = conn.execute(
+            "SELECT level, count(*) FROM alerts WHERE resolved_at IS NULL GROUP BY level"
+        ).fetchall()
+        stages = conn.execute("SELECT DISTINCT sla_stage FROM ticket_clocks").fetchall()
+    assert rows == [("due_soon", 2)] and stages == [("overdue",)]
 
 
 def _logged(conn: psycopg.Connection[Any]) -> list[tuple[int, str, int]]:
