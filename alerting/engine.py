@@ -25,13 +25,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from alerting.delivery import deliver_due
-from ioc.alerts.records import ANNOUNCE_STEPS, CHANNEL, next_digest, resolve_alerts
+from alerting.raising import raise_deadline_alerts
+from ioc.alerts.records import resolve_alerts
 from ioc.clock import Clock
 from ioc.deadlines import DeadlineBook
 from ioc.settings import Settings
@@ -39,20 +40,6 @@ from ioc.settings import Settings
 log = logging.getLogger(__name__)
 
 Conn = psycopg.AsyncConnection[Any]
-
-SEVERITY: Final = {"due_soon": "info", "overdue": "warning", "escalated": "critical"}
-_TITLE: Final = {
-    "ticket": {
-        "due_soon": "Phản ánh #{id} sắp đến hạn xử lý",
-        "overdue": "Phản ánh #{id} đã quá hạn xử lý",
-        "escalated": "Phản ánh #{id} quá hạn, chưa được xử lý: chuyển cấp trên",
-    },
-    "dossier": {
-        "due_soon": "Hồ sơ {id} sắp đến ngày hẹn trả",
-        "overdue": "Hồ sơ {id} đã quá hạn giải quyết",
-        "escalated": "Hồ sơ {id} quá hạn, chưa được xử lý: chuyển cấp trên",
-    },
-}
 
 
 @dataclass
@@ -90,50 +77,6 @@ class _Step:
     backfilled: int = 0
     # Office-time arithmetic once per distinct (counting, quiet since) in a batch.
     escalate_at: dict[tuple[str, datetime], datetime] = field(default_factory=dict)
-
-
-# Alerts are built from the claimed rows in the database, one statement per batch: only the
-# ids and levels cross the wire, and the content is what the row says in this transaction.
-_RAISE_COMMON = """INSERT INTO alerts (subject_kind, subject_id, rule, level, severity, agency, escalated_to,
-                    category, title, details, lon, lat, raised_at, digest, notify_at)
-SELECT %(kind)s, s.id, 'deadline', s.level,
-       CASE s.level WHEN 'due_soon' THEN %(s_due_soon)s WHEN 'overdue' THEN %(s_overdue)s
-                    ELSE %(s_escalated)s END,
-       s.agency,
-       CASE WHEN s.level = 'escalated' THEN p.parent_code END,
-       s.category,
-       replace(CASE s.level WHEN 'due_soon' THEN %(t_due_soon)s WHEN 'overdue' THEN %(t_overdue)s
-               ELSE %(t_escalated)s END, '{id}', s.id),
-       s.details || CASE WHEN s.last_acted_at IS NULL THEN '{}'::jsonb
-                    ELSE jsonb_build_object('last_acted_at', s.last_acted_at) END,
-       s.lon, s.lat, %(now)s, s.level = 'due_soon',
-       CASE WHEN s.level = 'due_soon' THEN %(digest_at)s ELSE %(now)s END
-FROM ({source}) AS s
-LEFT JOIN agencies p ON p.code = s.agency
-ORDER BY s.n
-ON CONFLICT (subject_kind, subject_id, rule, level) WHERE resolved_at IS NULL DO NOTHING
-RETURNING *"""
-# The new alerts are announced from the inserted rows themselves, in batch notices (sent when
-# the batch commits).
-_RAISE = f"""WITH a AS ({_RAISE_COMMON}), {ANNOUNCE_STEPS}
-SELECT n.id FROM notices n, (SELECT count(*) FROM sent) AS k"""
-
-_RAISE_SOURCE = {
-    "ticket": """SELECT u.n, t.id::text AS id, u.level, t.agency, t.category, t.lon, t.lat,
-                      t.last_acted_at,
-                      jsonb_build_object('state', t.state, 'deadline_at', t.deadline_at)
-                          AS details
-               FROM unnest(%(ids)b::text[], %(levels)b::text[]) WITH ORDINALITY AS u(id, level, n)
-               JOIN tickets t ON t.id = u.id::bigint AND t.id = ANY(%(ids)b::text[]::bigint[])""",
-    "dossier": """SELECT u.n, d.dossier_id AS id, u.level, coalesce(a.code, %(fallback)s) AS agency,
-                       d.procedure_code AS category, d.lon, d.lat, d.last_acted_at,
-                       jsonb_build_object('procedure_code', d.procedure_code,
-                                          'dossier_agency', d.agency, 'state', d.state,
-                                          'deadline_at', d.deadline_at) AS details
-                FROM unnest(%(ids)b::text[], %(levels)b::text[]) WITH ORDINALITY AS u(id, level, n)
-                JOIN dossiers d ON d.dossier_id = u.id AND d.dossier_id = ANY(%(ids)b::text[])
-                LEFT JOIN agencies a ON a.code = d.agency""",
-}
 
 
 # The due clocks, oldest first, each joined to its ticket by the primary key: a plan led by the
@@ -234,28 +177,9 @@ class SlaEngine:
         self, conn: Conn, kind: str, alerts: Sequence[tuple[str, str]], now: datetime
     ) -> list[int]:
         """Insert the alerts not already active, in one statement; the ids actually raised."""
-        if not alerts:
-            return []
-        titles = _TITLE[kind]
-        cur = await conn.execute(
-            _RAISE.replace("{source}", _RAISE_SOURCE[kind]),
-            {
-                "kind": kind,
-                "channel": CHANNEL,
-                "ids": [a[0] for a in alerts],
-                "levels": [a[1] for a in alerts],
-                "fallback": self._settings.fallback_agency,
-                "t_due_soon": titles["due_soon"],
-                "t_overdue": titles["overdue"],
-                "t_escalated": titles["escalated"],
-                "s_due_soon": SEVERITY["due_soon"],
-                "s_overdue": SEVERITY["overdue"],
-                "s_escalated": SEVERITY["escalated"],
-                "now": now,
-                "digest_at": next_digest(now, self._settings.alert_digest_s),
-            },
+        return await raise_deadline_alerts(
+            conn, kind, alerts, now, self._settings.fallback_agency, self._settings.alert_digest_s
         )
-        return [int(row[0]) for row in await cur.fetchall()]
 
     async def _due_tickets(self, conn: Conn, now: datetime) -> list[_Due]:
         # Binary results: timestamps are decoded several times faster than from text.
@@ -343,17 +267,25 @@ class SlaEngine:
         if kind == "ticket":
             # The ANY lets the rows be found through the primary key, not by hashing every clock.
             query = """UPDATE ticket_clocks c SET sla_stage = m.stage, next_check_at = m.next
-                       FROM unnest(%(id)b::text[], %(stage)b::text[], %(next)b::timestamptz[])
-                           AS m(id, stage, next)
+                       FROM unnest(string_to_array(%(id)s, ','),
+                                   string_to_array(%(stage)s, ',', ''),
+                                   %(next)b::timestamptz[]) AS m(id, stage, next)
                        WHERE c.ticket_id = m.id::bigint
-                         AND c.ticket_id = ANY(%(id)b::text[]::bigint[])"""
+                         AND c.ticket_id = ANY(string_to_array(%(id)s, ',')::bigint[])"""
         else:
             query = """UPDATE dossiers d SET sla_stage = m.stage, next_check_at = m.next
                        FROM unnest(%(id)b::text[], %(stage)b::text[], %(next)b::timestamptz[])
                            AS m(id, stage, next)
                        WHERE d.dossier_id = m.id AND d.dossier_id = ANY(%(id)b::text[])"""
         ids, stages, nexts = (list(column) for column in zip(*moves, strict=True))
-        await conn.execute(query, {"id": ids, "stage": stages, "next": nexts})
+        params: dict[str, Any]
+        if kind == "ticket":
+            # Stages are words or None, sent as the empty string (one lone None is sent as ''
+            # and split into no items: unnest pads the shorter array with NULL all the same).
+            params = {"id": ",".join(ids), "stage": ",".join(s or "" for s in stages)}
+        else:
+            params = {"id": ids, "stage": stages}
+        await conn.execute(query, params | {"next": nexts})
 
     async def _apologise(self, conn: Conn, late: Sequence[_Due], now: datetime) -> int:
         """Form 04: an apology letter with a new appointment date for each late dossier."""

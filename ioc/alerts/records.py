@@ -71,15 +71,19 @@ NOTICE = """row_to_json((SELECT n FROM (SELECT
 # item by item (ioc/store/livelog.py ``filtered``).
 BATCH_BYTES: Final = 6000
 
-# Query steps announcing the alert rows of a preceding step ``a``, batch by batch; the final
-# SELECT must read ``sent`` (a step nothing reads is not run). ``notices`` is materialized so
-# each notice is built once (inlined, it would be built for the running sum and again for the
-# batch).
-ANNOUNCE_STEPS = f"""notices AS MATERIALIZED (SELECT a.id, {NOTICE} AS t FROM a),
-runs AS (SELECT id, t, sum(octet_length(t) + 1) OVER (ORDER BY id) AS run FROM notices),
-sent AS (SELECT ioc_announce(%(channel)s,
-                             '{{"alerts":[' || string_agg(t, ',' ORDER BY id) || ']}}')
-         FROM runs GROUP BY run / {BATCH_BYTES})"""
+# Query steps announcing the notices ``t`` of a preceding step ``notices`` (alert ``id``, ``t``),
+# batch by batch, all batches logged by one call (ioc_announce_each, migration 0031); the final
+# SELECT must read ``sent`` (a step nothing reads is not run).
+BATCH_STEPS = f"""runs AS (SELECT id, t, sum(octet_length(t) + 1) OVER (ORDER BY id) AS run
+                           FROM notices),
+batches AS (SELECT run / {BATCH_BYTES} AS batch, string_agg(t, ',' ORDER BY id) AS t
+            FROM runs GROUP BY run / {BATCH_BYTES}),
+sent AS (SELECT ioc_announce_each(%(channel)s,
+                                  array_agg('{{"alerts":[' || t || ']}}' ORDER BY batch))
+         FROM batches)"""
+# The same over the alert rows of a preceding step ``a``. ``notices`` is materialized so each
+# notice is built once (inlined, it would be built for the running sum and again for the batch).
+ANNOUNCE_STEPS = f"""notices AS MATERIALIZED (SELECT a.id, {NOTICE} AS t FROM a), {BATCH_STEPS}"""
 _ANNOUNCE = f"""WITH a AS (SELECT * FROM alerts WHERE id = ANY(%(ids)s::bigint[])), {ANNOUNCE_STEPS}
 SELECT count(*) FROM sent"""
 
