@@ -28,6 +28,7 @@ from ioc.events.kinds import (
     satisfaction,
 )
 from ioc.store.aggregates import note_written
+from ioc.store.inserts import MOST, insert_few
 from ioc.store.partitions import PartitionManager
 
 Conn = psycopg.AsyncConnection[Any]
@@ -208,7 +209,7 @@ TABLES: dict[type[Any], Table] = {
 }
 
 
-def _span(events: Sequence[Event]) -> tuple[datetime, datetime]:
+def span(events: Sequence[Event]) -> tuple[datetime, datetime]:
     """The earliest and the latest time of events of one kind."""
     moment = _WHEN.get(type(events[0]))
     times = list(map(moment, events)) if moment is not None else [event_time(e) for e in events]
@@ -246,13 +247,18 @@ class EventWriter:
         for kind, events in groups.items():
             table = TABLES[kind]
             if table.partitioned and events:
-                await self.partitions.ensure(conn, table.name, *_span(events))
+                await self.partitions.ensure(conn, table.name, *span(events))
 
     async def write_batch(
         self, conn: Conn, kind: type[Any], events: Sequence[Event], lines: Sequence[int]
     ) -> Written:
         """Write one kind's events inside the caller's open transaction."""
         table = TABLES[kind]
+        if 0 < len(events) <= MOST:  # one statement, no savepoint
+            window = span(events) if table.aggregated else None
+            inserted = await insert_few(conn, table, events, lines, window)
+            repeats = tuple(sorted(line for line in lines if line not in inserted))
+            return Written(len(inserted), repeats)
         try:
             async with conn.transaction():
                 await self._copy_direct(conn, table, events)
@@ -260,7 +266,7 @@ class EventWriter:
         except psycopg.errors.UniqueViolation:
             written = await self._copy_staged(conn, table, events, lines)
         if table.aggregated and written.stored:
-            await note_written(conn, *_span(events))
+            await note_written(conn, *span(events))
         return written
 
     async def _copy_direct(self, conn: Conn, table: Table, events: Sequence[Event]) -> None:
