@@ -16,9 +16,9 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 if TYPE_CHECKING:
     from ioc.store.writer import Table
@@ -28,45 +28,34 @@ Conn = psycopg.AsyncConnection[Any]
 # Up to this many events a group is written here; larger ones take the COPY path, where the
 # parameters (a row's columns each) would cost more than the round trips saved.
 MOST: Final = 64
+_ENCODE: Final = msgspec.json.Encoder().encode
+
+
+# A JSON value as a column of these types; any other type is cast from the value's text.
+_EXTRACT: Final = {
+    "jsonb": "NULLIF((r->{0})::jsonb, 'null')",
+    "text[]": "CASE WHEN json_typeof(r->{0}) = 'array'"
+    " THEN ARRAY(SELECT json_array_elements_text(r->{0})) END",
+}
 
 
 @cache
 def _query(table: Table, noted: bool, per_notice: int) -> bytes:
     """The statement for ``table``; ``noted``: with the aggregates' note; ``per_notice``:
     with live notices of up to that many rows each (0: none)."""
-    # Each column travels as one array; an array column (text[]) as jsonb, since arrays of
-    # arrays must be rectangular.
-    arrays = sql.SQL(", ").join(
-        sql.SQL("%s::" + ("jsonb" if kind.endswith("[]") else kind) + "[]")
-        for kind in (*table.types, "int4", *(["text"] if per_notice else []))
-    )
-    extra = 2 if per_notice else 1
-    names = sql.SQL(", ").join(sql.Identifier(f"c{i}") for i in range(len(table.columns) + extra))
+    # The rows travel as one JSON array of arrays: a single text parameter, which psycopg
+    # passes on as it is (arrays, one a column, cost it a scan of every element).
     values = sql.SQL(", ").join(
-        sql.SQL(
-            "CASE WHEN {0} IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text({0})) END"
-            if kind.endswith("[]")
-            else "{0}"
-        ).format(sql.Identifier(f"c{i}"))
-        for i, kind in enumerate(table.types)
+        sql.SQL(_EXTRACT.get(kind, "(r->>{0})::" + kind)).format(sql.Literal(i))
+        for i, kind in enumerate((*table.types, "int4", *(["text"] if per_notice else [])))
     )
     cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
     key = sql.SQL(", ").join(map(sql.Identifier, table.key))
     parts: list[sql.Composable] = [
         sql.SQL(
             "WITH given ({cols}, line{frag}) AS"
-            " (SELECT {values}, {last} FROM unnest({arrays}) AS u ({names})),"
-        ).format(
-            cols=cols,
-            frag=sql.SQL(", frag" if per_notice else ""),
-            values=values,
-            last=sql.SQL(", ").join(
-                sql.Identifier(f"c{i}")
-                for i in range(len(table.columns), len(table.columns) + extra)
-            ),
-            arrays=arrays,
-            names=names,
-        ),
+            " (SELECT {values} FROM json_array_elements(%s::json) AS r),"
+        ).format(cols=cols, frag=sql.SQL(", frag" if per_notice else ""), values=values),
         sql.SQL(
             " firsts AS (SELECT DISTINCT ON ({key}) * FROM given ORDER BY {key}, line),"
         ).format(key=key),
@@ -129,11 +118,6 @@ def _notices(table: Table, per_notice: int) -> sql.Composed:
     )
 
 
-def _param(kind: str, value: Any) -> Any:
-    """A value of a jsonb or array column as its jsonb element (SQL NULL stays NULL)."""
-    return None if value is None else Jsonb(list(value) if kind.endswith("[]") else value)
-
-
 async def insert_few(
     conn: Conn,
     table: Table,
@@ -148,16 +132,15 @@ async def insert_few(
     notice) the stored events are announced as well (see ``_notices``): run on its own in
     autocommit mode, the statement is then the whole write. The lines stored; the others
     were repeats."""
-    rows = [table.row(event) for event in events]
-    params: list[Any] = [
-        [_param(kind, value) for value in column]
-        if kind.startswith("jsonb") or kind.endswith("[]")
-        else list(column)
-        for kind, column in zip(table.types, zip(*rows, strict=True), strict=True)
-    ]
-    params.append(list(lines))
-    if notices is not None:
-        params.append(list(notices[1]))
+    row = table.row
+    if notices is None:
+        rows = [(*row(event), line) for event, line in zip(events, lines, strict=True)]
+    else:
+        rows = [
+            (*row(event), line, text)
+            for event, line, text in zip(events, lines, notices[1], strict=True)
+        ]
+    params: list[Any] = [_ENCODE(rows).decode()]
     if span is not None:
         params.extend(span)
     if notices is not None:
