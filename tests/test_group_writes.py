@@ -94,7 +94,8 @@ def test_one_statement_stores_skips_and_announces_as_the_general_path(db_url: st
             writer = await _writer(conn)
             stored, group = _group()
             assert readings.one_statement(group) and len(group) > readings.PER_NOTICE
-            await writer.prepare(conn, {TrafficCount: [*stored, *group]})
+            everything: list[Event] = [*stored, *group]
+            await writer.prepare(conn, {TrafficCount: everything})
             outcomes = []
             for way in ("general", "one statement"):
                 await _reset(conn)
@@ -123,7 +124,7 @@ def test_a_group_of_repeats_notes_and_announces_nothing(db_url: str) -> None:
         async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
             writer = await _writer(conn)
             group = [_reading("S-1", 0), _reading("S-2", 0)]
-            await writer.prepare(conn, {TrafficCount: group})
+            await writer.prepare(conn, {TrafficCount: list[Event](group)})
             assert await readings.write_group(conn, group) == set()
             await conn.execute("TRUNCATE live_log, traffic_backlog")
             assert await readings.write_group(conn, [*group, group[0]]) == {0, 1, 2}
@@ -213,7 +214,8 @@ def test_few_dossier_events_skip_repeats_through_their_key_table(db_url: str) ->
             writer = await _writer(conn)
             first = [_dossier(1, "E-1")]
             group = [_dossier(2, "E-2"), _dossier(1, "E-1"), _dossier(3, "E-2"), _dossier(4, "E-4")]
-            await writer.prepare(conn, {DossierEvent: [*first, *group]})
+            both: list[Event] = [*first, *group]
+            await writer.prepare(conn, {DossierEvent: both})
             async with conn.transaction():
                 await writer.write_batch(conn, DossierEvent, first, [7])
             async with conn.transaction():
