@@ -1,9 +1,11 @@
-"""Writing events: COPY in batches, one statement for a single event, duplicates skipped.
+"""Writing events: COPY in batches, one statement for a few events, duplicates skipped.
 
 A batch is written in one transaction, so it is stored whole or not at all. The fast path
 COPYs straight into the table; only when that meets a duplicate does the batch go through a
 staging table and ``ON CONFLICT DO NOTHING … RETURNING``, which also tells which lines were
-duplicates. Readings also note the time window they touched, for the aggregates' upkeep.
+duplicates. A few events (a group of single events) go in by one such statement straight
+away (``ioc.store.inserts``): no savepoint, no COPY. Readings also note the time window they
+touched, for the aggregates' upkeep.
 """
 
 from __future__ import annotations
