@@ -30,7 +30,7 @@ from psycopg import sql
 
 from ioc.alerts.records import CHANNEL as ALERTS
 from ioc.clock import stop_if_cancelled
-from ioc.events.intake import READINGS
+from ioc.events.readings import READINGS
 from ioc.frames import array_frames
 from ioc.store import livelog
 from ioc.tickets.opening import CHANNEL as TICKETS

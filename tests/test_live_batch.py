@@ -19,7 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 from ioc.alerts.queries import AlertFeed
 from ioc.alerts.records import CHANNEL as ALERTS
 from ioc.errors import Unauthenticated
-from ioc.events.intake import READINGS
+from ioc.events.readings import READINGS
 from ioc.live import LiveHub, Subscription
 from ioc.store import livelog
 from ioc.store.keys import KeyVerifier, create_key, revoke_key

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +17,7 @@ from ioc.clock import Clock
 from ioc.deadlines import DeadlineBook
 from ioc.dossiers import refold
 from ioc.errors import InvalidInput
+from ioc.events import readings
 from ioc.events.coalesce import Coalescer, isolate
 from ioc.events.kinds import DossierEvent, Event, Feedback, FieldReport, TrafficCount
 from ioc.events.refusal import as_invalid_input, column_and_reason, is_refusal
@@ -28,10 +28,6 @@ from ioc.store.reference import ReferenceData
 from ioc.store.writer import EventWriter, Written
 from ioc.tickets.filing import store_reports
 from ioc.tickets.opening import TicketDesk
-
-# Readings per live notice: a NOTIFY payload must stay under 8000 bytes.
-_READINGS_PER_NOTICE = 50
-READINGS = "ioc_readings"
 
 # Bodies larger than this are decoded and checked in a worker thread, off the event loop. The
 # hand-off costs about 30 % of batch throughput (bench ingest, 5,000-reading batches of ~750 KB),
@@ -241,7 +237,10 @@ class Intake:
         codes: Codes = {}
         async with self._pool.connection() as conn:
             await self._prepare(conn, events)
-            duplicates = set(await self._store(conn, events, range(len(events)), codes))
+            if readings.one_statement(events):
+                duplicates = await readings.write_group(conn, events)  # type: ignore[arg-type]
+            else:
+                duplicates = set(await self._store(conn, events, range(len(events)), codes))
         return [
             Receipt(index not in duplicates, codes.get(_report_key(e)))
             for index, e in enumerate(events)
@@ -279,7 +278,7 @@ class Intake:
                     written = await self._writer.write_batch(conn, kind, group, lines[kind])
                 duplicates.extend(written.duplicate_lines)
                 await self._link_media(conn, kind, group, lines[kind], written)
-                await self._announce_readings(conn, kind, group, lines[kind], written)
+                await readings.announce(conn, kind, group, lines[kind], written)
                 await self._fold_dossiers(conn, kind, group, lines[kind], written)
                 if kind in (Feedback, DossierEvent):
                     repeats = set(written.duplicate_lines)
@@ -330,38 +329,6 @@ class Intake:
         ]
         now = self._clock.now() if self._clock else datetime.now(UTC)
         await refold(conn, self._book(), touched, now)
-
-    @staticmethod
-    async def _announce_readings(
-        conn: Any,
-        kind: type[Any],
-        events: Sequence[Event],
-        lines: Sequence[int],
-        written: Written,
-    ) -> None:
-        """Tell the live map each sensor's latest stored reading (a few notices per batch)."""
-        if kind is not TrafficCount:
-            return
-        repeats = set(written.duplicate_lines)
-        stored: Iterable[Any] = (
-            (e for e, line in zip(events, lines, strict=True) if line not in repeats)
-            if repeats
-            else events
-        )
-        latest: dict[str, TrafficCount] = {}
-        for event in stored:
-            seen = latest.get(event.sensor_id)
-            if seen is None or event.observed_at > seen.observed_at:
-                latest[event.sensor_id] = event
-        rows = [
-            [r.sensor_id, r.observed_at.isoformat(), r.vehicle_count, r.avg_speed_kmh, r.interval_s]
-            for r in latest.values()
-        ]
-        for start in range(0, len(rows), _READINGS_PER_NOTICE):
-            chunk = rows[start : start + _READINGS_PER_NOTICE]
-            await conn.execute(
-                "SELECT ioc_announce(%s, %s)", (READINGS, json.dumps({"readings": chunk}))
-            )
 
     @staticmethod
     async def _check_ratings(conn: Any, checked: Decoded) -> Decoded:

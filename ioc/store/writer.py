@@ -1,9 +1,11 @@
-"""Writing events: COPY in batches, one statement for a single event, duplicates skipped.
+"""Writing events: COPY in batches, one statement for a few events, duplicates skipped.
 
 A batch is written in one transaction, so it is stored whole or not at all. The fast path
 COPYs straight into the table; only when that meets a duplicate does the batch go through a
 staging table and ``ON CONFLICT DO NOTHING … RETURNING``, which also tells which lines were
-duplicates. Readings also note the time window they touched, for the aggregates' upkeep.
+duplicates. A few events (a group of single events) go in by one such statement straight
+away (``ioc.store.inserts``): no savepoint, no COPY. Readings also note the time window they
+touched, for the aggregates' upkeep.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ioc.events.kinds import (
     satisfaction,
 )
 from ioc.store.aggregates import note_written
+from ioc.store.inserts import MOST, insert_few
 from ioc.store.partitions import PartitionManager
 
 Conn = psycopg.AsyncConnection[Any]
@@ -208,7 +211,7 @@ TABLES: dict[type[Any], Table] = {
 }
 
 
-def _span(events: Sequence[Event]) -> tuple[datetime, datetime]:
+def span(events: Sequence[Event]) -> tuple[datetime, datetime]:
     """The earliest and the latest time of events of one kind."""
     moment = _WHEN.get(type(events[0]))
     times = list(map(moment, events)) if moment is not None else [event_time(e) for e in events]
@@ -246,13 +249,18 @@ class EventWriter:
         for kind, events in groups.items():
             table = TABLES[kind]
             if table.partitioned and events:
-                await self.partitions.ensure(conn, table.name, *_span(events))
+                await self.partitions.ensure(conn, table.name, *span(events))
 
     async def write_batch(
         self, conn: Conn, kind: type[Any], events: Sequence[Event], lines: Sequence[int]
     ) -> Written:
         """Write one kind's events inside the caller's open transaction."""
         table = TABLES[kind]
+        if 0 < len(events) <= MOST:  # one statement, no savepoint
+            window = span(events) if table.aggregated else None
+            inserted = await insert_few(conn, table, events, lines, window)
+            repeats = tuple(sorted(line for line in lines if line not in inserted))
+            return Written(len(inserted), repeats)
         try:
             async with conn.transaction():
                 await self._copy_direct(conn, table, events)
@@ -260,7 +268,7 @@ class EventWriter:
         except psycopg.errors.UniqueViolation:
             written = await self._copy_staged(conn, table, events, lines)
         if table.aggregated and written.stored:
-            await note_written(conn, *_span(events))
+            await note_written(conn, *span(events))
         return written
 
     async def _copy_direct(self, conn: Conn, table: Table, events: Sequence[Event]) -> None:
