@@ -302,11 +302,8 @@ class Intake:
         """Stored field reports take their uploaded photos in the same transaction."""
         if kind is not FieldReport:
             return
-        repeats = set(written.duplicate_lines)
         fresh = [
-            e
-            for e, line in zip(events, lines, strict=True)
-            if line not in repeats and isinstance(e, FieldReport) and e.media_ids
+            e for e in written.fresh(events, lines) if isinstance(e, FieldReport) and e.media_ids
         ]
         await media_records.link(conn, fresh)
 
@@ -321,11 +318,8 @@ class Intake:
         """Stored dossier events update their dossiers' state and clocks in the same transaction."""
         if self._book is None or kind is not DossierEvent:
             return
-        repeats = set(written.duplicate_lines)
         touched = [
-            e.dossier_id
-            for e, line in zip(events, lines, strict=True)
-            if line not in repeats and isinstance(e, DossierEvent)
+            e.dossier_id for e in written.fresh(events, lines) if isinstance(e, DossierEvent)
         ]
         now = self._clock.now() if self._clock else datetime.now(UTC)
         await refold(conn, self._book(), touched, now)

@@ -52,12 +52,7 @@ async def announce(
     """Tell the live map each sensor's latest stored reading (a few notices per batch)."""
     if kind is not TrafficCount:
         return
-    repeats = set(written.duplicate_lines)
-    stored: Iterable[Any] = (
-        (e for e, line in zip(events, lines, strict=True) if line not in repeats)
-        if repeats
-        else events
-    )
+    stored: Iterable[Any] = written.fresh(events, lines)
     latest: dict[str, TrafficCount] = {}
     for event in stored:
         seen = latest.get(event.sensor_id)

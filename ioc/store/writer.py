@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import psycopg
@@ -34,6 +34,7 @@ from ioc.store.inserts import MOST, insert_few
 from ioc.store.partitions import PartitionManager
 
 Conn = psycopg.AsyncConnection[Any]
+E = TypeVar("E")
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,13 @@ class Written:
     @property
     def duplicates(self) -> int:
         return len(self.duplicate_lines)
+
+    def fresh(self, events: Sequence[E], lines: Sequence[int]) -> list[E]:
+        """The ``events`` (at ``lines``) that were stored, not repeats."""
+        if not self.duplicate_lines:
+            return list(events)
+        repeats = set(self.duplicate_lines)
+        return [e for e, line in zip(events, lines, strict=True) if line not in repeats]
 
 
 class EventWriter:
