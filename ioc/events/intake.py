@@ -238,7 +238,7 @@ class Intake:
         async with self._pool.connection() as conn:
             await self._prepare(conn, events)
             if readings.one_statement(events):
-                duplicates = await readings.write_group(conn, events)  # type: ignore[arg-type]
+                duplicates = await readings.write_group(conn, events)
             else:
                 duplicates = set(await self._store(conn, events, range(len(events)), codes))
         return [
@@ -281,11 +281,8 @@ class Intake:
                 await readings.announce(conn, kind, group, lines[kind], written)
                 await self._fold_dossiers(conn, kind, group, lines[kind], written)
                 if kind in (Feedback, DossierEvent):
-                    repeats = set(written.duplicate_lines)
                     rated.extend(
-                        e
-                        for e, line in zip(group, lines[kind], strict=True)
-                        if line not in repeats and ratings.is_rating(e)
+                        e for e in written.fresh(group, lines[kind]) if ratings.is_rating(e)
                     )
             if rated:  # after the fold: a dossier's rating reads its agency and procedure
                 await ratings.record(conn, rated)

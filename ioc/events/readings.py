@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from ioc.events.kinds import Event, TrafficCount
 from ioc.store.inserts import MOST, insert_few
@@ -25,7 +25,7 @@ def _row(r: TrafficCount) -> list[Any]:
     return [r.sensor_id, r.observed_at.isoformat(), r.vehicle_count, r.avg_speed_kmh, r.interval_s]
 
 
-def one_statement(events: Sequence[Event]) -> bool:
+def one_statement(events: Sequence[Event]) -> TypeGuard[Sequence[TrafficCount]]:
     """Whether a group of single events is written by ``write_group``."""
     return len(events) <= MOST and all(type(e) is TrafficCount for e in events)
 
