@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 from ioc.clock import ManualClock
 from ioc.events import validation
-from ioc.events.kinds import TrafficCount
-from ioc.events.rules import EventRules
+from ioc.events.kinds import IDENT_PATTERN, TrafficCount
+from ioc.events.rules import IDENT_REASON, EventRules, Problem
+from ioc.store.writer import TABLES
 
 NDJSON = "application/x-ndjson"
 GOOD = (
@@ -97,3 +99,54 @@ def test_per_request_checker_refuses_what_check_refuses() -> None:
         except Exception as exc:
             one_by_one.append(type(exc))
     assert [one_by_one[n - 1] for n in checked.lines] == checked.events
+
+
+def test_identifiers_outside_the_alphabet_are_refused_by_the_rules() -> None:
+    """The rules check identifiers once per distinct value, with the decoder's wording, and
+    let no newline through at the end (the decoder's ``$`` did)."""
+    rules = EventRules(
+        zone=ZoneInfo("Asia/Ho_Chi_Minh"),
+        clock=ManualClock(datetime(2025, 3, 3, 12, tzinfo=UTC)),
+        categories=lambda: frozenset({"roads"}),
+    )
+    dossier = (
+        b'{"kind":"dossier_event","dossier_id":"HS-1","procedure_code":"1.001","agency":"SXD",'
+        b'"event":"registered","at":"2025-03-03T08:00:00+07:00","channel":"counter"}'
+    )
+    lines = [
+        GOOD,
+        GOOD.replace(b'"S-1"', b'"S 1"'),
+        GOOD.replace(b'"S-1"', b'"S-1\\n"'),
+        GOOD.replace(b'"S-1"', b'"-S1"'),
+        GOOD.replace(b'"S-1"', b'"S\\u00e01"'),
+        dossier,
+        dossier.replace(b'"SXD"', b'"S/X\\tD"'),
+        REPORT.replace(b'"r-1"', b'"r 1"'),
+        GOOD,
+    ]
+    checked = validation.check_batch(b"\n".join(lines), NDJSON, rules, "hue", 100)
+    assert checked.lines == [1, 6, 9]
+    assert [(r.line, r.field, r.reason) for r in checked.rejected] == [
+        (2, "sensor_id", IDENT_REASON),
+        (3, "sensor_id", IDENT_REASON),
+        (4, "sensor_id", IDENT_REASON),
+        (5, "sensor_id", IDENT_REASON),
+        (7, "agency", IDENT_REASON),
+        (8, "external_id", IDENT_REASON),
+    ]
+    for number, line in enumerate(lines, start=1):
+        if number in checked.lines:
+            continue
+        with pytest.raises(Problem) as refused:
+            rules.check(validation.decode_one(line), "hue")
+        assert refused.value.reason == IDENT_REASON
+    # The published schema still states the alphabet.
+    schema = msgspec.json.schema(TrafficCount)
+    assert schema["$defs"]["TrafficCount"]["properties"]["sensor_id"]["pattern"] == IDENT_PATTERN
+
+
+def test_a_readings_row_is_its_fields_in_the_tables_column_order() -> None:
+    table = TABLES[TrafficCount]
+    assert TrafficCount.__struct_fields__ == table.columns
+    reading = validation.decode_one(GOOD)
+    assert table.row(reading) == tuple(getattr(reading, name) for name in table.columns)
