@@ -9,7 +9,8 @@ commit, where the general path takes six. The notices' text is the same either w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any, TypeGuard
 
 from ioc.events.kinds import Event, TrafficCount
@@ -19,6 +20,7 @@ from ioc.store.writer import TABLES, Written, span
 # Readings per live notice: a NOTIFY payload must stay under 8000 bytes.
 PER_NOTICE = 50
 READINGS = "ioc_readings"
+_SENSOR, _OBSERVED = attrgetter("sensor_id"), attrgetter("observed_at")
 
 
 def _row(r: TrafficCount) -> list[Any]:
@@ -49,18 +51,22 @@ async def announce(
     lines: Sequence[int],
     written: Written,
 ) -> None:
-    """Tell the live map each sensor's latest stored reading (a few notices per batch)."""
+    """Tell the live map each sensor's latest stored reading (a few notices per batch, logged
+    by one statement), in the order of each sensor's first stored line."""
     if kind is not TrafficCount:
         return
-    stored: Iterable[Any] = written.fresh(events, lines)
-    latest: dict[str, TrafficCount] = {}
-    for event in stored:
-        seen = latest.get(event.sensor_id)
-        if seen is None or event.observed_at > seen.observed_at:
-            latest[event.sensor_id] = event
-    rows = [_row(r) for r in latest.values()]
-    for start in range(0, len(rows), PER_NOTICE):
-        chunk = rows[start : start + PER_NOTICE]
+    stored: list[Any] = written.fresh(events, lines)
+    places = dict.fromkeys(map(_SENSOR, stored))
+    # A batch comes mostly in time order: the sort is one pass, and the latest comes last.
+    latest = {r.sensor_id: r for r in sorted(stored, key=_OBSERVED)}
+    rows = [_row(latest[sensor]) for sensor in places]
+    notices = [
+        json.dumps({"readings": rows[start : start + PER_NOTICE]})
+        for start in range(0, len(rows), PER_NOTICE)
+    ]
+    if notices:
+        # The elements of a json array keep their text: each notice is logged as built.
         await conn.execute(
-            "SELECT ioc_announce(%s, %s)", (READINGS, json.dumps({"readings": chunk}))
+            "SELECT ioc_announce(%s, notice::text) FROM json_array_elements(%s::json) AS notice",
+            (READINGS, "[" + ", ".join(notices) + "]"),
         )
