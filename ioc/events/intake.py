@@ -25,7 +25,7 @@ from ioc.events.rules import NUL_REASON, EventRules, Problem, nul_field
 from ioc.events.validation import Decoded, Rejection, check_batch, decode_one, reject_lines
 from ioc.media import records as media_records
 from ioc.store.reference import ReferenceData
-from ioc.store.writer import EventWriter, Written
+from ioc.store.writer import EventWriter, Spans, Written
 from ioc.tickets.filing import store_reports
 from ioc.tickets.opening import TicketDesk
 
@@ -90,9 +90,10 @@ def _grouped(
     """The events and their numbers by kind (a batch is mostly of one kind: then no sorting)."""
     if not events:
         return {}, {}
-    first = type(events[0])
-    if all(type(event) is first for event in events):
-        return {first: list(events)}, {first: list(numbers)}
+    kinds = set(map(type, events))  # in C: most batches are of one kind
+    if len(kinds) == 1:
+        (only,) = kinds
+        return {only: list(events)}, {only: list(numbers)}
     groups: dict[type[Any], list[Event]] = defaultdict(list)
     lines: dict[type[Any], list[int]] = defaultdict(list)
     for line, event in zip(numbers, events, strict=True):
@@ -151,14 +152,15 @@ class Intake:
 
     async def _store_batch(self, conn: Any, checked: Decoded) -> tuple[Decoded, list[int]]:
         """Write a batch's events in one transaction, leaving out any the database refuses."""
-        await self._prepare(conn, checked.events)
+        spans: Spans | None = await self._prepare(conn, checked.events)
         for _ in range(_ISOLATION_ROUNDS):
             try:
-                return checked, await self._store(conn, checked.events, checked.lines)
+                return checked, await self._store(conn, checked.events, checked.lines, spans=spans)
             except Exception as exc:
                 if not is_refusal(exc) or not checked.events:
                     raise
                 checked = await self._refuse(conn, checked)
+                spans = None  # taken over the events before the refusals
         return checked, await self._store(conn, checked.events, checked.lines)
 
     async def _refuse(self, conn: Any, checked: Decoded) -> Decoded:
@@ -236,20 +238,22 @@ class Intake:
         """Write concurrently submitted single events in one transaction; each one's receipt."""
         codes: Codes = {}
         async with self._pool.connection() as conn:
-            await self._prepare(conn, events)
+            spans = await self._prepare(conn, events)
             if readings.one_statement(events):
                 duplicates = await readings.write_group(conn, events)
             else:
-                duplicates = set(await self._store(conn, events, range(len(events)), codes))
+                stored = await self._store(conn, events, range(len(events)), codes, spans)
+                duplicates = set(stored)
         return [
             Receipt(index not in duplicates, codes.get(_report_key(e)))
             for index, e in enumerate(events)
         ]
 
-    async def _prepare(self, conn: Any, events: Sequence[Event]) -> None:
-        """Create what the events' writes need (partitions), outside their transaction."""
+    async def _prepare(self, conn: Any, events: Sequence[Event]) -> Spans:
+        """Create what the events' writes need (partitions), outside their transaction; the
+        spans of time taken on the way."""
         groups, _ = _grouped(events, range(len(events)))
-        await self._writer.prepare(conn, groups)
+        return await self._writer.prepare(conn, groups)
 
     async def _store(
         self,
@@ -257,9 +261,11 @@ class Intake:
         events: Sequence[Event],
         numbers: Sequence[int],
         codes: Codes | None = None,
+        spans: Spans | None = None,
     ) -> list[int]:
         """Write events (numbered by their lines) in one transaction; the duplicates' numbers.
-        The new field reports' lookup codes go into ``codes`` when given."""
+        The new field reports' lookup codes go into ``codes`` when given; ``spans`` are those
+        ``_prepare`` took over these very events."""
         groups, lines = _grouped(events, numbers)
         duplicates: list[int] = []
         rated: list[Event] = []
@@ -275,7 +281,8 @@ class Intake:
                         codes,
                     )
                 else:
-                    written = await self._writer.write_batch(conn, kind, group, lines[kind])
+                    known = spans.get(kind) if spans else None
+                    written = await self._writer.write_batch(conn, kind, group, lines[kind], known)
                 duplicates.extend(written.duplicate_lines)
                 await self._link_media(conn, kind, group, lines[kind], written)
                 await readings.announce(conn, kind, group, lines[kind], written)
@@ -324,7 +331,7 @@ class Intake:
     @staticmethod
     async def _check_ratings(conn: Any, checked: Decoded) -> Decoded:
         """Refuse the ratings of reports and dossiers that have no result yet."""
-        if all(type(e) is TrafficCount for e in checked.events) or not any(
+        if set(map(type, checked.events)) <= {TrafficCount} or not any(
             ratings.is_rating(e) for e in checked.events
         ):
             return checked

@@ -205,6 +205,10 @@ TABLES: dict[type[Any], Table] = {
 }
 
 
+# The earliest and the latest time of each kind's events in a write.
+Spans = dict[type[Any], tuple[datetime, datetime]]
+
+
 def span(events: Sequence[Event]) -> tuple[datetime, datetime]:
     """The earliest and the latest time of events of one kind."""
     moment = _WHEN.get(type(events[0]))
@@ -245,20 +249,30 @@ class EventWriter:
     def __init__(self, partitions: PartitionManager) -> None:
         self.partitions = partitions
 
-    async def prepare(self, conn: Conn, groups: dict[type[Any], list[Event]]) -> None:
-        """Create partitions the events need. Call before opening the write transaction."""
+    async def prepare(self, conn: Conn, groups: dict[type[Any], list[Event]]) -> Spans:
+        """Create partitions the events need. Call before opening the write transaction.
+        The span of each partitioned kind's events, for ``write_batch`` to take again."""
+        spans: Spans = {}
         for kind, events in groups.items():
             table = TABLES[kind]
             if table.partitioned and events:
-                await self.partitions.ensure(conn, table.name, *span(events))
+                spans[kind] = span(events)
+                await self.partitions.ensure(conn, table.name, *spans[kind])
+        return spans
 
     async def write_batch(
-        self, conn: Conn, kind: type[Any], events: Sequence[Event], lines: Sequence[int]
+        self,
+        conn: Conn,
+        kind: type[Any],
+        events: Sequence[Event],
+        lines: Sequence[int],
+        known: tuple[datetime, datetime] | None = None,
     ) -> Written:
-        """Write one kind's events inside the caller's open transaction."""
+        """Write one kind's events inside the caller's open transaction; ``known`` is their
+        span when already taken (by ``prepare``, for these very events)."""
         table = TABLES[kind]
+        window = (known or span(events)) if table.aggregated and events else None
         if 0 < len(events) <= MOST:  # one statement, no savepoint
-            window = span(events) if table.aggregated else None
             inserted = await insert_few(conn, table, events, lines, window)
             repeats = tuple(sorted(line for line in lines if line not in inserted))
             return Written(len(inserted), repeats)
@@ -268,8 +282,8 @@ class EventWriter:
             written = Written(len(events), ())
         except psycopg.errors.UniqueViolation:
             written = await self._copy_staged(conn, table, events, lines)
-        if table.aggregated and written.stored:
-            await note_written(conn, *span(events))
+        if window is not None and written.stored:
+            await note_written(conn, *window)
         return written
 
     async def _copy_direct(self, conn: Conn, table: Table, events: Sequence[Event]) -> None:
