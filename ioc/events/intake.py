@@ -362,15 +362,16 @@ class Intake:
     def _count(self, checked: Decoded, result: BatchResult, who: Principal) -> None:
         # Counted by (kind, the event's own source, whether a repeat); named after.
         counted: Counter[tuple[type[Any], str | None, bool]] = Counter()
-        repeats = len(result.duplicate_lines)
-        if Counter(map(type, checked.events)).keys() <= {TrafficCount}:
-            # Readings (by the thousand) carry no source of their own: counted without a loop.
+        if set(map(type, checked.events)) <= {TrafficCount}:
+            # Readings (by the thousand) carry no source of their own: counted without a loop,
+            # and with no zero count, as when counted one by one.
+            repeats = len(result.duplicate_lines)
             counted[(TrafficCount, None, False)] = len(checked.events) - repeats
             counted[(TrafficCount, None, True)] = repeats
-            counted = +counted  # no zero counts, as when counted one by one
+            counted = +counted
         else:
             duplicate = set(result.duplicate_lines)
-            counted.update(
+            counted = Counter(
                 (type(event), getattr(event, "source", None), line in duplicate)
                 for line, event in zip(checked.lines, checked.events, strict=True)
             )
