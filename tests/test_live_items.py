@@ -240,3 +240,72 @@ def test_many_new_tickets_go_out_as_a_few_notices_each_ticket_numbered(
     middle = len(notices[0]["tickets"]) // 2
     rest = messages(f"{server.ws_url}/v1/tickets/ws?after={middle}", operator, 150 - middle)
     assert rest == everything[middle:]
+
+
+def test_the_notices_of_new_tickets_carry_the_databases_own_message_text(
+    server: RunningServer, client: httpx.Client, source_key: str
+) -> None:
+    """New tickets' messages are written by the server, not read back: each must be the text
+    the database gives the stored ticket (the shape every other ticket change is sent in),
+    the count of reports taking in those of the same batch that joined it."""
+    opened = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).replace(microsecond=0).isoformat()
+
+    def line(external_id: str, lon: float, category: str = "moi_truong") -> dict[str, Any]:
+        return {
+            "kind": "field_report",
+            "external_id": external_id,
+            "category": category,
+            "description": "Rác thải ở vỉa hè",
+            "lon": lon,
+            "lat": 16.46,
+            "occurred_at": opened,
+        }
+
+    def post(lines: list[dict[str, Any]]) -> list[str]:
+        with psycopg.connect(server.db_url, autocommit=True) as listener:
+            listener.execute(f"LISTEN {TICKETS}")
+            body = "\n".join(json.dumps(x, ensure_ascii=False) for x in lines).encode()
+            answer = client.post(
+                "/v1/events/batch", content=body, headers=auth(source_key) | NDJSON
+            )
+            assert answer.status_code == 200 and answer.json()["accepted"] == len(lines)
+            # The answer came after the commit: its notices are already on their way.
+            notes = [n.payload for n in listener.notifies(timeout=1)]
+        return notes
+
+    def sent(notes: list[str]) -> dict[int, dict[str, Any]]:
+        found: dict[int, dict[str, Any]] = {}
+        for note in notes:
+            body = json.loads(note)
+            for message in body.get("tickets", [body]):
+                found[message["ticket"]] = {k: v for k, v in message.items() if k != "seq"}
+        return found
+
+    def stored(ids: list[int]) -> dict[int, dict[str, Any]]:
+        with psycopg.connect(server.db_url) as conn:
+            rows = conn.execute(
+                "SELECT t.id, row_to_json((SELECT n FROM (SELECT t.id AS ticket, t.agency,"
+                " t.state, t.category, t.report_count AS reports) AS n))::text"
+                " FROM tickets t WHERE t.id = ANY(%s)",
+                (ids,),
+            ).fetchall()
+        # Compared as text too: the members in the same order, the same spelling.
+        return {int(i): json.loads(text) for i, text in rows} | {
+            -int(i): {"text": text} for i, text in rows
+        }
+
+    # A batch: two tickets, the first joined by a report close by (a few metres east).
+    first = sent(post([line("N-1", 107.58), line("N-2", 107.58003), line("N-3", 107.62)]))
+    assert len(first) == 2
+    db = stored(list(first))
+    assert {t: first[t] for t in first} == {t: db[t] for t in first}
+    assert sorted(m["reports"] for m in first.values()) == [1, 2]
+    for ticket, message in first.items():
+        assert json.dumps(message, separators=(",", ":"), ensure_ascii=False) == db[-ticket]["text"]
+    # Another: a report joining a ticket already there (read back from the database) and a
+    # ticket of its own (written by the server).
+    second = sent(post([line("N-4", 107.58001), line("N-5", 107.66)]))
+    assert len(second) == 2
+    db = stored(list(second))
+    assert {t: second[t] for t in second} == {t: db[t] for t in second}
+    assert sorted(m["reports"] for m in second.values()) == [1, 3]

@@ -72,7 +72,7 @@ async def _file(
     # the open tickets near them.
     async with pipeline(conn):
         taken = await conn.execute(
-            "SELECT nextval(pg_get_serial_sequence('field_reports', 'id')), now()"
+            "SELECT nextval((SELECT pg_get_serial_sequence('field_reports', 'id')::regclass)), now()"
             " FROM generate_series(1, %s)",
             (len(reports),),
         )
@@ -106,7 +106,7 @@ async def _file(
         if not many:
             await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
             real = await desk.insert(conn, new_rows, ids)
-        await desk.send_links(conn, links, real, point_reports=False)
+        await desk.send_links(conn, links, real, new_rows, point_reports=False)
         secrets = (
             await conn.execute(
                 "SELECT id, lookup_secret FROM field_reports WHERE id = ANY(%b::bigint[])",

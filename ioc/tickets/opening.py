@@ -8,11 +8,13 @@ append-only ticket event and a notification on the ``ioc_tickets`` channel.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+import msgspec
 import psycopg
 
 from ioc.deadlines import DeadlineBook
@@ -90,7 +92,7 @@ class TicketDesk:
             reports, [ids[(r.source, r.external_id)] for r in reports], nearby
         )
         real = await self.insert(conn, new_rows, await self.reserve(conn, len(new_rows)))
-        await self.link(conn, links, real)
+        await self.link(conn, links, real, new_rows)
         return Opened(len(new_rows), len(links) - len(new_rows), codes)
 
     def plan(
@@ -235,7 +237,7 @@ class TicketDesk:
         if not count:
             return None
         return await conn.execute(
-            "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, %s)",
+            "SELECT nextval((SELECT pg_get_serial_sequence('tickets', 'id')::regclass)) FROM generate_series(1, %s)",
             (count,),
         )
 
@@ -261,19 +263,22 @@ class TicketDesk:
         conn: psycopg.AsyncConnection[Any],
         links: list[tuple[int, int, bool]],
         real: dict[int, int],
+        rows: Sequence[tuple[Any, ...]],
         point_reports: bool = True,
     ) -> None:
         """Point each report at its ticket (unless they were stored pointing at it already);
-        count and record the attached duplicates; notify."""
+        count and record the attached duplicates; notify. ``rows`` are the new tickets
+        planned by ``plan`` (the ticket of ref -n is ``rows[n - 1]``)."""
         # Sent together, answered together: one round trip for the three writes.
         async with pipeline(conn):
-            await TicketDesk.send_links(conn, links, real, point_reports)
+            await TicketDesk.send_links(conn, links, real, rows, point_reports)
 
     @staticmethod
     async def send_links(
         conn: psycopg.AsyncConnection[Any],
         links: list[tuple[int, int, bool]],
         real: dict[int, int],
+        rows: Sequence[tuple[Any, ...]],
         point_reports: bool = True,
     ) -> None:
         """``link``'s statements, sent in the caller's pipeline."""
@@ -303,7 +308,11 @@ class TicketDesk:
                    FROM bumped b JOIN joined j ON j.ticket_id = b.id""",
                 ([r for r, _ in attached], [t for _, t in attached]),
             )
-        await notify(conn, sorted(set(tickets)))
+        # The new tickets' notices are written here, from the planned rows; the tickets that
+        # were there before are read back for theirs.
+        fresh = new_notices(links, real, rows)
+        await announce(conn, [message for _, message in sorted(fresh.items())])
+        await notify(conn, sorted({t for t in tickets if t not in fresh}))
 
 
 # The message of one ticket's change (over a ticket row ``t``), compact JSON; the live feeds
@@ -324,6 +333,56 @@ SELECT CASE WHEN count(*) = 1 THEN ioc_announce(%(channel)s, min(m))
                                     count(*)::int) END
 FROM runs GROUP BY run / %(bytes)s"""
 _NOTIFY_ONE = f"SELECT ioc_announce(%s, {NOTICE}) FROM tickets t WHERE t.id = %s"
+# Messages written here (new tickets) are numbered and logged as NOTICE's are, in one statement:
+# a batch of one item as its message.
+_ANNOUNCE = """SELECT CASE WHEN b.n = 1 THEN ioc_announce(%(channel)s, b.p)
+                           ELSE ioc_announce_items(%(channel)s, b.p, b.n) END
+FROM unnest(%(payloads)s::text[], %(items)s::int4[]) AS b(p, n)"""
+_message = msgspec.json.Encoder().encode
+
+
+def new_notices(
+    links: Sequence[tuple[int, int, bool]], real: dict[int, int], rows: Sequence[tuple[Any, ...]]
+) -> dict[int, str]:
+    """Ticket id -> NOTICE's message for each ticket of ``rows`` (planned by
+    ``TicketDesk.plan``, state new), counting the reports of the batch that joined it."""
+    joined = Counter(ref for _, ref, attached in links if attached and ref < 0)
+    notices: dict[int, str] = {}
+    for n, row in enumerate(rows, start=1):
+        ticket = real[-n]
+        notices[ticket] = _message(
+            {
+                "ticket": ticket,
+                "agency": row[2],
+                "state": "new",
+                "category": row[1],
+                "reports": 1 + joined[-n],
+            }
+        ).decode()
+    return notices
+
+
+async def announce(
+    conn: psycopg.AsyncConnection[Any], messages: Sequence[str], batch_bytes: int = BATCH_BYTES
+) -> None:
+    """Log and send ticket messages (NOTICE's shape) as ``notify`` does: in batches of
+    ``batch_bytes`` of messages, in the order given."""
+    if not messages:
+        return
+    # As ``_NOTIFY``: a message goes in batch (running bytes of messages, commas counted) //
+    # batch_bytes.
+    groups: dict[int, list[str]] = {}
+    run = 0
+    for message in messages:
+        run += len(message.encode()) + 1
+        groups.setdefault(run // batch_bytes, []).append(message)
+    payloads = [_batch(group) for group in groups.values()]
+    items = [len(group) for group in groups.values()]
+    await conn.execute(_ANNOUNCE, {"channel": CHANNEL, "payloads": payloads, "items": items})
+
+
+def _batch(messages: list[str]) -> str:
+    return messages[0] if len(messages) == 1 else '{"tickets":[' + ",".join(messages) + "]}"
 
 
 async def notify(
