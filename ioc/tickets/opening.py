@@ -7,7 +7,6 @@ append-only ticket event and a notification on the ``ioc_tickets`` channel.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,12 +21,10 @@ from ioc.events.kinds import FieldReport
 from ioc.lookup import report_code
 from ioc.routing.router import Router
 from ioc.store.pipelines import pipeline
+from ioc.tickets.reach import Reach, cell, metres
 from ioc.tickets.writing import write_tickets
 
 CHANNEL = "ioc_tickets"
-_M_PER_DEG_LAT = 110_574.0
-_M_PER_DEG_LON_EQ = 111_320.0
-_CELLS_PER_DEG = 1000  # must match the tickets.cell_x / cell_y columns (migration 0003)
 
 
 @dataclass
@@ -40,11 +37,6 @@ class _Open:
     lat: float
     opened_at: datetime
     state: str
-
-
-def _metres(a_lon: float, a_lat: float, b_lon: float, b_lat: float) -> float:
-    dx = (a_lon - b_lon) * _M_PER_DEG_LON_EQ * math.cos(math.radians((a_lat + b_lat) / 2))
-    return math.hypot(dx, (a_lat - b_lat) * _M_PER_DEG_LAT)
 
 
 @dataclass(frozen=True)
@@ -66,6 +58,7 @@ class TicketDesk:
         self.book = book
         book.warm(datetime.now(book.office.tz))
         self._dedupe_m = dedupe_m
+        self._reach = Reach(dedupe_m)
         self._window = timedelta(seconds=dedupe_s)
 
     async def open_for(
@@ -148,22 +141,6 @@ class TicketDesk:
             links.append((report_id, ref, False))
         return new_rows, links
 
-    @staticmethod
-    def _cell(lon: float, lat: float) -> tuple[int, int]:
-        """The ticket's grid cell, computed exactly as the tickets.cell_x/cell_y columns are."""
-        return math.floor(lon * _CELLS_PER_DEG), math.floor(lat * _CELLS_PER_DEG)
-
-    def _columns(self, lon: float, lat: float) -> list[tuple[int, int, int]]:
-        """The cells within reach, as columns: (cell_x, lowest cell_y, highest cell_y)."""
-        x, y = self._cell(lon, lat)
-        reach_y = math.ceil(self._dedupe_m / (_M_PER_DEG_LAT / _CELLS_PER_DEG))
-        metres_x = _M_PER_DEG_LON_EQ * max(math.cos(math.radians(lat)), 0.2) / _CELLS_PER_DEG
-        reach_x = math.ceil(self._dedupe_m / metres_x)
-        return [(x + dx, y - reach_y, y + reach_y) for dx in range(-reach_x, reach_x + 1)]
-
-    def _around(self, lon: float, lat: float) -> list[tuple[int, int]]:
-        return [(x, y) for x, low, high in self._columns(lon, lat) for y in range(low, high + 1)]
-
     async def query_nearby(
         self, conn: psycopg.AsyncConnection[Any], reports: Sequence[FieldReport]
     ) -> psycopg.AsyncCursor[Any] | None:
@@ -171,7 +148,7 @@ class TicketDesk:
         if self._dedupe_m <= 0:
             return None
         keys = sorted(
-            {(r.category, *column) for r in reports for column in self._columns(r.lon, r.lat)}
+            {(r.category, *column) for r in reports for column in self._reach.columns(r.lon, r.lat)}
         )
         # One probe of the open-cells index per (category, cell column): the cells of one
         # cell_x within reach are one range of cell_y, next to each other in the index. The
@@ -207,21 +184,19 @@ class TicketDesk:
 
     def _remember(self, found: dict[tuple[str, int, int], list[_Open]], ticket: _Open) -> None:
         if self._dedupe_m > 0:
-            found.setdefault((ticket.category, *self._cell(ticket.lon, ticket.lat)), []).append(
-                ticket
-            )
+            found.setdefault((ticket.category, *cell(ticket.lon, ticket.lat)), []).append(ticket)
 
     def _match(
         self, nearby: dict[tuple[str, int, int], list[_Open]], report: FieldReport
     ) -> _Open | None:
         best, best_m = None, self._dedupe_m
-        for cell in self._around(report.lon, report.lat):
-            for candidate in nearby.get((report.category, *cell), ()):
+        for around in self._reach.cells(report.lon, report.lat):
+            for candidate in nearby.get((report.category, *around), ()):
                 if abs(candidate.opened_at - report.occurred_at) > self._window:
                     continue
-                metres = _metres(candidate.lon, candidate.lat, report.lon, report.lat)
-                if metres <= best_m:
-                    best, best_m = candidate, metres
+                apart = metres(candidate.lon, candidate.lat, report.lon, report.lat)
+                if apart <= best_m:
+                    best, best_m = candidate, apart
         return best
 
     @staticmethod
