@@ -312,7 +312,7 @@ _NOTIFY_ONE = f"SELECT ioc_announce(%s, {NOTICE}) FROM tickets t WHERE t.id = %s
 # a batch of one item as its message.
 _ANNOUNCE = """SELECT CASE WHEN b.n = 1 THEN ioc_announce(%(channel)s, b.p)
                            ELSE ioc_announce_items(%(channel)s, b.p, b.n) END
-FROM unnest(%(payloads)s::text[], %(items)s::int4[]) AS b(p, n)"""
+FROM unnest(%(payloads)b::text[], %(items)b::int4[]) AS b(p, n)"""
 _message = msgspec.json.Encoder().encode
 
 
