@@ -17,7 +17,7 @@ import functools
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from itertools import pairwise
 from pathlib import Path
 
@@ -68,7 +68,18 @@ class _Year:
 class WorkingCalendar:
     """Office time on working days; immutable once built, safe to share between threads."""
 
-    __slots__ = ("_close", "_country", "_day_us", "_office", "_swaps", "_tz", "_weekend", "_years")
+    __slots__ = (
+        "_close",
+        "_country",
+        "_day_us",
+        "_flags",
+        "_midnights",
+        "_office",
+        "_swaps",
+        "_tz",
+        "_weekend",
+        "_years",
+    )
 
     def __init__(
         self,
@@ -100,6 +111,10 @@ class WorkingCalendar:
         # Filled lazily; the tables are a pure function of the settings above, so a
         # racing double build only wastes work.
         self._years: dict[int, _Year] = {}
+        # Day by day, from the tables: whether it is a working day, and its local midnight
+        # (a deadline is told from it, thousands of times a batch of tickets).
+        self._flags: dict[int, bool] = {}
+        self._midnights: dict[int, datetime] = {}
 
     @classmethod
     def for_vietnam(
@@ -265,10 +280,17 @@ class WorkingCalendar:
         """(ordinal, microseconds since local midnight) of `value` in the calendar's zone."""
         require_aware(name, value)
         local = value.astimezone(self._tz)
-        return local.toordinal(), _micros(local.time())
+        since = ((local.hour * 60 + local.minute) * 60 + local.second) * US + local.microsecond
+        return local.toordinal(), since
 
     def _at(self, ordinal: int, micros: int) -> datetime:
-        return datetime.combine(date.fromordinal(ordinal), _clock(micros), tzinfo=self._tz)
+        """The instant ``micros`` after local midnight of day ``ordinal`` (less than a day):
+        the same wall-clock time as combining the date with that time of day."""
+        midnight = self._midnights.get(ordinal)
+        if midnight is None:
+            midnight = datetime.combine(date.fromordinal(ordinal), time(), tzinfo=self._tz)
+            self._midnights[ordinal] = midnight
+        return midnight + timedelta(microseconds=micros)
 
     def _office_within(self, lo: int, hi: int) -> int:
         return sum(max(0, min(b, hi) - max(a, lo)) for a, b in self._office)
@@ -308,8 +330,11 @@ class WorkingCalendar:
         return _Year(first=first, working=bytes(flags), before=tuple(before))
 
     def _working(self, ordinal: int) -> bool:
-        table = self._year(date.fromordinal(ordinal).year)
-        return bool(table.working[ordinal - table.first])
+        flag = self._flags.get(ordinal)
+        if flag is None:
+            table = self._year(date.fromordinal(ordinal).year)
+            flag = self._flags[ordinal] = bool(table.working[ordinal - table.first])
+        return flag
 
     def _count(self, lo: int, hi: int) -> int:
         """Working days with ordinals in [lo, hi): one lookup per year spanned."""
