@@ -39,6 +39,10 @@ class _Open:
     state: str
 
 
+# Open tickets a batch's reports might join: by (category, cell_x), each as (cell_y, ticket).
+Nearby = dict[tuple[str, int], list[tuple[int, _Open]]]
+
+
 @dataclass(frozen=True)
 class Opened:
     created: int
@@ -92,7 +96,7 @@ class TicketDesk:
         self,
         reports: Sequence[FieldReport],
         stored: Sequence[tuple[int, datetime]],
-        nearby: dict[tuple[str, int, int], list[_Open]],
+        nearby: Nearby,
     ) -> tuple[list[tuple[Any, ...]], list[tuple[int, int, bool]]]:
         """Route the reports (stored as these (id, received_at)) and pick each one's ticket:
         an open one nearby, or a new one. The new tickets' rows, and (report id, ticket ref,
@@ -168,11 +172,9 @@ class TicketDesk:
             tuple(list(column) for column in zip(*keys, strict=True)) if keys else ([], [], [], []),
         )
 
-    async def open_nearby(
-        self, cur: psycopg.AsyncCursor[Any] | None
-    ) -> dict[tuple[str, int, int], list[_Open]]:
-        """The open tickets found, keyed by (category, cell) for constant-time lookup."""
-        found: dict[tuple[str, int, int], list[_Open]] = {}
+    async def open_nearby(self, cur: psycopg.AsyncCursor[Any] | None) -> Nearby:
+        """The open tickets found, by category and cell column, each with its cell_y."""
+        found: Nearby = {}
         if cur is None:
             return found
         seen: set[int] = set()  # columns of nearby reports overlap: a ticket may come twice
@@ -182,16 +184,17 @@ class TicketDesk:
                 self._remember(found, _Open(int(row[0]), row[1], row[2], row[3], row[4], row[5]))
         return found
 
-    def _remember(self, found: dict[tuple[str, int, int], list[_Open]], ticket: _Open) -> None:
+    def _remember(self, found: Nearby, ticket: _Open) -> None:
         if self._dedupe_m > 0:
-            found.setdefault((ticket.category, *cell(ticket.lon, ticket.lat)), []).append(ticket)
+            x, y = cell(ticket.lon, ticket.lat)
+            found.setdefault((ticket.category, x), []).append((y, ticket))
 
-    def _match(
-        self, nearby: dict[tuple[str, int, int], list[_Open]], report: FieldReport
-    ) -> _Open | None:
+    def _match(self, nearby: Nearby, report: FieldReport) -> _Open | None:
         best, best_m = None, self._dedupe_m
-        for around in self._reach.cells(report.lon, report.lat):
-            for candidate in nearby.get((report.category, *around), ()):
+        for x, low, high in self._reach.columns(report.lon, report.lat):
+            for y, candidate in nearby.get((report.category, x), ()):
+                if not low <= y <= high:
+                    continue
                 if abs(candidate.opened_at - report.occurred_at) > self._window:
                     continue
                 apart = metres(candidate.lon, candidate.lat, report.lon, report.lat)

@@ -58,7 +58,3 @@ class Reach:
         west = math.floor((lon - reach_lon) * CELLS_PER_DEG)
         east = math.floor((lon + reach_lon) * CELLS_PER_DEG)
         return [(x, low, high) for x in range(west, east + 1)]
-
-    def cells(self, lon: float, lat: float) -> list[tuple[int, int]]:
-        """The cells within reach, one by one."""
-        return [(x, y) for x, low, high in self.columns(lon, lat) for y in range(low, high + 1)]
