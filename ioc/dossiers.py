@@ -231,7 +231,7 @@ async def refold(conn: Conn, book: DeadlineBook, dossier_ids: Sequence[str], now
         return 0
     await conn.execute(
         "SELECT pg_advisory_xact_lock(h) FROM"
-        " (SELECT DISTINCT hashtextextended(d, 311) AS h FROM unnest(%s::text[]) AS d ORDER BY 1) AS k",
+        " (SELECT DISTINCT hashtextextended(d, 311) AS h FROM unnest(%b::text[]) AS d ORDER BY 1) AS k",
         (ids,),
     )
     cur = await conn.execute(

@@ -83,7 +83,7 @@ async def _tickets_of(
 ) -> dict[tuple[str, str], tuple[int | None, str | None]]:
     cur = await conn.execute(
         """SELECT k.source, k.external_id, t.id, t.state
-           FROM unnest(%s::text[], %s::text[]) AS k(source, external_id)
+           FROM unnest(%b::text[], %b::text[]) AS k(source, external_id)
            JOIN field_reports r ON r.source = k.source AND r.external_id = k.external_id
            LEFT JOIN tickets t ON t.id = r.ticket_id""",
         ([s for s, _ in keys], [x for _, x in keys]),
@@ -141,8 +141,8 @@ async def record(conn: Conn, events: Sequence[Event]) -> None:
                                     score, comment, rated_at, external_id)
                SELECT 'report', f.source, f.id, t.id, t.agency, t.category, f.rating, f.score,
                       f.comment, f.rated_at, f.external_id
-               FROM unnest(%s::text[], %s::text[], %s::text[], %s::int2[], %s::text[],
-                           %s::timestamptz[], %s::text[])
+               FROM unnest(%b::text[], %b::text[], %b::text[], %b::int2[], %b::text[],
+                           %b::timestamptz[], %b::text[])
                     AS f(source, id, rating, score, comment, rated_at, external_id)
                JOIN field_reports r ON r.source = f.source AND r.external_id = f.id
                JOIN tickets t ON t.id = r.ticket_id"""
@@ -155,8 +155,8 @@ async def record(conn: Conn, events: Sequence[Event]) -> None:
                                     comment, rated_at, external_id)
                SELECT 'dossier', f.source, f.id, d.agency, d.procedure_code, f.rating, f.score,
                       f.comment, f.rated_at, f.external_id
-               FROM unnest(%s::text[], %s::text[], %s::text[], %s::int2[], %s::text[],
-                           %s::timestamptz[], %s::text[])
+               FROM unnest(%b::text[], %b::text[], %b::text[], %b::int2[], %b::text[],
+                           %b::timestamptz[], %b::text[])
                     AS f(source, id, rating, score, comment, rated_at, external_id)
                JOIN dossiers d ON d.dossier_id = f.id"""
             + _UPSERT_TAIL,

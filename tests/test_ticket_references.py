@@ -1,9 +1,11 @@
-"""A ticket's opening report and a ticket event's ticket are checked once a statement
-(migration 0032), with the foreign key's own error: a missing key is refused, the whole
-statement with it, and a referenced row cannot be deleted or given another id."""
+"""A ticket's opening report, a ticket event's ticket (migration 0032), a report's category and
+a ticket's agency (0033) are checked once a statement, with the foreign key's own error: a
+missing key is refused, the whole statement with it, and a referenced row cannot be deleted or
+given another key, even by a transaction racing the one that refers to it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import psycopg
@@ -98,3 +100,98 @@ def test_referenced_rows_cannot_be_deleted_or_renumbered(conn: psycopg.Connectio
     conn.execute("DELETE FROM field_reports WHERE id = %s", (lone,))
     (bare,) = _tickets(conn, [_report(conn, "R-7")])
     conn.execute("DELETE FROM tickets WHERE id = %s", (bare,))
+
+
+def test_a_report_of_an_unknown_category_is_refused(conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+        conn.execute(
+            """INSERT INTO field_reports (source, external_id, category, description, lon, lat,
+                                          occurred_at)
+               VALUES ('test', 'C-1', 'moi_truong', 'a', 107.5, 16.4, now()),
+                      ('test', 'C-2', 'khong_co', 'b', 107.5, 16.4, now())"""
+        )
+    diag = refused.value.diag
+    assert diag.constraint_name == "field_reports_category_fkey"
+    assert (diag.table_name, diag.column_name) == ("field_reports", "category")
+    assert diag.message_detail == 'Key (category)=(khong_co) is not present in table "categories".'
+    assert _count(conn, "field_reports") == 0
+    report = _report(conn, "C-3")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute("UPDATE field_reports SET category = 'khong_co' WHERE id = %s", (report,))
+
+
+def test_a_ticket_of_an_unknown_agency_is_refused_none_is_the_unrouted_queue(
+    conn: psycopg.Connection,
+) -> None:
+    (ticket,) = _tickets(conn, [_report(conn, "A-1")])  # agency NULL: allowed
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+        conn.execute("UPDATE tickets SET agency = 'khong_co' WHERE id = %s", (ticket,))
+    assert refused.value.diag.constraint_name == "tickets_agency_fkey"
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+        conn.execute(
+            """INSERT INTO tickets (report_id, category, state, agency, routing, lon, lat,
+                                    opened_at, updated_at)
+               VALUES (%s, 'moi_truong', 'new', 'khong_co', '{}', 107.5, 16.4, now(), now())""",
+            (_report(conn, "A-2"),),
+        )
+    assert refused.value.diag.message_detail == (
+        'Key (agency)=(khong_co) is not present in table "agencies".'
+    )
+    conn.execute("UPDATE tickets SET agency = 'ioc' WHERE id = %s", (ticket,))
+
+
+def test_a_code_in_use_cannot_go_others_and_names_can(conn: psycopg.Connection) -> None:
+    (ticket,) = _tickets(conn, [_report(conn, "K-1")])
+    conn.execute("UPDATE tickets SET agency = 'ioc' WHERE id = %s", (ticket,))
+    for statement, constraint in (
+        ("DELETE FROM categories WHERE code = 'moi_truong'", "field_reports_category_fkey"),
+        ("UPDATE categories SET code = 'moi_truong_2' WHERE code = 'moi_truong'", None),
+        ("DELETE FROM agencies WHERE code = 'ioc'", "tickets_agency_fkey"),
+        ("UPDATE agencies SET code = 'ioc_2' WHERE code = 'ioc'", None),
+    ):
+        with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+            conn.execute(statement)
+        if constraint is not None:
+            assert refused.value.diag.constraint_name == constraint
+    conn.execute("UPDATE categories SET name_vi = 'Môi trường đô thị' WHERE code = 'moi_truong'")
+    conn.execute(
+        "INSERT INTO categories (code, name_vi, default_deadline_hours) VALUES ('tam_thoi', 'Tạm thời', 24)"
+        " ON CONFLICT DO NOTHING"
+    )
+    conn.execute("DELETE FROM categories WHERE code = 'tam_thoi'")
+
+
+def test_removing_a_code_waits_for_the_reports_being_written_and_then_is_refused(
+    db_url: str,
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        setup.execute(
+            "INSERT INTO categories (code, name_vi, default_deadline_hours) VALUES ('dua_tranh', 'Đua tranh', 24)"
+            " ON CONFLICT DO NOTHING"
+        )
+    outcome: list[BaseException | None] = []
+    with psycopg.connect(db_url) as writer:
+        writer.execute(
+            """INSERT INTO field_reports (source, external_id, category, description, lon, lat,
+                                          occurred_at)
+               VALUES ('test', 'D-1', 'dua_tranh', 'a', 107.5, 16.4, now())"""
+        )  # not yet committed
+
+        def remove() -> None:
+            try:
+                with psycopg.connect(db_url, autocommit=True) as admin:
+                    admin.execute("DELETE FROM categories WHERE code = 'dua_tranh'")
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        remover = threading.Thread(target=remove)
+        remover.start()
+        remover.join(timeout=1.0)
+        assert remover.is_alive()  # held back by the report being written
+        writer.commit()
+        remover.join(timeout=10)
+    assert len(outcome) == 1 and isinstance(outcome[0], psycopg.errors.ForeignKeyViolation)
+    with psycopg.connect(db_url) as check:
+        row = check.execute("SELECT count(*) FROM categories WHERE code = 'dua_tranh'").fetchone()
+    assert row == (1,)
