@@ -18,7 +18,6 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
-from itertools import pairwise
 from pathlib import Path
 
 import holidays
@@ -33,6 +32,7 @@ from alerting.clockwork import (
     to_micros,
     zone_of,
 )
+from alerting.office_hours import clock, micros_of, naive_time, office_intervals
 from alerting.swap_days import SwapDays
 
 __all__ = [
@@ -97,7 +97,7 @@ class WorkingCalendar:
         `weekend` holds `date.weekday()` numbers.
         """
         self._tz = zone_of(tz)
-        self._office = _office_intervals(office_hours)
+        self._office = office_intervals(office_hours)
         self._day_us = sum(b - a for a, b in self._office)
         self._close = self._office[-1][1]
         self._weekend = frozenset(weekend)
@@ -145,7 +145,7 @@ class WorkingCalendar:
 
     @property
     def office_hours(self) -> tuple[tuple[time, time], ...]:
-        return tuple((_clock(a), _clock(b)) for a, b in self._office)
+        return tuple((clock(a), clock(b)) for a, b in self._office)
 
     @property
     def seconds_per_day(self) -> float:
@@ -190,7 +190,7 @@ class WorkingCalendar:
         if days < 0:
             raise ValueError(f"days is {days}, must be 0 or more")
         ordinal, now = self._local("start", start)
-        last_intake = self._close if cutoff is None else _micros(_naive_time(cutoff, "cutoff"))
+        last_intake = self._close if cutoff is None else micros_of(naive_time(cutoff, "cutoff"))
         if not self._working(ordinal) or now >= last_intake:
             ordinal = self._nth_after(ordinal, 1)
         due = self._nth_after(ordinal, days) if days else ordinal
@@ -361,71 +361,9 @@ class WorkingCalendar:
             ordinal = table.first + table.days
 
 
-# -- pauses, shared by both policies ------------------------------------------
-
-
 # -- small helpers -------------------------------------------------------------
 
 
 @functools.cache
 def _default_calendar() -> WorkingCalendar:
     return WorkingCalendar.for_vietnam()
-
-
-def _micros(t: time) -> int:
-    return ((t.hour * 60 + t.minute) * 60 + t.second) * US + t.microsecond
-
-
-def _clock(micros: int) -> time:
-    seconds, micro = divmod(micros, US)
-    minutes, second = divmod(seconds, 60)
-    hour, minute = divmod(minutes, 60)
-    return time(hour, minute, second, micro)
-
-
-def _naive_time(value: time | str, name: str) -> time:
-    if isinstance(value, str):
-        try:
-            value = time.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{name} is {value!r}, must be a time such as '07:30'") from None
-    if not isinstance(value, time):
-        raise TypeError(f"{name} must be a time or 'HH:MM', got {type(value).__name__}")
-    if value.tzinfo is not None:
-        raise ValueError(
-            f"{name} is {value.isoformat()}; office hours are local wall-clock times, "
-            "drop the tzinfo"
-        )
-    return value
-
-
-def _office_intervals(
-    hours: Sequence[tuple[time | str, time | str]],
-) -> tuple[tuple[int, int], ...]:
-    """Office hours as sorted, disjoint (start, end) microsecond pairs; end is exclusive."""
-    spans: list[tuple[int, int]] = []
-    for index, pair in enumerate(hours):
-        try:
-            opens, closes = pair
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"office_hours[{index}] is {pair!r}, must be a (start, end) pair"
-            ) from None
-        a = _micros(_naive_time(opens, f"office_hours[{index}] start"))
-        b = _micros(_naive_time(closes, f"office_hours[{index}] end"))
-        if a >= b:
-            raise ValueError(
-                f"office_hours[{index}] runs {_clock(a)}-{_clock(b)}: start must be before end"
-            )
-        spans.append((a, b))
-    if not spans:
-        raise ValueError(
-            "office_hours is empty; give at least one (start, end) pair such as ('07:30', '11:30')"
-        )
-    spans.sort()
-    for (a1, b1), (a2, b2) in pairwise(spans):
-        if a2 < b1:
-            raise ValueError(
-                f"office hours {_clock(a1)}-{_clock(b1)} and {_clock(a2)}-{_clock(b2)} overlap"
-            )
-    return tuple(spans)
