@@ -165,6 +165,16 @@ def wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
+def counted(server: RunningServer, *samples: str) -> None:
+    """Wait for these samples in the server's metrics: a batch is counted once the broker has
+    taken its dead letters, which a subscriber may receive first, and after its commit."""
+    wait_for(
+        lambda: all(s in httpx.get(f"{server.url}/metrics").text for s in samples),
+        f"metrics {', '.join(samples)}",
+        seconds=10,
+    )
+
+
 def reading(minute: int, **extra: Any) -> dict[str, Any]:
     return {
         "observed_at": f"2025-08-01T08:{minute:02d}:00+07:00",
@@ -239,8 +249,7 @@ def test_a_repeated_message_is_stored_once(mqtt_server: RunningServer, device: P
         "the reading after the repeats",
     )
     assert rows(mqtt_server.db_url, "SELECT count(*) FROM field_reports") == [(1,)]
-    metrics = httpx.get(f"{mqtt_server.url}/metrics").text
-    assert 'ioc_mqtt_events_total{outcome="duplicate"} 2.0' in metrics
+    counted(mqtt_server, 'ioc_mqtt_events_total{outcome="duplicate"} 2.0')
 
 
 def test_bad_payloads_go_to_the_dead_letter_topic(
@@ -269,9 +278,11 @@ def test_bad_payloads_go_to_the_dead_letter_topic(
         assert letter["field"] == field, letter
     malformed = next(x for x in device.letters if "malformed" in x["reason"])
     assert malformed["payload"] == '{"observed_at": "2025-08-01T08:01'
-    metrics = httpx.get(f"{mqtt_server.url}/metrics").text
-    assert f'ioc_mqtt_events_total{{outcome="refused"}} {float(len(bad))}' in metrics
-    assert 'ioc_mqtt_events_total{outcome="stored"} 1.0' in metrics
+    counted(
+        mqtt_server,
+        f'ioc_mqtt_events_total{{outcome="refused"}} {float(len(bad))}',
+        'ioc_mqtt_events_total{outcome="stored"} 1.0',
+    )
 
 
 def test_a_gateway_array_stores_each_valid_event(
@@ -293,9 +304,11 @@ def test_a_gateway_array_stores_each_valid_event(
     assert (unknown["index"], unknown["field"]) == (1, "sensor_id")
     assert json.loads(unknown["payload"]) == readings[1]
     assert (negative["index"], negative["field"]) == (3, "vehicle_count")
-    metrics = httpx.get(f"{mqtt_server.url}/metrics").text
-    assert 'ioc_mqtt_events_total{outcome="stored"} 2.0' in metrics
-    assert 'ioc_mqtt_events_total{outcome="refused"} 2.0' in metrics
+    counted(
+        mqtt_server,
+        'ioc_mqtt_events_total{outcome="stored"} 2.0',
+        'ioc_mqtt_events_total{outcome="refused"} 2.0',
+    )
 
 
 def test_the_broker_login_is_the_one_in_the_url(settings: Settings, tmp_path: Path) -> None:
