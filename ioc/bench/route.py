@@ -93,14 +93,20 @@ def _tickets(url: str) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def _post_batches(url: str, key: str, batch: list[dict[str, Any]], batch_size: int) -> Posted:
-    """POST the reports in batches over two connections; echoes what it does."""
+def _post_batches(
+    url: str, key: str, batch: list[dict[str, Any]], batch_size: int, posters: int
+) -> Posted:
+    """POST the reports in batches over ``posters`` connections; echoes what it does."""
     encoder = msgspec.json.Encoder()
     bodies = [
         b"\n".join(encoder.encode(r) for r in batch[i : i + batch_size])
         for i in range(0, len(batch), batch_size)
     ]
-    click.echo(f"{len(batch):,} field reports in batches of {batch_size:,} → tickets …", err=True)
+    click.echo(
+        f"{len(batch):,} field reports in batches of {batch_size:,} from {posters} posters"
+        " → tickets …",
+        err=True,
+    )
     return asyncio.run(
         post_all(
             url,
@@ -108,25 +114,33 @@ def _post_batches(url: str, key: str, batch: list[dict[str, Any]], batch_size: i
             bodies,
             path="/v1/events/batch",
             content_type="application/x-ndjson",
-            parallel=2,
+            parallel=posters,
         )
     )
 
 
-def _larger_run(settings: Settings, wards: Path, reports: int, batch_size: int) -> Posted:
+def _larger_run(
+    settings: Settings, wards: Path, reports: int, batch_size: int, posters: int
+) -> Posted:
     """The batches alone, for the cost per report at a second size, in a database of its own."""
     with scratch_database(settings, "route_large") as url:
         key, bounds = asyncio.run(_prepare(url, wards, settings.timezone))
         batch = _reports(reports, bounds, "B", datetime.now(UTC) - timedelta(minutes=15))
         with server_process(url) as server:
-            return _post_batches(server.url, key, batch, batch_size)
+            return _post_batches(server.url, key, batch, batch_size, posters)
 
 
 def run_route_benchmark(
-    settings: Settings, points: int, reports: int, batch_size: int, larger: int = 0
+    settings: Settings,
+    points: int,
+    reports: int,
+    batch_size: int,
+    larger: int = 0,
+    posters: int = 2,
 ) -> dict[str, Any]:
     """The figures; with ``larger``, the batches run again at that size to compare the cost
-    per report at the two sizes (the bar: flat from 50,000 to 500,000 reports)."""
+    per report at the two sizes (the bar: flat from 50,000 to 500,000 reports). The batches
+    come from ``posters`` connections at once (two, the bar's figure)."""
     encoder = msgspec.json.Encoder()
     with tempfile.TemporaryDirectory() as work:
         wards, real = hue_wards_file(Path(work))
@@ -143,7 +157,7 @@ def run_route_benchmark(
             single = _reports(min(2_000, reports), bounds, "S", start)
             with server_process(url) as server:
                 watch = CpuWatch(server.process.pid, url)
-                batches = _post_batches(server.url, key, batch, batch_size)
+                batches = _post_batches(server.url, key, batch, batch_size, posters)
                 batch_cpu = watch.per_item(reports)
                 click.echo(f"baseline: {len(single):,} single-report POSTs …", err=True)
                 # From a lean keep-alive client (aiohttp's own CPU per request, on the same
@@ -159,7 +173,7 @@ def run_route_benchmark(
                 )
                 single_cpu = watch.per_item(len(single))
             opened, routed, linked = _tickets(url)
-        large = _larger_run(settings, wards, larger, batch_size) if larger else None
+        large = _larger_run(settings, wards, larger, batch_size, posters) if larger else None
     batch_rate, single_rate = batches.per_s, singles.per_s
     # Cost per report with the tables nearly empty (first tenth) and nearly full (last tenth);
     # the very first request (warm-up: first plans, first connections) is left out.
@@ -181,6 +195,7 @@ def run_route_benchmark(
         "agreement": geo["agreement"],
         "route_meets_bar": int(bool(geo["meets_bar"])),
         "reports": reports,
+        "posters": posters,
         "reports_to_tickets_per_s": round(batch_rate),
         "report_us_first_tenth": round(early, 1),
         "report_us_last_tenth": round(late, 1),

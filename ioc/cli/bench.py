@@ -62,13 +62,20 @@ def bench_ingest(events: int, batch_size: int, single: int, concurrency: int) ->
     help="Run the batches again with this many reports and print the cost per report at both"
     " sizes (the bar: flat from 50,000 to 500,000); 0: one size.",
 )
-def bench_route(points: int, reports: int, batch_size: int, larger: int) -> None:
+@click.option(
+    "--posters",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Connections posting the batches at once (the bar's figure: 2).",
+)
+def bench_route(points: int, reports: int, batch_size: int, larger: int, posters: int) -> None:
     """Geo-routing against geopandas.sjoin, and field reports to routed tickets end to end."""
     from ioc.bench.route import run_route_benchmark
 
     if larger and larger <= reports:
         raise click.BadParameter("--larger must be more than --reports")
-    run_route_benchmark(cli_settings(), points, reports, batch_size, larger)
+    run_route_benchmark(cli_settings(), points, reports, batch_size, larger, posters)
 
 
 @bench.command("sla")

@@ -14,9 +14,9 @@
 ALTER TABLE tickets DROP CONSTRAINT tickets_report_id_fkey;
 ALTER TABLE ticket_events DROP CONSTRAINT ticket_events_ticket_id_fkey;
 
--- Raises the foreign key's own error for a missing key.
+-- Raises the foreign key's own error for a missing key (given as text).
 CREATE FUNCTION ioc_reference_missing(child text, child_column text, constraint_name text,
-                                      parent text, key bigint) RETURNS void
+                                      parent text, key text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'insert or update on table "%" violates foreign key constraint "%"',
@@ -30,7 +30,7 @@ $$;
 
 -- Raises the foreign key's own error for a referenced row deleted or given another id.
 CREATE FUNCTION ioc_reference_kept(child text, constraint_name text, parent text,
-                                   parent_column text, key bigint) RETURNS void
+                                   parent_column text, key text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'update or delete on table "%" violates foreign key constraint "%" on table "%"',
@@ -50,7 +50,7 @@ BEGIN
     WHERE NOT EXISTS (SELECT FROM field_reports f WHERE f.id = n.report_id) LIMIT 1;
     IF FOUND THEN
         PERFORM ioc_reference_missing('tickets', 'report_id', 'tickets_report_id_fkey',
-                                      'field_reports', missing);
+                                      'field_reports', missing::text);
     END IF;
     RETURN NULL;
 END
@@ -63,7 +63,7 @@ CREATE FUNCTION tickets_report_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM field_reports f WHERE f.id = NEW.report_id) THEN
         PERFORM ioc_reference_missing('tickets', 'report_id', 'tickets_report_id_fkey',
-                                      'field_reports', NEW.report_id);
+                                      'field_reports', NEW.report_id::text);
     END IF;
     RETURN NULL;
 END
@@ -80,7 +80,7 @@ BEGIN
     WHERE EXISTS (SELECT FROM tickets t WHERE t.report_id = o.id) LIMIT 1;
     IF FOUND THEN
         PERFORM ioc_reference_kept('tickets', 'tickets_report_id_fkey', 'field_reports', 'id',
-                                   kept);
+                                   kept::text);
     END IF;
     RETURN NULL;
 END
@@ -98,7 +98,7 @@ BEGIN
     WHERE NOT EXISTS (SELECT FROM tickets t WHERE t.id = n.ticket_id) LIMIT 1;
     IF FOUND THEN
         PERFORM ioc_reference_missing('ticket_events', 'ticket_id',
-                                      'ticket_events_ticket_id_fkey', 'tickets', missing);
+                                      'ticket_events_ticket_id_fkey', 'tickets', missing::text);
     END IF;
     RETURN NULL;
 END
@@ -111,7 +111,7 @@ CREATE FUNCTION ticket_events_ticket_changed() RETURNS trigger LANGUAGE plpgsql 
 BEGIN
     IF NOT EXISTS (SELECT FROM tickets t WHERE t.id = NEW.ticket_id) THEN
         PERFORM ioc_reference_missing('ticket_events', 'ticket_id',
-                                      'ticket_events_ticket_id_fkey', 'tickets', NEW.ticket_id);
+                                      'ticket_events_ticket_id_fkey', 'tickets', NEW.ticket_id::text);
     END IF;
     RETURN NULL;
 END
@@ -127,7 +127,7 @@ BEGIN
     END IF;
     IF EXISTS (SELECT FROM ticket_events e WHERE e.ticket_id = OLD.id) THEN
         PERFORM ioc_reference_kept('ticket_events', 'ticket_events_ticket_id_fkey', 'tickets',
-                                   'id', OLD.id);
+                                   'id', OLD.id::text);
     END IF;
     RETURN NULL;
 END

@@ -11,31 +11,7 @@
 ALTER TABLE field_reports DROP CONSTRAINT field_reports_category_fkey;
 ALTER TABLE tickets DROP CONSTRAINT tickets_agency_fkey;
 
--- As in 0032, for a text key.
-CREATE FUNCTION ioc_reference_missing(child text, child_column text, constraint_name text,
-                                      parent text, key text) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'insert or update on table "%" violates foreign key constraint "%"',
-                    child, constraint_name
-        USING ERRCODE = 'foreign_key_violation', TABLE = child, COLUMN = child_column,
-              CONSTRAINT = constraint_name,
-              DETAIL = format('Key (%s)=(%s) is not present in table "%s".', child_column, key,
-                              parent);
-END
-$$;
-
-CREATE FUNCTION ioc_reference_kept(child text, constraint_name text, parent text,
-                                   parent_column text, key text) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'update or delete on table "%" violates foreign key constraint "%" on table "%"',
-                    parent, constraint_name, child
-        USING ERRCODE = 'foreign_key_violation', TABLE = parent, CONSTRAINT = constraint_name,
-              DETAIL = format('Key (%s)=(%s) is still referenced from table "%s".', parent_column,
-                              key, child);
-END
-$$;
+-- The errors are raised by 0032's ioc_reference_missing and ioc_reference_kept.
 
 -- field_reports.category → categories.code
 CREATE FUNCTION field_reports_category_written() RETURNS trigger LANGUAGE plpgsql AS $$
